@@ -1,0 +1,171 @@
+"""Loading an application's ``config/settings.py``.
+
+The guide's settings are plain Python variables in a module. Every process
+(receiver, router worker, relay worker, CLI) loads the same module, chosen by
+``--config`` or ``LAMSON_SETTINGS`` (default ``config.settings``) with the
+project root (``--root`` or ``LAMSON_ROOT``, default the current directory) on
+``sys.path``. Missing names get the defaults below, and a few environment
+variables override them so that one checkout can be deployed (or tested on
+free ports) without editing Python.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+MiB = 1024 * 1024
+
+#: Every setting a stage reads, with the value it has when the application
+#: does not set it. Paths are relative to the directory the process runs in
+#: (the project root, as in the guide: ``run/``, ``logs/``).
+DEFAULTS: dict[str, Any] = {
+    "receiver_config": {"host": "127.0.0.1", "port": 8823},
+    "relay_config": {"host": "127.0.0.1", "port": 8825},
+    "handlers": [],
+    "router_defaults": {},
+    "template_config": {"dir": "app", "module": "templates"},
+    "redis_url": "redis://127.0.0.1:6379/0",
+    # "maildir" (default: files under spool_dir) or "redis" (Redis with AOF).
+    "spool": "maildir",
+    "spool_dir": "run/spool",
+    # The Maildir the logging server (`lamson log`) fills and mutt reads.
+    "queue_dir": "run/queue",
+    "undeliverable_dir": "run/undeliverable",
+    "log_dir": "logs",
+    "run_dir": "run",
+    # Receiver limits.
+    "max_message_size": 32 * MiB,
+    "max_recipients": 100,
+    "smtp_timeout": 300,
+    # Routing jobs: how long one may run, and how often a failing one is retried.
+    "job_timeout": 45,
+    "route_retries": [10, 60, 300],
+    # Relay: SMTP timeout and retry schedule (seconds) for 4xx and connection failures.
+    "relay_timeout": 30,
+    "relay_retries": [5, 30, 120, 600, 1800],
+    # Conversation locks (seconds): expiry of a lock whose holder died, and wait.
+    "lock_timeout": 30,
+    "lock_wait": 10,
+    # Sweeper: spooled messages older than this with no live job are re-enqueued.
+    "sweep_grace": 10,
+    "sweep_interval": 15,
+}
+
+#: Environment variables that override settings, and how to apply them.
+ENV_OVERRIDES = {
+    "LAMSON_REDIS_URL": ("redis_url", str),
+    "LAMSON_SPOOL": ("spool", str),
+    "LAMSON_SPOOL_DIR": ("spool_dir", str),
+    "LAMSON_RECEIVER_HOST": (("receiver_config", "host"), str),
+    "LAMSON_RECEIVER_PORT": (("receiver_config", "port"), int),
+    "LAMSON_RELAY_HOST": (("relay_config", "host"), str),
+    "LAMSON_RELAY_PORT": (("relay_config", "port"), int),
+}
+
+
+class SettingsError(Exception):
+    """The settings module cannot be found or holds a value no stage can use."""
+
+
+def settings_name(name: str | None = None) -> str:
+    """The dotted name of the settings module: argument, then LAMSON_SETTINGS."""
+    return name or os.environ.get("LAMSON_SETTINGS") or "config.settings"
+
+
+def project_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The directory that holds ``config/`` and ``app/``: argument, LAMSON_ROOT, or cwd."""
+    return Path(root or os.environ.get("LAMSON_ROOT") or os.getcwd()).resolve()
+
+
+def load(name: str | None = None, root: str | os.PathLike[str] | None = None) -> ModuleType:
+    """Import the settings module, fill in defaults and apply environment overrides.
+
+    The module object itself is returned (and stays in ``sys.modules``), so
+    ``from config import settings`` in application code sees the same values
+    and the services that ``config/boot.py`` assigns to it.
+    """
+    dotted = settings_name(name)
+    top = str(project_root(root))
+    if top not in sys.path:
+        sys.path.insert(0, top)
+    try:
+        module = importlib.import_module(dotted)
+    except ModuleNotFoundError as exc:
+        if exc.name and dotted.startswith(exc.name):
+            raise SettingsError(
+                f"cannot import settings module {dotted!r} from {top} "
+                "(run from the project root, or pass --root/--config)"
+            ) from exc
+        raise
+    apply_defaults(module)
+    apply_environment(module, os.environ)
+    validate(module)
+    return module
+
+
+def apply_defaults(module: ModuleType) -> None:
+    """Give the module every setting it does not define, as a private copy."""
+    for key, value in DEFAULTS.items():
+        if not hasattr(module, key):
+            setattr(module, key, copy.deepcopy(value))
+        elif isinstance(value, dict) and isinstance(getattr(module, key), dict):
+            merged = copy.deepcopy(value)
+            merged.update(getattr(module, key))
+            setattr(module, key, merged)
+
+
+def apply_environment(module: ModuleType, environ: os._Environ[str] | dict[str, str]) -> None:
+    """Apply LAMSON_* overrides; a malformed value is a SettingsError, not a crash later."""
+    for var, (target, kind) in ENV_OVERRIDES.items():
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = kind(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+        if isinstance(target, tuple):
+            section, key = target
+            getattr(module, section)[key] = value
+        else:
+            setattr(module, target, value)
+
+
+def validate(module: ModuleType) -> None:
+    """Refuse settings that would only fail later, far from their cause."""
+    if module.spool not in ("maildir", "redis"):
+        raise SettingsError(f"spool must be 'maildir' or 'redis', not {module.spool!r}")
+    for section in ("receiver_config", "relay_config"):
+        port = getattr(module, section).get("port")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise SettingsError(f"{section}['port'] must be a port number, not {port!r}")
+    scheme = urlsplit(module.redis_url).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(f"redis_url must be a redis://, rediss:// or unix:// URL, not {module.redis_url!r}")
+
+
+def boot(name: str | None = None, root: str | os.PathLike[str] | None = None) -> ModuleType:
+    """Load settings, then run the application's boot module (``config.boot``).
+
+    Router workers call this: the boot module assigns services to settings
+    (``settings.relay``, template loader, ``Router.load(settings.handlers)``),
+    as the guide describes. The receiver never calls it: it runs no
+    application code.
+    """
+    module = load(name, root)
+    boot_name = module.__name__.rsplit(".", 1)[0] + ".boot" if "." in module.__name__ else "boot"
+    boot_name = os.environ.get("LAMSON_BOOT", boot_name)
+    try:
+        importlib.import_module(boot_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != boot_name:
+            raise
+        raise SettingsError(f"cannot import boot module {boot_name!r} (expected beside {module.__name__})") from exc
+    return module

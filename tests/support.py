@@ -1,0 +1,125 @@
+"""Helpers shared by the test suite: free ports, real servers, bounded waiting.
+
+Every process a test starts is ended by its pid, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns a true value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate} (last: {last!r})")
+
+
+def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+    """Wait until something accepts TCP connections on host:port."""
+
+    def accepting() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    wait_for(accepting, timeout, 0.05, f"{host}:{port} to accept connections")
+
+
+def redis_server_binary() -> str:
+    """The redis-server executable; the suite fails loudly without it."""
+    path = shutil.which("redis-server")
+    if not path:
+        raise RuntimeError(
+            "redis-server is not installed: the test suite needs a real Redis "
+            "(apt-get install redis-server, or run the README's test command)"
+        )
+    return path
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """TERM, then KILL, a process (and its process group when it leads one)."""
+    if proc.poll() is not None:
+        return
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return
+    own_group = pgid == proc.pid
+    try:
+        if own_group:
+            os.killpg(pgid, signal.SIGTERM)
+        else:
+            proc.terminate()
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        if own_group:
+            os.killpg(pgid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait(5)
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def redis_server(directory: Path, port: int | None = None, extra: list[str] | None = None) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
+    """A private redis-server on a free loopback port with AOF on, ended on exit."""
+    port = port or free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    args = [
+        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+        "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction", "--daemonize", "no",
+        "--logfile", str(directory / "redis.log"),
+    ] + (extra or [])
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_port(port, timeout=20)
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        stop_process(proc)
+
+
+def run_lamson(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+               timeout: float = 60, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run the installed ``lamson`` command and capture its output."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([str(BIN / "lamson"), *args], cwd=cwd, env=full_env, capture_output=True,
+                          timeout=timeout, input=input)
+
+
+def spawn(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+          log: Path | None = None) -> subprocess.Popen[Any]:
+    """Start a long-running process in its own session (so it can be ended with its children)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(args, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
