@@ -1,0 +1,95 @@
+"""The aiosmtpd handler: cheap checks at RCPT, spool + enqueue at DATA.
+
+It answers 250 only after the spool has the message on stable storage; any
+failure to store is a 451 (the client keeps the message and retries), and
+the spool leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from email.utils import formatdate
+from typing import Any
+
+from lamson.envelope import Envelope, new_id
+from lamson.spool import Spool
+
+log = logging.getLogger("lamson.receiver")
+
+
+def received_header(env: Envelope, hostname: str) -> bytes:
+    """The trace header (RFC 5321 4.4) this hop adds; mail loops are counted by these."""
+    peer_ip = env.peer.split(":")[0] if env.peer else "unknown"
+    helo = "".join(ch for ch in (env.helo or "unknown") if 32 < ord(ch) < 127)[:200] or "unknown"
+    with_ = env.extra.get("protocol", "SMTP")
+    one_rcpt = f"\r\n\tfor <{env.rcpt_tos[0]}>" if len(env.rcpt_tos) == 1 else ""
+    text = (
+        f"Received: from {helo} ([{peer_ip}])\r\n\tby {hostname} (Lamson) with {with_} id {env.id}"
+        f"{one_rcpt};\r\n\t{formatdate(env.received_at)}\r\n"
+    )
+    return text.encode("utf-8", "replace")
+
+
+class SpoolHandler:
+    """aiosmtpd handler that stores each message durably and enqueues its routing job."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        enqueue: Callable[[str], bool],
+        executor: Executor,
+        *,
+        max_recipients: int = 100,
+        hostname: str | None = None,
+    ) -> None:
+        self.spool = spool
+        self.enqueue = enqueue
+        self.executor = executor
+        self.max_recipients = max_recipients
+        self.hostname = hostname or socket.gethostname()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        if not address or "\x00" in address or "@" not in address:
+            return "553 5.1.3 Recipient address must be a mailbox (local@domain)"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        peer = session.peer
+        env = Envelope(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
+            helo=session.host_name or "",
+            id=new_id(),
+            received_at=time.time(),
+            extra={"protocol": "UTF8SMTP" if envelope.smtp_utf8 else ("ESMTP" if session.extended_smtp else "SMTP")},
+        )
+        raw = envelope.original_content if envelope.original_content is not None else envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        data = received_header(env, self.hostname) + raw
+        loop = asyncio.get_running_loop()
+        try:
+            key, queued = await loop.run_in_executor(self.executor, self._store, env, data)
+        except Exception as exc:  # disk full, permissions, Redis spool down: the client retries
+            log.error("451 for %s from <%s>: cannot spool: %s", env.id, env.mail_from, exc)
+            return "451 4.3.0 Requested action aborted: local error in processing, try again later"
+        log.info(
+            "accepted %s from=<%s> to=%s size=%d key=%s%s",
+            env.id, env.mail_from, ",".join(f"<{r}>" for r in env.rcpt_tos), len(data), key,
+            "" if queued else " (not yet enqueued)",
+        )
+        return f"250 2.0.0 OK queued as {env.id}"
+
+    def _store(self, env: Envelope, data: bytes) -> tuple[str, bool]:
+        """Runs in a worker thread: fsync must not stall the event loop."""
+        key = self.spool.put(env, data)
+        return key, self.enqueue(key)

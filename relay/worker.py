@@ -1,0 +1,47 @@
+"""The relay worker process (``lamson relay``): rq SimpleWorker on ``lamson-outgoing``.
+
+No fork per job, so the SMTP session to the smart host stays open between
+jobs. It runs rq's scheduler too, which is what brings retried deliveries
+back after their backoff interval.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rq import Queue, SimpleWorker
+
+from lamson import logs
+from lamson import settings as lsettings
+from lamson.connection import connect
+from lamson.queues import OUTGOING
+from lamson.relay import jobs
+from lamson.relay.smtp import Connections
+from lamson.workerbase import MAINTENANCE_INTERVAL, WORKER_TTL, rq_log_level, startup_problems, worker_name
+
+log = logging.getLogger("lamson.relay")
+
+
+def run(settings_name: str | None = None, root: str | None = None, burst: bool = False,
+        name: str | None = None) -> int:
+    """Entry point of ``lamson relay``; returns the exit code."""
+    logs.setup()
+    settings = lsettings.load(settings_name, root)
+    conn = connect(settings.redis_url)
+    for problem in startup_problems(conn):
+        log.warning("WARNING: %s", problem)
+    jobs.CONNECTIONS = Connections(timeout=settings.relay_timeout)
+    worker = SimpleWorker(
+        [Queue(OUTGOING, connection=conn)],
+        connection=conn,
+        name=worker_name("relay", name),
+        worker_ttl=WORKER_TTL,
+        maintenance_interval=MAINTENANCE_INTERVAL,
+        default_result_ttl=0,
+    )
+    log.info("relay worker %s delivering %s", worker.name, OUTGOING)
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level=rq_log_level())
+    finally:
+        jobs.CONNECTIONS.close_all()
+    return 0

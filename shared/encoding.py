@@ -1,0 +1,273 @@
+"""Limits, charset fallbacks and header hygiene for the mail model.
+
+The standard library's ``email`` package does the MIME work; this module only
+adds what it lacks for a server that must read *any* message:
+
+* **Limits** (:func:`screen`): the stdlib recurses once per MIME level (a
+  RecursionError a few hundred levels down) and decodes RFC 2047 encoded words
+  in quadratic time, so a hostile message could crash or stall a worker.
+  :func:`screen` spots those messages cheaply, before anything parses them.
+* **Charset fallbacks** (:func:`decode_text`, :func:`decode_header_text`):
+  mail is routinely mis-labelled (Latin-1 labelled ``us-ascii``, UTF-8
+  labelled ``iso-8859-1``, charsets nobody has heard of); we decode with a
+  sensible guess instead of raising or printing U+FFFD.
+* **Header hygiene** (:func:`clean_header`): a value that could break a header
+  line (CR, LF, NUL, U+2028, U+0085, ...) never reaches the wire. Text headers
+  are neutralised, address headers are refused (see ``docs/mail.md``).
+"""
+
+from __future__ import annotations
+
+import email.header
+import re
+from collections.abc import Iterator
+from email.message import Message
+
+#: The largest header block we parse (Postfix's default header_size_limit is 100 KiB).
+MAX_HEADER_BYTES = 256 * 1024
+#: The deepest MIME nesting we accept (multipart and message/* containers).
+MAX_DEPTH = 50
+#: Encoded words allowed in the top-level header block.
+MAX_ENCODED_WORDS = 1000
+#: Above this many encoded words in one value, decode with the linear fallback
+#: instead of the stdlib's (quadratic) structured header parser.
+MAX_WORDS_PER_HEADER = 200
+
+#: Characters that some part of Python or of a mail client treats as a line
+#: break (``str.splitlines`` splits on all of these).
+LINE_BREAKS = "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+_BREAK_RUN = re.compile(f"[{re.escape(LINE_BREAKS)}]+")
+#: Other control characters: C0 except TAB, DEL, C1.
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f\x7f\x80-\x84\x86-\x9f]")
+_UNSAFE = re.compile(f"[{re.escape(LINE_BREAKS)}\x00-\x08\x0e-\x1b\x1f\x7f\x80-\x9f]")
+_FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+
+#: Headers whose values are addresses: a control character there is refused,
+#: because no rewriting of it is a safe guess at who the recipient is.
+ADDRESS_HEADERS = frozenset(
+    {
+        "from", "to", "cc", "bcc", "reply-to", "sender", "return-path",
+        "resent-from", "resent-to", "resent-cc", "resent-bcc", "resent-sender",
+        "delivered-to", "disposition-notification-to", "errors-to",
+    }
+)  # fmt: skip
+
+#: Labels that decode any byte string without error, and so hide a mis-label.
+_PERMISSIVE = frozenset({"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "iso8859-1", "l1"})
+
+
+class HeaderInjectionError(ValueError):
+    """An address header value contained a line break or control character."""
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def header_block_end(data: bytes, limit: int = MAX_HEADER_BYTES) -> int | None:
+    """Offset of the blank line ending the header block, searched within ``limit`` bytes.
+
+    None when there is no blank line in the first ``limit`` bytes; the whole
+    message is then the header block (or the block is over the limit).
+    """
+    if data.startswith((b"\n", b"\r\n", b"\r")):
+        return 0
+    ends = [i for i in (data.find(sep, 0, limit + 4) for sep in (b"\n\n", b"\r\n\r\n", b"\r\r")) if i >= 0]
+    return min(ends) if ends else None
+
+
+def screen(data: bytes | str) -> str | None:
+    """A one-line reason to quarantine ``data`` instead of routing it, or None.
+
+    Cheap (a few byte scans, no parsing) so it can run on every message: it
+    refuses header blocks over :data:`MAX_HEADER_BYTES`, more than
+    :data:`MAX_ENCODED_WORDS` encoded words in the header block, and MIME
+    nesting deeper than :data:`MAX_DEPTH` (measured by a parse only when a
+    byte count says the message might be that deep).
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    end = header_block_end(data)
+    if end is None:
+        if len(data) > MAX_HEADER_BYTES:
+            return f"header block larger than {MAX_HEADER_BYTES} bytes"
+        end = len(data)
+    words = data.count(b"=?", 0, end)
+    if words > MAX_ENCODED_WORDS:
+        return f"{words} encoded words in the header block (limit {MAX_ENCODED_WORDS})"
+    lowered = data.lower()
+    containers = lowered.count(b"multipart/") + lowered.count(b"message/")
+    if containers > MAX_DEPTH:
+        depth = measured_depth(data)
+        if depth is None or depth > MAX_DEPTH:
+            shown = "over 250" if depth is None else str(depth)
+            return f"MIME nesting {shown} levels deep (limit {MAX_DEPTH})"
+    return None
+
+
+def measured_depth(data: bytes) -> int | None:
+    """MIME depth of ``data`` by a real parse; None if the stdlib cannot parse it."""
+    from email import policy
+    from email.parser import BytesParser
+
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(data)
+        return max(depth for depth, _ in walk_with_depth(message))
+    except (RecursionError, MemoryError):
+        return None
+    except Exception:  # noqa: BLE001 - a parser bug is a refusal, not a crash
+        return None
+
+
+def walk_with_depth(message: Message) -> Iterator[tuple[int, Message]]:
+    """Every part with its depth (the root is 0), without recursion."""
+    stack: list[tuple[int, Message]] = [(0, message)]
+    while stack:
+        depth, part = stack.pop()
+        yield depth, part
+        if part.is_multipart():
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                stack.extend((depth + 1, child) for child in reversed(payload))
+
+
+# --------------------------------------------------------------------------- charsets
+
+
+def _lookup(charset: str | None) -> str | None:
+    """The codec name for a MIME charset label, or None if Python has no such codec."""
+    if not charset:
+        return None
+    import codecs
+
+    label = charset.strip().strip('"').lower()
+    try:
+        return codecs.lookup(label).name
+    except (LookupError, ValueError):
+        return None
+
+
+def _guess(data: bytes) -> str:
+    """Decode bytes of unknown charset: UTF-8, then a detector, then Windows-1252, then Latin-1."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if len(data) >= 64:
+        try:
+            import charset_normalizer
+
+            best = charset_normalizer.from_bytes(data).best()
+            if best is not None and best.encoding:
+                return data.decode(best.encoding)
+        except Exception:  # noqa: BLE001 - a detector failure just means we keep guessing
+            pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def decode_text(data: bytes, charset: str | None = None) -> str:
+    """Bytes to text, honouring ``charset`` when it fits and guessing when it doesn't.
+
+    A label that accepts any bytes (us-ascii, Latin-1) is not trusted over
+    valid UTF-8: UTF-8 mis-labelled as Latin-1 is far more common than Latin-1
+    that happens to be valid multi-byte UTF-8.
+    """
+    codec = _lookup(charset)
+    if codec is not None:
+        permissive = (charset or "").strip().strip('"').lower() in _PERMISSIVE or codec in (
+            "ascii",
+            "iso8859-1",
+            "latin-1",
+        )
+        if permissive and not data.isascii():
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        try:
+            return data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            pass
+        except Exception:  # noqa: BLE001 - some codecs (e.g. idna, punycode) raise other errors
+            pass
+    return _guess(data)
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def decode_header_text(raw: str) -> str:
+    """Decode a raw header value linearly, with charset fallbacks; never raises.
+
+    Used where the stdlib's structured parser is slow (many encoded words) or
+    gives up (unknown charsets, raw 8-bit bytes). Adjacent encoded words are
+    joined without the whitespace between them, as RFC 2047 section 6.2 says.
+    """
+    if _has_surrogates(raw):  # raw 8-bit bytes in a header (the parser surrogate-escapes them)
+        raw = decode_text(raw.encode("utf-8", "surrogateescape"))
+    raw = unfold(raw)
+    if "=?" not in raw:
+        return raw
+    try:
+        chunks = email.header.decode_header(raw)
+    except Exception:  # noqa: BLE001 - malformed encoded words: show them as they are
+        return raw
+    out: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        else:
+            out.append(decode_text(chunk, charset) if charset else decode_text(chunk, "utf-8"))
+    return "".join(out).strip()
+
+
+def unfold(value: str) -> str:
+    """Undo header folding (a line break followed by white space)."""
+    return re.sub(r"\r?\n(?=[ \t])|\r(?=[ \t])", "", value)
+
+
+# --------------------------------------------------------------------------- header hygiene
+
+
+def neutralise(value: str) -> str:
+    """A header-safe version of text: line-break runs become one space, other controls vanish."""
+    return _CONTROLS.sub("", _BREAK_RUN.sub(" ", value))
+
+
+def clean_header(name: str, value: str) -> str:
+    """Check a header about to be written; return the value to write.
+
+    * The name must be printable ASCII without a colon (RFC 5322 ftext).
+    * Address headers (:data:`ADDRESS_HEADERS`): a line break or control
+      character raises :class:`HeaderInjectionError`, because no rewrite of
+      ``a@x\\nBcc: b@y`` is a safe guess at the intended recipients.
+    * Other headers: neutralised (:func:`neutralise`), because a subject that
+      quotes an attacker's text must still be sendable, just not on two lines.
+    """
+    if not isinstance(name, str) or not _FIELD_NAME.match(name):
+        raise ValueError(f"invalid header name {name!r}: printable ASCII without ':' or spaces")
+    if not isinstance(value, str):
+        value = str(value)
+    if name.lower() in ADDRESS_HEADERS:
+        bad = _UNSAFE.search(value)
+        if bad:
+            raise HeaderInjectionError(
+                f"{name} header contains a line break or control character {bad.group()!r}; "
+                "refusing to guess the intended addresses"
+            )
+        return value
+    return neutralise(value).strip(" \t")
+
+
+def canonical_header(value: str) -> str:
+    """What a text header value reads as after a round trip: neutralised, trimmed."""
+    return neutralise(value).strip(" \t")
+
+
+def canonical_body(text: str) -> str:
+    """What a text body reads as after a round trip: LF line ends, ending in one LF."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text if text.endswith("\n") else text + "\n"

@@ -1,0 +1,84 @@
+"""The sweeper: no spooled message is left without a job.
+
+A message can sit in the spool with no routing job when the receiver died
+between spooling and enqueueing, when Redis was down at that moment, when a
+job stepped aside for a busy conversation, or when a worker died mid-job.
+Every worker runs a sweep at start and then periodically; a Redis lock
+makes one sweep run at a time across all processes and hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+import redis
+from rq.registry import StartedJobRegistry
+
+from lamson import queues
+from lamson.spool import Spool
+
+log = logging.getLogger("lamson.sweeper")
+
+LOCK_NAME = "lamson:sweeper"
+JOB_KEY = "rq:job:"
+
+
+def sweep(spool: Spool, conn: redis.Redis, *, grace: float, timeout: int, retries: list[int],
+          watch_queues: Iterable[str] = (queues.INCOMING,)) -> int:
+    """One pass; returns how many messages were (re-)enqueued. Does nothing if another sweep runs."""
+    lock = conn.lock(LOCK_NAME, timeout=300, blocking=False)
+    if not lock.acquire(blocking=False):
+        return 0
+    try:
+        for name in watch_queues:
+            # Jobs of workers that died: retried (or failed) now rather than at rq's next maintenance.
+            StartedJobRegistry(name, connection=conn).cleanup()
+        removed = spool.cleanup()
+        if removed:
+            log.info("removed %d stale partial file(s) from the spool's tmp/", removed)
+        keys = spool.keys(older_than=grace)
+        if not keys:
+            return 0
+        pipe = conn.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(JOB_KEY + queues.route_job_id(key))
+        orphans = [key for key, exists in zip(keys, pipe.execute(), strict=True) if not exists]
+        enqueued = 0
+        for key in orphans:
+            spooled = spool.get(key)
+            if spooled is None:
+                continue
+            queues.enqueue_route(conn, key, queue=spooled.envelope.queue, timeout=timeout, retries=retries)
+            enqueued += 1
+        if enqueued:
+            log.info("enqueued %d spooled message(s) that had no job", enqueued)
+        return enqueued
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            pass
+
+
+class SweeperThread(threading.Thread):
+    """Runs ``sweep`` every ``interval`` seconds until stopped; errors are logged, never fatal."""
+
+    def __init__(self, interval: float, **kwargs: object) -> None:
+        super().__init__(name="lamson-sweeper", daemon=True)
+        self.interval = interval
+        self.kwargs = kwargs
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                sweep(**self.kwargs)  # type: ignore[arg-type]
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("sweep skipped: Redis unavailable (%s)", exc)
+            except Exception:
+                log.exception("sweep failed")
+
+    def stop(self) -> None:
+        self.stopped.set()
