@@ -59,14 +59,14 @@ def deliver(data: bytes, mail_from: str, rcpt_tos: list[str], host: str, port: i
         raise TemporaryFailure(f"cannot deliver to {host}:{port}: {exc}") from None
 
     temporary = [r for r, (code, _) in refused.items() if 400 <= code < 500]
-    permanent = [r for r, (code, _) in refused.items() if code >= 500]
-    if permanent:
-        log.error("5xx for %s: %s", permanent, describe({r: refused[r] for r in permanent}))
+    refused_5xx = [r for r, (code, _) in refused.items() if code >= 500]
+    if refused_5xx:
+        log.error("5xx for %s: %s", refused_5xx, describe({r: refused[r] for r in refused_5xx}))
     if temporary:
         requeue_temporary(data, mail_from, temporary, host, port)
     accepted = len(rcpt_tos) - len(refused)
     log.info("delivered from=<%s> to %d of %d recipient(s) via %s:%s", mail_from, accepted, len(rcpt_tos), host, port)
-    return f"accepted {accepted}, temporary {len(temporary)}, permanent {len(permanent)}"
+    return f"accepted {accepted}, temporary {len(temporary)}, permanent {len(refused_5xx)}"
 
 
 def requeue_temporary(data: bytes, mail_from: str, rcpts: list[str], host: str, port: int) -> None:
