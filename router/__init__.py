@@ -1,1 +1,35 @@
-"""placeholder"""
+"""Routing mail to handler state functions: the guide's ``lamson.routing``.
+
+Handler modules write::
+
+    from lamson.router import route, route_like, stateless
+
+and the application's boot configures the process-wide ``Router``.
+"""
+
+from lamson.router.decorators import nolocking, route, route_like, state_key_generator, stateless
+from lamson.router.deferred import DeferNotConfigured, defer
+from lamson.router.locks import ConversationBusy, LocalLocks, RedisLocks
+from lamson.router.patterns import RoutingError
+from lamson.router.routing import Router, RouterClass
+from lamson.router.state import MemoryStorage, RedisStorage
+from lamson.router.worker_setup import setup_worker
+
+__all__ = [
+    "ConversationBusy",
+    "DeferNotConfigured",
+    "LocalLocks",
+    "MemoryStorage",
+    "RedisLocks",
+    "RedisStorage",
+    "Router",
+    "RouterClass",
+    "RoutingError",
+    "defer",
+    "nolocking",
+    "route",
+    "route_like",
+    "setup_worker",
+    "state_key_generator",
+    "stateless",
+]

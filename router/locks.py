@@ -1,0 +1,151 @@
+"""Conversation locks: one conversation runs in one place at a time.
+
+``Router.deliver`` asks for every lock a message needs at once, through
+:meth:`hold`; the names are taken in sorted order (so two messages needing
+the same pair cannot deadlock) within one bounded wait. When the wait runs
+out, :class:`ConversationBusy` is raised before any state function ran: the
+routing job leaves the message in the spool and it is routed again later.
+
+``LocalLocks`` serialise threads of one process (unit tests, the default).
+``RedisLocks`` serialise every process and host sharing a Redis: each is a
+redis-py ``Lock`` with an expiry, so a holder that dies frees it after
+``timeout`` seconds, and a watchdog thread extends the held locks while a
+long state function runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+import redis
+from redis.exceptions import LockError
+
+LOG = logging.getLogger(__name__)
+
+
+class ConversationBusy(Exception):
+    """A conversation lock could not be taken in time; route this message later."""
+
+    def __init__(self, name: str, waited: float) -> None:
+        super().__init__(f"conversation lock {name!r} still held after {waited:.1f}s")
+        self.name = name
+        self.waited = waited
+
+
+class Locks(Protocol):
+    """What the router needs of a lock manager."""
+
+    def hold(self, names: Sequence[str]) -> AbstractContextManager[None]: ...
+
+
+class LocalLocks:
+    """In-process locks keyed by name; entries vanish when nobody uses them."""
+
+    def __init__(self, wait: float = 10.0) -> None:
+        self.wait = wait
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    def _ref(self, name: str) -> threading.Lock:
+        with self._guard:
+            lock, users = self._locks.get(name, (None, 0))
+            if lock is None:
+                lock = threading.Lock()
+            self._locks[name] = (lock, users + 1)
+            return lock
+
+    def _unref(self, name: str) -> None:
+        with self._guard:
+            lock, users = self._locks[name]
+            if users <= 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
+
+    @contextmanager
+    def hold(self, names: Sequence[str]) -> Iterator[None]:
+        ordered = sorted(set(names))
+        deadline = time.monotonic() + self.wait
+        held: list[tuple[str, threading.Lock]] = []
+        try:
+            for name in ordered:
+                lock = self._ref(name)
+                if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    self._unref(name)
+                    raise ConversationBusy(name, self.wait)
+                held.append((name, lock))
+            yield
+        finally:
+            for name, lock in reversed(held):
+                lock.release()
+                self._unref(name)
+
+    def __repr__(self) -> str:
+        return f"LocalLocks(wait={self.wait})"
+
+
+class RedisLocks:
+    """Locks shared by every process on one Redis, each with an expiry."""
+
+    def __init__(self, conn: redis.Redis, *, prefix: str = "lamson:", timeout: float = 30.0,
+                 wait: float = 10.0, poll: float = 0.01) -> None:
+        if timeout <= 0:
+            raise ValueError("lock timeout must be positive: a lock without expiry outlives a dead holder")
+        self.conn = conn
+        self.prefix = prefix + "lock:"
+        self.timeout = timeout
+        self.wait = wait
+        self.poll = poll
+
+    def lock(self, name: str) -> redis.lock.Lock:
+        # thread_local=False: the watchdog thread extends a lock the main thread took.
+        return self.conn.lock(self.prefix + name, timeout=self.timeout, sleep=self.poll, thread_local=False)
+
+    @contextmanager
+    def hold(self, names: Sequence[str]) -> Iterator[None]:
+        ordered = sorted(set(names))
+        started = time.monotonic()
+        deadline = started + self.wait
+        held: list[redis.lock.Lock] = []
+        stop = threading.Event()
+        watchdog: threading.Thread | None = None
+        try:
+            for name in ordered:
+                lock = self.lock(name)
+                if not lock.acquire(blocking=True, blocking_timeout=max(0.0, deadline - time.monotonic())):
+                    raise ConversationBusy(name, time.monotonic() - started)
+                held.append(lock)
+            if held:
+                watchdog = threading.Thread(target=self._extend, args=(held, stop), daemon=True,
+                                            name="lamson-lock-watchdog")
+                watchdog.start()
+            yield
+        finally:
+            stop.set()
+            if watchdog is not None:
+                watchdog.join()
+            for lock in reversed(held):
+                try:
+                    lock.release()
+                except LockError:
+                    LOG.error("conversation lock %r expired before release: it was held longer than "
+                              "lock_timeout=%ss without being extended", lock.name, self.timeout)
+
+    def _extend(self, held: list[redis.lock.Lock], stop: threading.Event) -> None:
+        """Push the expiry of held locks forward until the state functions are done."""
+        while not stop.wait(self.timeout / 3):
+            for lock in held:
+                try:
+                    lock.extend(self.timeout, replace_ttl=True)
+                except LockError:
+                    LOG.error("could not extend conversation lock %r (lost to expiry?)", lock.name)
+                except redis.RedisError:
+                    LOG.exception("Redis error extending conversation lock %r", lock.name)
+
+    def __repr__(self) -> str:
+        return f"RedisLocks(timeout={self.timeout}, wait={self.wait})"

@@ -1,0 +1,393 @@
+"""The Router: the guide's ``lamson.routing.Router``, process-wide.
+
+It keeps the handler modules the application loaded, the routes their
+decorated state functions declare (in registration order), and delivers each
+message as the guide's loop does: for every route whose regex matches
+``message.To``, run its stateless functions and, per handler module, the
+state function named like the sender's current state; a state function
+returns the next one. Conversation state goes to ``STATE_STORE`` and every
+call runs under the conversation locks of ``LOCKS`` (taken all at once before
+anything runs, so contention raises :class:`ConversationBusy` and the message
+is simply routed again later).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import logging
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.utils import parseaddr
+from types import ModuleType
+from typing import Any
+
+from lamson.router.decorators import RouteSpec, is_state_key_generator, spec_of
+from lamson.router.locks import ConversationBusy, LocalLocks, Locks
+from lamson.router.patterns import RoutingError, compile_route
+from lamson.router.state import START, MemoryStorage, StateStorage
+
+LOG = logging.getLogger("lamson.router")
+
+ERROR = "ERROR"
+
+StateFunction = Callable[..., Any]
+
+
+def bare_address(address: Any) -> str:
+    """The bare, lowercased form of an address (``"Joe <J@X.com>"`` → ``"j@x.com"``)."""
+    if address is None:
+        return ""
+    text = str(address).strip()
+    if "<" in text:
+        text = parseaddr(text)[1] or text
+    return text.strip().lower()
+
+
+def function_name(func: StateFunction) -> str:
+    return f"{func.__module__}.{func.__name__}"
+
+
+@dataclass
+class _Loaded:
+    """A handler module the router loaded, and the file state it was loaded from."""
+
+    name: str
+    file: str | None
+    stamp: tuple[int, int] | None
+
+
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+class RouterClass:
+    """Routes, conversation state and locks for one process.
+
+    The guide's names are kept: ``defaults``, ``load``, ``reload``,
+    ``deliver``, ``match``, ``get_state``, ``set_state``, ``clear_states``,
+    ``clear_routes``, ``STATE_STORE``, ``UNDELIVERABLE_QUEUE``, ``RELOAD``,
+    ``LOG_EXCEPTIONS``.
+    """
+
+    def __init__(self) -> None:
+        self.STATE_STORE: StateStorage = MemoryStorage()
+        self.LOCKS: Locks = LocalLocks()
+        #: A lamson.queue.Queue (or anything with push) for messages nothing handled.
+        self.UNDELIVERABLE_QUEUE: Any = None
+        #: Reload handler modules whose files changed, before each message (development).
+        self.RELOAD = False
+        #: True: a failing state function is logged and parked; False: the exception propagates.
+        self.LOG_EXCEPTIONS = True
+        #: What setup_worker received, for defer(): the settings module and Redis connection.
+        self.SETTINGS: Any = None
+        self.REDIS: Any = None
+        self._defaults: dict[str, str] = {}
+        self._modules: dict[str, _Loaded] = {}
+        self._functions: list[StateFunction] = []
+        self._keygens: dict[str, StateFunction] = {}
+        self._table: list[tuple[re.Pattern[str], list[StateFunction]]] | None = None
+
+    # -- configuration -------------------------------------------------
+
+    def defaults(self, **captures: str) -> None:
+        """Set default capture regexes (``host="test\\\\.com"``) used by every route."""
+        self._defaults.update(captures)
+        self._table = None
+
+    def load(self, handlers: list[str] | tuple[str, ...]) -> None:
+        """Import handler modules (by dotted name) and register their routes, in order.
+
+        A route whose capture has no regex is a RoutingError here, at load
+        time, not on the first message.
+        """
+        if isinstance(handlers, str):
+            handlers = [handlers]
+        for name in handlers:
+            module = importlib.import_module(name)
+            if name not in self._modules:
+                self._modules[name] = _Loaded(name, getattr(module, "__file__", None),
+                                              _file_stamp(getattr(module, "__file__", None)))
+                self._register_module(module)
+        self._build()
+
+    def _register_module(self, module: ModuleType) -> None:
+        name = module.__name__
+        for value in list(vars(module).values()):
+            if not callable(value) or getattr(value, "__module__", None) != name:
+                continue
+            if is_state_key_generator(value):
+                self._keygens[name] = value
+            spec = spec_of(value)
+            if spec is None:
+                continue
+            if spec.pattern is None:
+                LOG.warning("%s is marked stateless/nolocking but has no @route: ignored", function_name(value))
+                continue
+            if value not in self._functions:
+                self._functions.append(value)
+
+    def _unregister_module(self, name: str) -> None:
+        self._functions = [f for f in self._functions if f.__module__ != name]
+        self._keygens.pop(name, None)
+
+    def reload(self) -> None:
+        """Reload every loaded handler module from its file and rebuild the table."""
+        self._reload([loaded.name for loaded in self._modules.values()])
+
+    def reload_changed(self) -> list[str]:
+        """Reload the handler modules whose files changed since loaded; return their names."""
+        changed = [m.name for m in self._modules.values() if m.file and _file_stamp(m.file) != m.stamp]
+        if changed:
+            self._reload(changed)
+        return changed
+
+    def _reload(self, names: list[str]) -> None:
+        for name in names:
+            loaded = self._modules[name]
+            module = sys.modules.get(name)
+            try:
+                if loaded.file:
+                    # The .pyc records the source mtime in whole seconds: an edit within
+                    # the same second and of the same size would be missed without this.
+                    try:
+                        os.unlink(importlib.util.cache_from_source(loaded.file))
+                    except (OSError, NotImplementedError, ValueError):
+                        pass
+                importlib.invalidate_caches()
+                module = importlib.reload(module) if module is not None else importlib.import_module(name)
+            except Exception:
+                LOG.exception("reloading handler module %s failed; keeping the previous version", name)
+                loaded.stamp = _file_stamp(loaded.file)
+                continue
+            loaded.file = getattr(module, "__file__", None)
+            loaded.stamp = _file_stamp(loaded.file)
+            LOG.info("reloaded handler module %s", name)
+        # Rebuild everything in load order so the routing ORDER stays stable.
+        self._functions = []
+        self._keygens = {}
+        for name in self._modules:
+            module = sys.modules.get(name)
+            if module is not None:
+                self._register_module(module)
+        self._build()
+
+    def clear_routes(self) -> None:
+        """Forget every loaded module and route (the defaults stay)."""
+        self._modules.clear()
+        self._functions.clear()
+        self._keygens.clear()
+        self._table = None
+
+    def clear_states(self) -> None:
+        """Forget every conversation: everybody is back in START."""
+        self.STATE_STORE.clear()
+
+    # -- the route table -----------------------------------------------
+
+    def _build(self) -> list[tuple[re.Pattern[str], list[StateFunction]]]:
+        table: dict[str, tuple[re.Pattern[str], list[StateFunction]]] = {}
+        for func in self._functions:
+            spec: RouteSpec = spec_of(func)  # type: ignore[assignment]
+            try:
+                regex = compile_route(spec.pattern or "", spec.captures, self._defaults)
+            except RoutingError as exc:
+                raise RoutingError(f"{function_name(func)}: {exc}") from None
+            entry = table.setdefault(regex.pattern, (regex, []))
+            entry[1].append(func)
+        self._table = list(table.values())
+        return self._table
+
+    @property
+    def table(self) -> list[tuple[re.Pattern[str], list[StateFunction]]]:
+        """``[(compiled regex, [state functions])]`` in routing order."""
+        return self._table if self._table is not None else self._build()
+
+    @property
+    def ORDER(self) -> list[str]:  # noqa: N802 - the guide's name
+        """The routing regexes in the order they are tried."""
+        return [regex.pattern for regex, _ in self.table]
+
+    @property
+    def TABLE(self) -> dict[str, list[StateFunction]]:  # noqa: N802 - the guide's name
+        """Each routing regex and the state functions it maps to."""
+        return {regex.pattern: list(funcs) for regex, funcs in self.table}
+
+    @property
+    def modules(self) -> list[str]:
+        """The handler modules loaded, in load order."""
+        return list(self._modules)
+
+    def match(self, address: Any) -> Iterator[tuple[list[StateFunction], dict[str, str]]]:
+        """Yield ``(functions, captures)`` for every route matching ``address``, in order."""
+        text = bare_address(address)
+        for regex, funcs in self.table:
+            found = regex.match(text)
+            if found:
+                yield list(funcs), {k: v for k, v in found.groupdict().items() if v is not None}
+
+    # -- conversation state --------------------------------------------
+
+    def state_key(self, module_name: str, message: Any) -> str:
+        """The key a module's conversations are stored under (module name by default)."""
+        keygen = self._keygens.get(module_name)
+        return str(keygen(module_name, message)) if keygen else module_name
+
+    def get_state(self, module_name: str, message: Any) -> str:
+        """The sender's state name in that module's conversation (``"START"`` if none)."""
+        return self.STATE_STORE.get(self.state_key(module_name, message), bare_address(message.From))
+
+    def set_state(self, module_name: str, message: Any, state: str | StateFunction) -> None:
+        """Set the sender's state in a module's conversation (a name or a state function)."""
+        name = state if isinstance(state, str) else state.__name__
+        self.STATE_STORE.set(self.state_key(module_name, message), bare_address(message.From), name)
+
+    def state_names(self, module_name: str) -> set[str]:
+        """The names of the routed state functions of one module."""
+        return {f.__name__ for f in self._functions if f.__module__ == module_name}
+
+    def in_state(self, func: StateFunction, message: Any) -> bool:
+        """True when the sender's state in ``func``'s module is ``func``'s name.
+
+        A stored state that names no routed function of the module (renamed
+        or removed since) counts as START, so no sender is ever stuck in it.
+        """
+        module_name = func.__module__
+        state = self.get_state(module_name, message)
+        if state != START and state not in self.state_names(module_name):
+            LOG.warning("conversation %s/%s is in state %r, which %s no longer routes: treated as START",
+                        module_name, bare_address(message.From), state, module_name)
+            state = START
+        return state == func.__name__
+
+    # -- delivery --------------------------------------------------------
+
+    def lock_name(self, func: StateFunction, message: Any) -> str:
+        """The conversation lock a call of ``func`` for this message needs."""
+        return f"{self.state_key(func.__module__, message)}\x1f{bare_address(message.From)}"
+
+    def deliver(self, message: Any) -> int:
+        """Route one message; return how many state functions ran.
+
+        A message whose ``To`` is a list is routed once per recipient. Raises
+        ConversationBusy (before running anything) when a conversation lock
+        cannot be taken within the lock wait.
+        """
+        if self.RELOAD:
+            self.reload_changed()
+        if isinstance(message.To, list | tuple):
+            called = 0
+            for rcpt in message.To:
+                single = copy.copy(message)
+                single.To = rcpt
+                called += self._deliver_one(single)
+            return called
+        return self._deliver_one(message)
+
+    def _deliver_one(self, message: Any) -> int:
+        matched = list(self.match(message.To))
+        locks = sorted({self.lock_name(f, message) for funcs, _ in matched for f in funcs
+                        if not spec_of(f).nolocking})  # type: ignore[union-attr]
+        called = 0
+        with self.LOCKS.hold(locks):
+            for funcs, captures in matched:
+                to_call: list[StateFunction] = []
+                found_state: set[str] = set()
+                for func in funcs:
+                    if spec_of(func).stateless:  # type: ignore[union-attr]
+                        to_call.append(func)
+                    elif func.__module__ not in found_state and self.in_state(func, message):
+                        to_call.append(func)
+                        found_state.add(func.__module__)
+                called += len(to_call)
+                for func in to_call:
+                    self.call_safely(func, message, captures)
+        if called == 0:
+            self.undeliverable(message, "no route matched in the current state")
+        return called
+
+    def call_safely(self, func: StateFunction, message: Any, captures: dict[str, str]) -> None:
+        """Run one state function and apply its transition; park the message if it fails."""
+        stateless = spec_of(func).stateless if spec_of(func) else False  # type: ignore[union-attr]
+        module_name = func.__module__
+        try:
+            next_state = func(message, **captures)
+            if stateless or next_state is None:
+                return
+            if isinstance(next_state, str):
+                self.set_state(module_name, message, next_state)
+            elif callable(next_state) and hasattr(next_state, "__name__"):
+                self.set_state(next_state.__module__, message, next_state)
+            else:
+                raise TypeError(f"{function_name(func)} returned {next_state!r}: "
+                                "return the next state function (or None to stay)")
+        except ConversationBusy:
+            raise
+        except Exception as exc:
+            if not stateless and ERROR in self.state_names(module_name):
+                self.set_state(module_name, message, ERROR)
+            LOG.error("%s failed on message from %r to %r:\n%s", function_name(func), message.From,
+                      message.To, traceback.format_exc())
+            if not self.LOG_EXCEPTIONS:
+                raise
+            self.park(message, f"{function_name(func)} raised {type(exc).__name__}: {exc}")
+
+    def undeliverable(self, message: Any, reason: str) -> None:
+        """Keep a message no state function took (or log it when there is no queue)."""
+        if self.UNDELIVERABLE_QUEUE is not None:
+            LOG.debug("message to %r from %r undeliverable (%s): queued", message.To, message.From, reason)
+            self.park(message, reason)
+        else:
+            LOG.info("message to %r from %r didn't match any handlers", message.To, message.From)
+
+    def park(self, message: Any, reason: str) -> str | None:
+        """Put a message in UNDELIVERABLE_QUEUE, tagged with its envelope and the reason."""
+        if self.UNDELIVERABLE_QUEUE is None:
+            return None
+        try:
+            key = self.UNDELIVERABLE_QUEUE.push(tagged(message, reason))
+        except Exception:
+            LOG.exception("could not queue undeliverable message to %r from %r", message.To, message.From)
+            raise
+        LOG.info("message to %r from %r put in %r as %s", message.To, message.From,
+                 self.UNDELIVERABLE_QUEUE, key)
+        return key
+
+    def __repr__(self) -> str:
+        return f"<Router modules={self.modules} store={self.STATE_STORE!r} locks={self.LOCKS!r}>"
+
+
+def _header_value(text: Any) -> bytes:
+    clean = " ".join(str(text).split())[:900]
+    return clean.encode("ascii", "backslashreplace")
+
+
+def tagged(message: Any, reason: str) -> bytes:
+    """The message's bytes with X-Lamson-* headers saying who it was for and why it is here."""
+    data = getattr(message, "Data", None)
+    if data is None:
+        from lamson.queue import as_bytes
+
+        data = as_bytes(message)
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    eol = b"\r\n" if b"\r\n" in data[:2000] else b"\n"
+    head = (b"X-Lamson-Envelope-From: " + _header_value(message.From) + eol
+            + b"X-Lamson-Envelope-To: " + _header_value(message.To) + eol
+            + b"X-Lamson-Reason: " + _header_value(reason) + eol)
+    return head + bytes(data)
+
+
+#: The process-wide router, as in the guide.
+Router = RouterClass()

@@ -1,0 +1,37 @@
+"""Pointing the process-wide Router at Redis, for router worker processes.
+
+The worker calls :func:`setup_worker` once, before it imports the
+application's ``config.boot``; the boot then sets defaults and loads handlers
+as the guide shows. Without it (unit tests, ``config/testing.py``) the
+Router keeps in-memory state and in-process locks.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import redis
+
+from lamson.queue import Queue
+from lamson.router.locks import RedisLocks
+from lamson.router.routing import Router
+from lamson.router.state import RedisStorage
+
+#: Prefix of the router's Redis keys when settings has no ``state_prefix``.
+DEFAULT_PREFIX = "lamson:"
+
+
+def setup_worker(conn: redis.Redis, settings: ModuleType | Any) -> None:
+    """Conversation state and locks in Redis; undeliverable mail in a Maildir queue.
+
+    Reads ``settings.lock_timeout``, ``settings.lock_wait``,
+    ``settings.undeliverable_dir`` and (optional) ``settings.state_prefix``.
+    """
+    prefix = getattr(settings, "state_prefix", DEFAULT_PREFIX) or DEFAULT_PREFIX
+    Router.STATE_STORE = RedisStorage(conn, prefix=prefix)
+    Router.LOCKS = RedisLocks(conn, prefix=prefix, timeout=float(settings.lock_timeout),
+                              wait=float(settings.lock_wait))
+    Router.UNDELIVERABLE_QUEUE = Queue(settings.undeliverable_dir)
+    Router.SETTINGS = settings
+    Router.REDIS = conn
