@@ -1,0 +1,36 @@
+"""The demo handler: every message to an address at the demo host gets a reply.
+
+The reply is rendered from ``app/templates/reply.txt`` and sent through the
+relay (which only enqueues it: the relay worker delivers). Bounces,
+auto-replies and list mail get no answer (RFC 3834), so two robots never
+answer each other forever.
+"""
+
+import logging
+
+from config.settings import relay
+from lamson import view
+from lamson.bounce import auto_reply_allowed
+from lamson.router import route, stateless
+
+log = logging.getLogger(__name__)
+
+
+@route("(address)@(host)", address=r"[^@\s]+")
+@stateless
+def START(message, address=None, host=None):
+    if not auto_reply_allowed(message):
+        log.info("no reply to %s: automatic or bulk mail", message.From)
+        return
+    subject = message["subject"] or "(no subject)"
+    reply = view.respond(
+        {"address": address, "host": host, "sender": message.From, "subject": subject},
+        Body="reply.txt",
+        From=f"{address}@{host}",
+        To=message.From,
+        Subject=f"Re: {subject}",
+    )
+    if message["message-id"]:
+        reply["In-Reply-To"] = message["message-id"]
+        reply["References"] = message["message-id"]
+    relay.deliver(reply)
