@@ -1,0 +1,116 @@
+"""Templates for mail: render Jinja2 templates into :class:`~lamson.mail.MailResponse`s.
+
+As in the guide, ``config/boot.py`` assigns a Jinja2 ``Environment`` (or any
+object with ``get_template(name).render(**vars)``) to :data:`LOADER`;
+:func:`configure` does that from ``settings.template_config``.
+
+Header values given to :func:`respond` may use the variables, either as
+Jinja2 (``"Re: {{ subject }}"``) or Python ``%`` formatting
+(``"%(name)s wrote"``, as the old Lamson did). Whatever a variable contains,
+it cannot add a header or a recipient: the result goes through
+:func:`lamson.encoding.clean_header` (text headers neutralised, address
+headers refused with :class:`~lamson.encoding.HeaderInjectionError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+
+from lamson.mail import MailResponse
+
+#: The template loader; set by ``config/boot.py`` (or :func:`configure`).
+LOADER: Any = None
+
+
+def configure(template_config: Mapping[str, str]) -> jinja2.Environment:
+    """Set :data:`LOADER` from ``{'dir': 'app', 'module': 'templates'}`` and return it.
+
+    HTML templates (``.html``, ``.htm``, ``.xml``) are autoescaped; text templates are not.
+    """
+    global LOADER
+    LOADER = jinja2.Environment(
+        loader=jinja2.PackageLoader(template_config["dir"], template_config["module"]),
+        autoescape=jinja2.select_autoescape(["html", "htm", "xml"], default_for_string=False),
+    )
+    return LOADER
+
+
+def _loader() -> Any:
+    if LOADER is None:
+        raise RuntimeError(
+            "lamson.view.LOADER is not configured: config/boot.py (or config/testing.py) must set it, "
+            "e.g. lamson.view.configure(settings.template_config)"
+        )
+    return LOADER
+
+
+def load(template: str) -> Any:
+    """The template object named ``template``."""
+    return _loader().get_template(template)
+
+
+def render(variables: Mapping[str, Any], template: str) -> str:
+    """Render the template named ``template`` with ``variables``."""
+    return load(template).render(**dict(variables))
+
+
+def _render_header(value: Any, variables: Mapping[str, Any]) -> Any:
+    """Apply the variables to a header value given to :func:`respond`.
+
+    A ``(display name, address)`` tuple is rendered item by item, so a
+    variable in the display name stays a display name whatever it contains.
+    """
+    if isinstance(value, tuple):
+        return tuple(_render_header(item, variables) for item in value)
+    if not isinstance(value, str):
+        return value
+    if "{{" in value or "{%" in value:
+        loader = LOADER if isinstance(LOADER, jinja2.Environment) else jinja2.Environment()
+        return loader.from_string(value).render(**dict(variables))
+    if "%(" in value:
+        return value % dict(variables)
+    return value
+
+
+def respond(
+    variables: Mapping[str, Any],
+    Body: str | None = None,  # noqa: N803
+    Html: str | None = None,  # noqa: N803
+    **headers: Any,
+) -> MailResponse:
+    """A :class:`MailResponse` whose Body/Html are the named templates rendered with ``variables``.
+
+    ``headers`` (``From=``, ``To=``, ``Subject=``, or any other header) may
+    use the variables too. Body and Html together give a multipart/alternative.
+    """
+    if Body is None and Html is None:
+        raise TypeError("respond() needs a Body= or Html= template name")
+    response = MailResponse()
+    for name in ("From", "To", "Subject"):
+        if name in headers:
+            response[name] = _render_header(headers.pop(name), variables)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = _render_header(value, variables)
+    if Body is not None:
+        response.Body = render(variables, Body)
+    if Html is not None:
+        response.Html = render(variables, Html)
+    return response
+
+
+def attach(
+    msg: MailResponse,
+    variables: Mapping[str, Any],
+    template: str,
+    filename: str | None = None,
+    content_type: str | None = None,
+    disposition: str | None = None,
+) -> None:
+    """Attach the rendered ``template`` to ``msg`` (as text, UTF-8)."""
+    data = render(variables, template)
+    msg.attach(
+        filename=filename, content_type=content_type or "text/plain", data=data, disposition=disposition
+    )

@@ -1,0 +1,147 @@
+"""lamson.view: Jinja2 templates into MailResponses, with no header injection possible."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+
+import jinja2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lamson import view
+from lamson.encoding import HeaderInjectionError
+from lamson.mail import MailRequest, MailResponse
+
+TEMPLATES = {"dir": "tests.shared", "module": "data/templates"}
+
+
+@pytest.fixture(autouse=True)
+def loader() -> Iterator[jinja2.Environment]:
+    previous = view.LOADER
+    yield view.configure(TEMPLATES)
+    view.LOADER = previous
+
+
+def test_configure_builds_the_guides_package_loader() -> None:
+    assert isinstance(view.LOADER, jinja2.Environment)
+    assert isinstance(view.LOADER.loader, jinja2.PackageLoader)
+
+
+def test_unconfigured_loader_is_a_clear_error() -> None:
+    view.LOADER = None
+    with pytest.raises(RuntimeError, match="LOADER is not configured"):
+        view.render({}, "welcome.txt")
+
+
+def test_render() -> None:
+    text = view.render({"name": "Zoë", "list": "dev"}, "welcome.txt")
+    assert text.startswith("Hello Zoë,")
+
+
+def test_respond_text_and_html_make_alternative_with_text_first() -> None:
+    variables = {"name": "<Zoë>", "list": "dev", "who": "Zoë"}
+    resp = view.respond(
+        variables,
+        Body="welcome.txt",
+        Html="welcome.html",
+        From="noreply@example.com",
+        To="{{ who }} <zoe@example.com>",
+        Subject="Welcome to %(list)s, {{ '' }}%(who)s" if False else "Welcome to {{ list }}",
+    )
+    msg = MailRequest(None, None, None, resp.as_bytes())
+    assert msg["subject"] == "Welcome to dev"
+    assert msg.addresses("to") == [("Zoë", "zoe@example.com")]
+    parts = msg.to_message().get_body(("related", "html", "plain"))
+    assert parts is not None
+    alternative = [p for p in msg.walk() if p.get_content_type() == "multipart/alternative"]
+    assert len(alternative) == 1
+    kinds = [p.get_content_type() for p in alternative[0].iter_parts()]
+    assert kinds == ["text/plain", "text/html"]
+    assert "Hello <Zoë>," in msg.body()
+    html = [p for p in msg.all_parts() if p.get_content_type() == "text/html"][0].get_content()
+    assert "&lt;Zoë&gt;" in html  # HTML templates are autoescaped, text ones are not
+
+
+def test_respond_percent_formatting_like_old_lamson() -> None:
+    resp = view.respond(
+        {"name": "Ann", "list": "x"}, Body="welcome.txt", From="a@b.c", To="d@e.f", Subject="%(name)s joined"
+    )
+    assert resp["Subject"] == "Ann joined"
+
+
+def test_respond_needs_a_template() -> None:
+    with pytest.raises(TypeError):
+        view.respond({}, To="a@b.c")
+
+
+def test_attach_rendered_template() -> None:
+    resp = MailResponse(To="a@b.c", From="d@e.f", Subject="s", Body="see attached")
+    view.attach(resp, {"name": "Ann", "list": "x"}, "welcome.txt", filename="welcome.txt")
+    msg = MailRequest(None, None, None, bytes(resp))
+    [att] = msg.attachments()
+    assert att.filename == "welcome.txt" and att.content_type == "text/plain"
+    assert att.data.decode().startswith("Hello Ann,")
+
+
+CONTROL = [chr(c) for c in range(0x20)] + ["\x7f", "\x85", "\u2028", "\u2029"]
+evil = st.text(alphabet=st.sampled_from(CONTROL + list(string.ascii_letters + ": ")), max_size=40)
+#: Address syntax too: safe only in the (display name, address) tuple form.
+wicked = st.text(alphabet=st.sampled_from(CONTROL + list(string.ascii_letters + ':<>@,;"\\() ')), max_size=40)
+
+EXPECTED = [
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(subject=evil, name=evil)
+def test_template_variables_never_add_a_header(subject: str, name: str) -> None:
+    variables = {"subject": subject, "name": name, "list": "x"}
+    try:
+        resp = view.respond(
+            variables,
+            Body="welcome.txt",
+            From="service@example.com",
+            To="{{ name }} <victim@example.com>",
+            Subject="Re: {{ subject }}",
+        )
+        raw = resp.as_bytes()
+    except HeaderInjectionError:
+        # Refused: only allowed when the To value really carried a control character.
+        assert any(ch in name for ch in CONTROL)
+        return
+    msg = MailRequest(None, None, None, raw)
+    assert sorted(k.lower() for k in msg.keys()) == sorted(EXPECTED)
+    assert [addr for _, addr in msg.addresses("to")] == ["victim@example.com"]
+    assert msg.addresses("from") == [("", "service@example.com")]
+    assert resp.recipients() == ["victim@example.com"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(subject=wicked, name=wicked)
+def test_display_name_tuple_never_adds_a_recipient(subject: str, name: str) -> None:
+    try:
+        resp = view.respond(
+            {"subject": subject, "name": name, "list": "x"},
+            Body="welcome.txt",
+            From="service@example.com",
+            To=("{{ name }}", "victim@example.com"),
+            Subject="Re: {{ subject }}",
+        )
+        raw = resp.as_bytes()
+    except HeaderInjectionError:
+        assert any(ch in name for ch in CONTROL)
+        return
+    msg = MailRequest(None, None, None, raw)
+    assert sorted(k.lower() for k in msg.keys()) == sorted(EXPECTED)
+    assert [addr for _, addr in msg.addresses("to")] == ["victim@example.com"]
+    assert resp.recipients() == ["victim@example.com"]
