@@ -76,7 +76,9 @@ def requeue_temporary(data: bytes, mail_from: str, rcpts: list[str], host: str, 
     job = get_current_job()
     if job is None:
         raise TemporaryFailure(f"deferred recipients {rcpts} and no rq job to requeue from")
-    queues.enqueue_delivery(job.connection, data, mail_from, rcpts, host=host, port=port)
+    retries = list(job.retry_intervals or [30])
+    queues.enqueue_delivery(job.connection, data, mail_from, rcpts, host=host, port=port, retries=retries,
+                            delay=retries[0])
     log.warning("recipients %s deferred by %s:%s; queued again", rcpts, host, port)
 
 

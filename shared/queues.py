@@ -8,6 +8,8 @@ does not import ``lamson.relay``'s worker.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -23,11 +25,17 @@ DELIVER_JOB = "lamson.relay.jobs.deliver"
 #: The routing job's id is derived from the spool key, so the sweeper can
 #: tell whether a spooled message already has a live job.
 ROUTE_JOB_PREFIX = "route-"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def route_job_id(spool_key: str) -> str:
-    """The rq job id of the routing job for one spooled message."""
-    return ROUTE_JOB_PREFIX + spool_key
+    """The rq job id of the routing job for one spooled message.
+
+    rq ids allow only letters, digits, ``_`` and ``-``; spool keys hold dots
+    (time.unique.host), so those become ``_``. Two keys that differ only
+    there would share a time, pid and counter: they cannot both exist.
+    """
+    return ROUTE_JOB_PREFIX + _UNSAFE.sub("_", spool_key)
 
 
 def enqueue_route(
@@ -64,19 +72,20 @@ def enqueue_delivery(
     port: int,
     retries: list[int] | None = None,
     timeout: int = 120,
-    extra: dict[str, Any] | None = None,
+    delay: int = 0,
 ) -> Job:
-    """Enqueue one outgoing message for the relay worker."""
+    """Enqueue one outgoing message for the relay worker (after ``delay`` seconds if given)."""
     retries = retries or [5, 30, 120, 600, 1800]
-    kwargs: dict[str, Any] = {"host": host, "port": port}
-    if extra:
-        kwargs.update(extra)
-    return Queue(OUTGOING, connection=conn).enqueue_call(
+    queue = Queue(OUTGOING, connection=conn)
+    job = queue.create_job(
         func=DELIVER_JOB,
         args=(data, mail_from, list(rcpt_tos)),
-        kwargs=kwargs,
+        kwargs={"host": host, "port": port},
         timeout=timeout,
         result_ttl=0,
         retry=Retry(max=len(retries), interval=retries),
         description=f"deliver to {', '.join(rcpt_tos)[:200]}",
     )
+    if delay > 0:
+        return queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=delay))
+    return queue.enqueue_job(job)

@@ -123,3 +123,39 @@ def spawn(args: list[str], cwd: Path | None = None, env: dict[str, str] | None =
     full_env.update(env or {})
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
     return subprocess.Popen(args, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+SETTINGS_TEMPLATE = '''\
+receiver_config = {{"host": "127.0.0.1", "port": {receiver_port}}}
+relay_config = {{"host": "127.0.0.1", "port": {relay_port}}}
+handlers = {handlers!r}
+router_defaults = {{"host": r"test\\.com"}}
+template_config = {{"dir": "app", "module": "templates"}}
+redis_url = {redis_url!r}
+spool = {spool!r}
+spool_dir = {spool_dir!r}
+queue_dir = "run/queue"
+undeliverable_dir = "run/undeliverable"
+sweep_grace = {sweep_grace}
+sweep_interval = {sweep_interval}
+{extra}
+'''
+
+
+def make_project(root: Path, redis_url: str, *, handlers: list[str] | None = None, spool: str = "maildir",
+                 receiver_port: int | None = None, relay_port: int | None = None, extra: str = "",
+                 sweep_grace: float = 1.0, sweep_interval: float = 1.0, copy_demo: bool = True) -> dict[str, Any]:
+    """A runnable application in ``root``: the demo app's code plus settings on free ports."""
+    root.mkdir(parents=True, exist_ok=True)
+    if copy_demo:
+        shutil.copytree(REPO / "examples" / "demo" / "app", root / "app", dirs_exist_ok=True)
+        shutil.copytree(REPO / "examples" / "demo" / "config", root / "config", dirs_exist_ok=True)
+    else:
+        (root / "config").mkdir(exist_ok=True)
+        (root / "config" / "__init__.py").touch()
+    ports = {"receiver_port": receiver_port or free_port(), "relay_port": relay_port or free_port()}
+    (root / "config" / "settings.py").write_text(SETTINGS_TEMPLATE.format(
+        redis_url=redis_url, handlers=handlers or ["app.handlers.sample"], spool=spool,
+        spool_dir=str(root / "run" / "spool"), extra=extra, sweep_grace=sweep_grace,
+        sweep_interval=sweep_interval, **ports))
+    return {"root": root, **ports}
