@@ -28,7 +28,7 @@ def start_receiver(project: dict, name: str = "receiver.log") -> object:
         wait_port(project["receiver_port"], timeout=20)
     except AssertionError:
         stop_process(proc)
-        raise AssertionError((root / name).read_text())
+        raise AssertionError((root / name).read_text()) from None
     return proc
 
 
