@@ -1,0 +1,257 @@
+"""``lamson start``, ``stop``, ``restart`` and ``status``: the project's processes.
+
+``start`` runs the project's supervisord (run/supervisord.pid), which runs
+every stage; ``stop`` ends it (supervisord stops its programs first);
+``stop -ALL run`` ends every process that has a pid file in run/, as the
+guide shows, including a ``lamson log`` started on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lamson.cli import pidfiles, project, supervision
+from lamson.cli.framework import Command, CommandError, Parser, UsageError, app_options, option
+
+
+def this_project(args: argparse.Namespace) -> supervision.Project:
+    return supervision.Project(project.root_path(args.root))
+
+
+def refuse_live_or_stale(pidfile: pidfiles.PidFile, force: bool, what: str) -> None:
+    """Refuse to start over a live pid file; a stale one only with -FORCE (and then remove it)."""
+    pid = pidfile.read()
+    if pid is not None and pidfiles.alive(pid) and pidfiles.is_ours(pid):
+        raise CommandError(f"{what} is already running (pid {pid}, {pidfile}); stop it first with lamson stop")
+    if pidfile.exists():
+        if not force:
+            raise CommandError(f"stale pid file {pidfile} (pid {pid} is not running); "
+                               "give -FORCE to remove it and start")
+        pidfile.remove()
+
+
+# --- start -------------------------------------------------------------------
+
+def configure_start(parser: Parser) -> None:
+    option(parser, "FORCE", "force", action="store_true", dest="force", help="start over a stale pid file")
+    option(parser, "wait", type=float, default=60.0, metavar="SECONDS",
+           help="how long to wait for every program to be up (default 60)")
+    app_options(parser)
+
+
+def start(args: argparse.Namespace) -> int:
+    proj = this_project(args)
+    refuse_live_or_stale(proj.pidfile, args.force, "supervisord")
+    if args.force and proj.socket.exists() and supervision.programs(proj) is None:
+        proj.socket.unlink()
+    pid = supervision.launch(proj)
+    infos = supervision.wait_settled(proj, args.wait)
+    print(f"supervisord started (pid {pid}, {proj.pidfile.path.relative_to(proj.root)})")
+    return report_programs(infos, proj)
+
+
+def report_programs(infos: list[dict], proj: supervision.Project) -> int:
+    """Print one line per program; 1 if any of them is not running."""
+    if not infos:
+        print("no answer from supervisord yet; see logs/supervisord.log", file=sys.stderr)
+        return 1
+    failed = 0
+    for info in infos:
+        state = info["statename"]
+        pid = f"pid {info['pid']}" if info.get("pid") else ""
+        print(f"  {supervision.full_name(info):<20} {state:<9} {pid:<10} uptime {supervision.uptime(info)}")
+        if state != "RUNNING":
+            failed += 1
+            log = info.get("stdout_logfile") or ""
+            print(f"    {info.get('description', '')} (see {log})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# --- stop --------------------------------------------------------------------
+
+def configure_stop(parser: Parser) -> None:
+    option(parser, "ALL", "all", metavar="DIR", dest="all", default=None,
+           help="stop every process that has a .pid file in DIR (e.g. run)")
+    option(parser, "pid", metavar="FILE", default=None, help="stop the process in this pid file only")
+    option(parser, "KILL", "kill", action="store_true", dest="kill", help="SIGKILL instead of SIGTERM")
+    option(parser, "timeout", type=float, default=180.0, metavar="SECONDS",
+           help="how long to wait before SIGKILL (default 180: workers finish their job)")
+    app_options(parser)
+
+
+def stop(args: argparse.Namespace) -> int:
+    proj = this_project(args)
+    if args.all and args.pid:
+        raise UsageError("lamson stop: give -ALL DIR or -pid FILE, not both")
+    if args.all:
+        folder = Path(args.all)
+        if not folder.is_dir():
+            raise CommandError(f"no directory {args.all}")
+        files = sorted(folder.glob("*.pid"), key=lambda p: (p.name != "supervisord.pid", p.name))
+    elif args.pid:
+        files = [Path(args.pid)]
+        if not files[0].exists():
+            raise CommandError(f"no pid file {args.pid}")
+    else:
+        files = [proj.pidfile.path]
+        if not files[0].exists():
+            print(f"supervisord is not running (no {proj.pidfile.path.relative_to(proj.root)})")
+            return 0
+    return stop_files(files, args.timeout, args.kill)
+
+
+def stop_files(files: list[Path], timeout: float, kill: bool) -> int:
+    """Stop the process of each pid file, as the guide prints it; remove stale files."""
+    print(f"Stopping processes with the following PID files: {[str(f) for f in files]}")
+    failures = 0
+    for path in files:
+        pidfile = pidfiles.PidFile(path)
+        pid = pidfile.read()
+        if pid is None:
+            if pidfile.exists():
+                print(f"Removing {path}: it holds no pid")
+                pidfile.remove()
+            continue  # already removed, e.g. by supervisord stopping with its children
+        if not (pidfiles.alive(pid) and pidfiles.is_ours(pid)):
+            print(f"Removing stale pid file {path} (pid {pid} is not running)")
+            pidfile.remove()
+            continue
+        print(f"Attempting to stop lamson at pid {pid}")
+        if pidfiles.stop(pid, timeout, kill):
+            pidfile.remove()
+        else:
+            print(f"pid {pid} ({path}) did not stop", file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0
+
+
+# --- restart -----------------------------------------------------------------
+
+def configure_restart(parser: Parser) -> None:
+    option(parser, "timeout", type=float, default=180.0, metavar="SECONDS", help="how long stop waits")
+    option(parser, "wait", type=float, default=60.0, metavar="SECONDS", help="how long start waits")
+    app_options(parser)
+
+
+def restart(args: argparse.Namespace) -> int:
+    proj = this_project(args)
+    if proj.pidfile.exists():
+        code = stop_files([proj.pidfile.path], args.timeout, False)
+        if code:
+            return code
+    args.force = False
+    return start(args)
+
+
+# --- status ------------------------------------------------------------------
+
+def configure_status(parser: Parser) -> None:
+    app_options(parser)
+
+
+def status(args: argparse.Namespace) -> int:
+    """Programs (state, pid, uptime), the standalone logging server, then queue depths."""
+    proj = this_project(args)
+    pid = proj.pidfile.live_pid()
+    running = 0
+    if pid is None:
+        print("supervisord: not running")
+        running = 3
+    else:
+        print(f"supervisord: running (pid {pid})")
+        infos = supervision.programs(proj)
+        if infos is None:
+            print(f"  (no answer on {proj.socket})")
+        for info in infos or []:
+            state = info["statename"]
+            pid_text = f"pid {info['pid']}" if info.get("pid") else ""
+            print(f"  {supervision.full_name(info):<20} {state:<9} {pid_text:<10} uptime {supervision.uptime(info)}")
+    log_pid = pidfiles.PidFile(proj.run_dir / "log.pid").live_pid()
+    if log_pid:
+        print(f"lamson log: running (pid {log_pid}, run/log.pid)")
+    print_queues(args)
+    return running
+
+
+def print_queues(args: argparse.Namespace) -> None:
+    from lamson import maildir
+
+    conf = project.settings_or_defaults(args.config, args.root)
+    print("queues:")
+    print_rq_queues(conf.redis_url)
+    for label, folder in (("spool", conf.spool_dir), ("run/queue", conf.queue_dir),
+                          ("undeliverable", conf.undeliverable_dir)):
+        path = proj_path(args, folder)
+        if conf.spool == "redis" and label == "spool":
+            continue
+        count = len(maildir.keys(path, "new")) + len(maildir.keys(path, "cur"))
+        print(f"  {label:<20} {count:>6}  ({folder})")
+
+
+def proj_path(args: argparse.Namespace, folder: str) -> Path:
+    path = Path(folder)
+    return path if path.is_absolute() else project.root_path(args.root) / path
+
+
+def print_rq_queues(redis_url: str) -> None:
+    """Depth of each Lamson rq queue, with its failed and scheduled (retrying) jobs."""
+    import redis
+    from rq import Queue
+
+    from lamson.connection import connect
+    from lamson.queues import INCOMING, OUTGOING
+
+    try:
+        conn = connect(redis_url)
+        conn.ping()
+        names = sorted({q.name for q in Queue.all(connection=conn)} | {INCOMING, OUTGOING})
+        for name in names:
+            queue = Queue(name, connection=conn)
+            print(f"  {name:<20} {queue.count:>6}  (failed {queue.failed_job_registry.count}, "
+                  f"retrying {queue.scheduled_job_registry.count}, running {queue.started_job_registry.count})")
+    except (redis.RedisError, OSError) as exc:
+        print(f"  redis: not reachable at {redis_url} ({' '.join(str(exc).split())})")
+
+
+COMMANDS = {
+    "start": Command(
+        name="start",
+        summary="start the application: its supervisord runs redis, receiver, router, relay and log",
+        examples=("lamson start", "lamson start -FORCE"),
+        configure=configure_start,
+        run=start,
+        description="Run `supervisord -c deploy/supervisord.conf` for the project in the current directory\n"
+                    "(pid file run/supervisord.pid), wait until every program is up and list them.\n"
+                    "Refuses to start over a live pid file; -FORCE replaces a stale one. Exit 1 if a\n"
+                    "program did not come up (its log is named).",
+    ),
+    "stop": Command(
+        name="stop",
+        summary="stop the application's supervisord, or (-ALL run) every process with a pid file",
+        examples=("lamson stop", "lamson stop -ALL run", "lamson stop -pid run/log.pid"),
+        configure=configure_stop,
+        run=stop,
+        description="Stop the project's supervisord (which stops its programs first). -ALL DIR stops every\n"
+                    "process that has a .pid file in DIR, printing what it stops; stale pid files\n"
+                    "(process gone, or the pid now belongs to something else) are removed, not signalled.",
+    ),
+    "restart": Command(
+        name="restart",
+        summary="stop, then start the application (after changing config/settings.py)",
+        examples=("lamson restart",),
+        configure=configure_restart,
+        run=restart,
+    ),
+    "status": Command(
+        name="status",
+        summary="list the programs (state, pid, uptime) and the depth of every queue",
+        examples=("lamson status",),
+        configure=configure_status,
+        run=status,
+        description="List every supervisord program (state, pid, uptime), a standalone `lamson log`, the\n"
+                    "rq queues (waiting, failed, retrying, running jobs) and the Maildirs (spool, run/queue,\n"
+                    "undeliverable). Exit 0 when supervisord runs, 3 when it does not.",
+    ),
+}

@@ -1,0 +1,126 @@
+"""The project's supervisord: where its files are, how to start it and ask it things.
+
+``lamson start`` is ``supervisord -c deploy/supervisord.conf`` plus a wait
+until every program is up (or has failed, which is then reported); status
+questions go to supervisord's XML-RPC interface on ``run/supervisor.sock``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lamson.cli.framework import CommandError
+from lamson.cli.pidfiles import PidFile
+
+
+@dataclass(frozen=True)
+class Project:
+    """The files of one project that ``start``/``stop``/``status`` use."""
+
+    root: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "deploy" / "supervisord.conf"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pidfile(self) -> PidFile:
+        return PidFile(self.run_dir / "supervisord.pid")
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "supervisor.sock"
+
+
+def supervisord_command(conf: Path) -> list[str]:
+    """supervisord from this interpreter's environment (works without an activated venv)."""
+    beside = Path(sys.executable).parent / "supervisord"
+    if beside.exists():
+        return [str(beside), "-c", str(conf)]
+    found = shutil.which("supervisord")
+    if found:
+        return [found, "-c", str(conf)]
+    return [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)]
+
+
+def launch(project: Project) -> int:
+    """Start supervisord (it daemonizes) and return its pid once the pid file shows it."""
+    if not project.conf.is_file():
+        raise CommandError(f"no {project.conf.relative_to(project.root)} in {project.root} "
+                           "(run this from a project made by lamson gen, or pass -root)")
+    project.run_dir.mkdir(parents=True, exist_ok=True)
+    project.log_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(supervisord_command(project.conf), cwd=project.root, capture_output=True, text=True,
+                            timeout=60)
+    if result.returncode != 0:
+        reason = " ".join((result.stderr or result.stdout).split()) or f"exit code {result.returncode}"
+        raise CommandError(f"supervisord did not start: {reason}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pid = project.pidfile.live_pid()
+        if pid:
+            return pid
+        time.sleep(0.05)
+    raise CommandError(f"supervisord did not write {project.pidfile}; see {project.log_dir / 'supervisord.log'}")
+
+
+def rpc(project: Project) -> Any:
+    """An XML-RPC proxy to the project's supervisord, over its unix socket."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{project.socket}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def programs(project: Project) -> list[dict[str, Any]] | None:
+    """supervisord's view of every process, or None when it does not answer."""
+    if not project.socket.exists():
+        return None
+    try:
+        return rpc(project).supervisor.getAllProcessInfo()  # type: ignore[no-any-return]
+    except (OSError, xmlrpc.client.Error):
+        return None
+
+
+#: supervisord states that will not change without someone acting.
+SETTLED = {"RUNNING", "FATAL", "EXITED", "STOPPED", "BACKOFF"}
+
+
+def wait_settled(project: Project, timeout: float) -> list[dict[str, Any]]:
+    """Wait until every autostarted program is RUNNING or has failed; return the last view."""
+    deadline = time.monotonic() + timeout
+    infos: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        infos = programs(project) or []
+        if infos and all(info["statename"] in ("RUNNING", "FATAL", "STOPPED", "EXITED") for info in infos):
+            return infos
+        time.sleep(0.2)
+    return infos
+
+
+def full_name(info: dict[str, Any]) -> str:
+    """``group:name`` for numbered processes (router:router_00), else the program name."""
+    return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
+
+
+def uptime(info: dict[str, Any]) -> str:
+    """How long a running process has been up, as H:MM:SS."""
+    if info["statename"] != "RUNNING" or not info.get("start"):
+        return "-"
+    seconds = max(0, int(info["now"]) - int(info["start"]))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

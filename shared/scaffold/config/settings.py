@@ -1,0 +1,43 @@
+"""Settings of this Lamson application: plain Python variables.
+
+Every Lamson process (receiver, router workers, relay, the command line)
+loads this module; the names it does not set get Lamson's defaults (see
+lamson.settings.DEFAULTS). config/boot.py then turns these values into
+services on this module (settings.relay, ...), so handlers can write
+``from config.settings import relay``.
+
+For deployment, environment variables override: LAMSON_RECEIVER_HOST,
+LAMSON_RECEIVER_PORT, LAMSON_RELAY_HOST, LAMSON_RELAY_PORT, LAMSON_REDIS_URL,
+LAMSON_SPOOL, LAMSON_SPOOL_DIR.
+"""
+
+# Where the receiver listens for incoming SMTP (`lamson start` runs it).
+# In production: port 25 on your public address.
+receiver_config = {"host": "127.0.0.1", "port": 8823}
+
+# The smart host that replies are delivered to (Postfix, Exim, ...). In
+# development it is the logging server (`lamson log`, also a program of
+# `lamson start`), which keeps every message in the run/queue Maildir.
+relay_config = {"host": "127.0.0.1", "port": 8825}
+
+# The handler modules (not files) the router loads.
+handlers = ["app.handlers.sample"]
+
+# Default regular expressions for the (captures) in routes: (host) is in
+# nearly every route, so set it once here.
+router_defaults = {"host": "test\\.com"}
+
+# Jinja2 templates: package "app", folder "templates" (config/boot.py).
+template_config = {"dir": "app", "module": "templates"}
+
+# Your database, if you use one (Lamson itself needs none): a URL your
+# model code in app/model can hand to the library of your choice.
+database_config = {"url": "sqlite:///app/data/main.db"}
+
+# Redis holds the queues between the stages, conversation state and locks.
+# `lamson start` runs an embedded redis-server on this address (deploy/redis.conf).
+redis_url = "redis://127.0.0.1:6379/0"
+
+# Accepted mail waits in a durable spool until routed: "maildir" (run/spool)
+# or "redis" (in Redis, which then needs AOF).
+spool = "maildir"
