@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 from rq import Queue as RQueue
+from rq.registry import FailedJobRegistry
 
 from lamson.envelope import Envelope
 from lamson.queues import INCOMING, enqueue_route
@@ -66,11 +67,12 @@ def START(message, address=None, host=None):
 '''
 
 
-def write_app(root: Path, redis_url: str, handlers: list[str], files: dict[str, str], reload: bool = False) -> None:
+def write_app(root: Path, redis_url: str, handlers: list[str], files: dict[str, str], reload: bool = False,
+              extra: str = "") -> None:
     (root / "config").mkdir(parents=True)
     (root / "config" / "__init__.py").write_text("")
     (root / "config" / "settings.py").write_text(
-        SETTINGS.format(redis_url=redis_url, root=str(root), handlers=handlers, reload=reload))
+        SETTINGS.format(redis_url=redis_url, root=str(root), handlers=handlers, reload=reload) + extra)
     (root / "config" / "boot.py").write_text(BOOT)
     (root / "app" / "handlers").mkdir(parents=True)
     (root / "app" / "__init__.py").write_text("")
@@ -240,3 +242,21 @@ def test_deferred_queue_processed_by_a_second_worker_group(tmp_path: Path, redis
     run_burst(tmp_path, procs, 1, "-queue", "posts", "-boot", "config.posts_boot")
     assert redis_conn.lrange("posted", 0, -1) == [b"hello writer@example.org first post"]
     assert spool.keys() == []
+
+
+def test_busy_conversation_is_delayed_never_failed_or_lost(tmp_path: Path, redis_url: str,
+                                                          redis_conn: redis.Redis, procs: list) -> None:
+    write_app(tmp_path, redis_url, ["app.handlers.live"], {"app/handlers/live.py": RELOADING.format(word="done")},
+              extra="lock_wait = 0.5\nsweep_grace = 1\nsweep_interval = 1\n")
+    # Another process holds this conversation (module app.handlers.live, sender a@example.org).
+    held = redis_conn.lock("itest:lock:app.handlers.live\x1fa@example.org", timeout=120, thread_local=False)
+    assert held.acquire(blocking=False)
+    procs.append(spawn(worker_args(tmp_path), cwd=tmp_path, log=tmp_path / "worker.log"))
+    key = spool_message(tmp_path, redis_conn, "A@Example.org", "x@test.com")
+    wait_for(lambda: "conversation busy" in (tmp_path / "worker.log").read_text(), 60, what="busy job")
+    assert redis_conn.lrange("seen", 0, -1) == []
+    assert MaildirSpool(tmp_path / "run" / "spool").keys() == [key]
+    held.release()
+    wait_for(lambda: redis_conn.lrange("seen", 0, -1) == [b"done"], 60, what="message routed after the lock freed")
+    wait_for(lambda: MaildirSpool(tmp_path / "run" / "spool").keys() == [], 30, what="spool emptied")
+    assert FailedJobRegistry(INCOMING, connection=redis_conn).count == 0
