@@ -19,3 +19,5 @@ def setup(level: str | int | None = None) -> None:
         handler._lamson = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
+    # aiosmtpd logs every protocol line at INFO: useful when debugging, a cost at hundreds of messages a second.
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
