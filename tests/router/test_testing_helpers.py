@@ -8,7 +8,7 @@ import pytest
 
 from lamson.router import RouterClass
 from lamson.router.report import routes
-from lamson.testing import RouterConversation, assert_in_state, clear_queue, delivered, queue
+from lamson.testing import RouterConversation, assert_in_state, clear_queue, delivered, make_message, queue
 
 REPLIER = "tests.router.handlers.replier"
 
@@ -60,3 +60,19 @@ def test_routes_report_and_test_address(app: RouterClass) -> None:
     out = io.StringIO()
     assert routes(out, test="nobody@nowhere.org") == 1
     assert "matches no route" in out.getvalue()
+
+
+def test_lamson_router_fixture_restores_routes_and_state(app: RouterClass) -> None:
+    from lamson.testing.fixtures import lamson_router
+
+    app.set_state(REPLIER, make_message("a@example.org", "echo@test.com"), "CONFIRMED")
+    before = app.ORDER
+    fixture = lamson_router.__wrapped__()  # the generator pytest would drive
+    inside = next(fixture)
+    assert inside.ORDER == before  # the application's routes are kept
+    assert inside.get_state(REPLIER, make_message("a@example.org", "echo@test.com")) == "START"
+    inside.clear_routes()
+    with pytest.raises(StopIteration):
+        next(fixture)
+    assert app.ORDER == before
+    assert app.get_state(REPLIER, make_message("a@example.org", "echo@test.com")) == "CONFIRMED"

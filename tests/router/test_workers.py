@@ -260,3 +260,25 @@ def test_busy_conversation_is_delayed_never_failed_or_lost(tmp_path: Path, redis
     wait_for(lambda: redis_conn.lrange("seen", 0, -1) == [b"done"], 60, what="message routed after the lock freed")
     wait_for(lambda: MaildirSpool(tmp_path / "run" / "spool").keys() == [], 30, what="spool emptied")
     assert FailedJobRegistry(INCOMING, connection=redis_conn).count == 0
+
+
+def test_lamson_routes_command(tmp_path: Path, redis_url: str) -> None:
+    from tests.support import run_lamson
+
+    write_app(tmp_path, redis_url, ["app.handlers.front"], {"app/handlers/front.py": FRONT})
+    done = run_lamson("routes", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode()
+    assert "Routing ORDER: ['^post-(?P<name>[a-z]+)@(?P<host>test\\\\.com)$']" in out, out
+    assert "app.handlers.front.START" in out
+
+    done = run_lamson("routes", "-test", "Post-Hello@test.com", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode()
+    assert "TEST address 'Post-Hello@test.com' matches:" in out
+    assert "{'name': 'hello', 'host': 'test.com'}" in out
+    assert "app.handlers.front.START: runs when the sender is in state START" in out
+
+    done = run_lamson("routes", "--test", "nobody@elsewhere.org", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "matches no route" in done.stdout.decode()
