@@ -257,19 +257,22 @@ class RouterClass:
         """The names of the routed state functions of one module."""
         return {f.__name__ for f in self._functions if f.__module__ == module_name}
 
-    def in_state(self, func: StateFunction, message: Any) -> bool:
-        """True when the sender's state in ``func``'s module is ``func``'s name.
+    def current_state(self, module_name: str, message: Any) -> str:
+        """The sender's state in a module, a stale name counting as START.
 
         A stored state that names no routed function of the module (renamed
         or removed since) counts as START, so no sender is ever stuck in it.
         """
-        module_name = func.__module__
         state = self.get_state(module_name, message)
         if state != START and state not in self.state_names(module_name):
             LOG.warning("conversation %s/%s is in state %r, which %s no longer routes: treated as START",
                         module_name, bare_address(message.From), state, module_name)
-            state = START
-        return state == func.__name__
+            return START
+        return state
+
+    def in_state(self, func: StateFunction, message: Any) -> bool:
+        """True when the sender's state in ``func``'s module is ``func``'s name."""
+        return self.current_state(func.__module__, message) == func.__name__
 
     # -- delivery --------------------------------------------------------
 
@@ -303,13 +306,20 @@ class RouterClass:
         with self.LOCKS.hold(locks):
             for funcs, captures in matched:
                 to_call: list[StateFunction] = []
+                states: dict[str, str] = {}  # read once per module and route, not per function
                 found_state: set[str] = set()
                 for func in funcs:
+                    module_name = func.__module__
                     if spec_of(func).stateless:  # type: ignore[union-attr]
                         to_call.append(func)
-                    elif func.__module__ not in found_state and self.in_state(func, message):
+                        continue
+                    if module_name in found_state:
+                        continue
+                    if module_name not in states:
+                        states[module_name] = self.current_state(module_name, message)
+                    if states[module_name] == func.__name__:
                         to_call.append(func)
-                        found_state.add(func.__module__)
+                        found_state.add(module_name)
                 called += len(to_call)
                 for func in to_call:
                     self.call_safely(func, message, captures)
