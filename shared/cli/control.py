@@ -46,10 +46,33 @@ def start(args: argparse.Namespace) -> int:
     refuse_live_or_stale(proj.pidfile, args.force, "supervisord")
     if args.force and proj.socket.exists() and supervision.programs(proj) is None:
         proj.socket.unlink()
+    preflight(args, proj)
     pid = supervision.launch(proj)
     infos = supervision.wait_settled(proj, args.wait)
     print(f"supervisord started (pid {pid}, {proj.pidfile.path.relative_to(proj.root)})")
     return report_programs(infos, proj)
+
+
+def preflight(args: argparse.Namespace, proj: supervision.Project) -> None:
+    """Refuse to start programs whose port is already taken: they would only fail in a loop."""
+    from urllib.parse import urlsplit
+
+    if not proj.conf.is_file():
+        return  # launch() explains
+    conf = project.settings_or_defaults(args.config, args.root)
+    text = proj.conf.read_text()
+    redis_url = urlsplit(conf.redis_url)
+    checks = [
+        ("[program:receiver]", conf.receiver_config["host"], conf.receiver_config["port"],
+         "receiver_config (LAMSON_RECEIVER_PORT)"),
+        ("[program:log]", conf.relay_config["host"], conf.relay_config["port"],
+         "relay_config, the log program's port (LAMSON_RELAY_PORT)"),
+        ("[program:redis]", redis_url.hostname or "127.0.0.1", redis_url.port or 6379,
+         "redis_url (LAMSON_REDIS_URL; or remove [program:redis] to use the Redis already there)"),
+    ]
+    for marker, host, port, what in checks:
+        if marker in text and project.accepting(host, port):
+            raise CommandError(f"{host}:{port} is already in use; it is {what}: is another Lamson running?")
 
 
 def report_programs(infos: list[dict], proj: supervision.Project) -> int:
@@ -102,27 +125,35 @@ def stop(args: argparse.Namespace) -> int:
     return stop_files(files, args.timeout, args.kill)
 
 
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
 def stop_files(files: list[Path], timeout: float, kill: bool) -> int:
     """Stop the process of each pid file, as the guide prints it; remove stale files."""
-    print(f"Stopping processes with the following PID files: {[str(f) for f in files]}")
+    print(f"Stopping processes with the following PID files: {[shown(f) for f in files]}")
     failures = 0
     for path in files:
         pidfile = pidfiles.PidFile(path)
         pid = pidfile.read()
         if pid is None:
             if pidfile.exists():
-                print(f"Removing {path}: it holds no pid")
+                print(f"Removing {shown(path)}: it holds no pid")
                 pidfile.remove()
             continue  # already removed, e.g. by supervisord stopping with its children
         if not (pidfiles.alive(pid) and pidfiles.is_ours(pid)):
-            print(f"Removing stale pid file {path} (pid {pid} is not running)")
+            print(f"Removing stale pid file {shown(path)} (pid {pid} is not running)")
             pidfile.remove()
             continue
         print(f"Attempting to stop lamson at pid {pid}")
         if pidfiles.stop(pid, timeout, kill):
             pidfile.remove()
         else:
-            print(f"pid {pid} ({path}) did not stop", file=sys.stderr)
+            print(f"pid {pid} ({shown(path)}) did not stop", file=sys.stderr)
             failures += 1
     return 1 if failures else 0
 

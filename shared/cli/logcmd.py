@@ -13,7 +13,6 @@ nothing to start: ``lamson log`` says so and succeeds, so the guide's
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import time
@@ -32,14 +31,6 @@ def configure(parser: Parser) -> None:
     option(parser, "foreground", action="store_true", help="do not daemonize (supervisord's log program)")
     option(parser, "FORCE", "force", action="store_true", dest="force", help="start over a stale pid file")
     app_options(parser)
-
-
-def accepting(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 def supervised_log(root: Path) -> dict | None:
@@ -71,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                            f"stop it with: lamson stop -pid {pidfile}")
     if pidfile.exists() and not args.force:
         raise CommandError(f"stale pid file {pidfile} (pid {pid} is not running); give -FORCE to replace it")
-    if accepting(host, port):
+    if project.accepting(host, port):
         info = supervised_log(root)
         if info is not None:
             print(f"the logging server is already running under supervisord (lamson start: program log, "
@@ -97,7 +88,7 @@ def daemonize(host: str, port: int, queue_dir: str, log_dir: str, pidfile: pidfi
         if proc.poll() is not None:
             pidfile.remove()
             raise CommandError(f"the logging server exited at start: {last_line(out_path)}")
-        if accepting(host, port):
+        if project.accepting(host, port):
             print(f"logging server on {host}:{port} (pid {proc.pid}, {pidfile}), saving mail to {queue_dir}, "
                   f"logs in {log_dir}/logger.log and {log_dir}/lamson.err")
             return 0

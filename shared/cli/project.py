@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -38,3 +39,12 @@ def settings_or_defaults(config: str | None = None, root: str | None = None) -> 
 def root_path(root: str | None = None) -> Path:
     """The project root as an absolute path."""
     return lsettings.project_root(root)
+
+
+def accepting(host: str, port: int) -> bool:
+    """True if something accepts TCP connections on host:port right now."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
