@@ -89,6 +89,52 @@ class LocalLocks:
         return f"LocalLocks(wait={self.wait})"
 
 
+class Watchdog:
+    """One thread per process that keeps extending every held conversation lock.
+
+    A thread started and joined per message would cost more than the lock
+    itself; this one sleeps ``interval`` seconds between passes and only
+    touches Redis for locks that are held at that moment.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.interval = timeout / 3
+        self._held: dict[int, redis.lock.Lock] = {}
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, locks: Sequence[redis.lock.Lock]) -> None:
+        with self._guard:
+            for lock in locks:
+                self._held[id(lock)] = lock
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name="lamson-lock-watchdog")
+                self._thread.start()
+
+    def discard(self, locks: Sequence[redis.lock.Lock]) -> None:
+        with self._guard:
+            for lock in locks:
+                self._held.pop(id(lock), None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            with self._guard:
+                held = list(self._held.values())
+            for lock in held:
+                try:
+                    lock.extend(self.timeout, replace_ttl=True)
+                except LockError:
+                    # Released between the snapshot and now, or lost to expiry.
+                    with self._guard:
+                        still_held = id(lock) in self._held
+                    if still_held:
+                        LOG.error("could not extend conversation lock %r (lost to expiry?)", lock.name)
+                except redis.RedisError:
+                    LOG.exception("Redis error extending conversation lock %r", lock.name)
+
+
 class RedisLocks:
     """Locks shared by every process on one Redis, each with an expiry."""
 
@@ -101,6 +147,7 @@ class RedisLocks:
         self.timeout = timeout
         self.wait = wait
         self.poll = poll
+        self.watchdog = Watchdog(timeout)
 
     def lock(self, name: str) -> redis.lock.Lock:
         # thread_local=False: the watchdog thread extends a lock the main thread took.
@@ -112,40 +159,22 @@ class RedisLocks:
         started = time.monotonic()
         deadline = started + self.wait
         held: list[redis.lock.Lock] = []
-        stop = threading.Event()
-        watchdog: threading.Thread | None = None
         try:
             for name in ordered:
                 lock = self.lock(name)
                 if not lock.acquire(blocking=True, blocking_timeout=max(0.0, deadline - time.monotonic())):
                     raise ConversationBusy(name, time.monotonic() - started)
                 held.append(lock)
-            if held:
-                watchdog = threading.Thread(target=self._extend, args=(held, stop), daemon=True,
-                                            name="lamson-lock-watchdog")
-                watchdog.start()
+            self.watchdog.add(held)
             yield
         finally:
-            stop.set()
-            if watchdog is not None:
-                watchdog.join()
+            self.watchdog.discard(held)
             for lock in reversed(held):
                 try:
                     lock.release()
                 except LockError:
                     LOG.error("conversation lock %r expired before release: it was held longer than "
                               "lock_timeout=%ss without being extended", lock.name, self.timeout)
-
-    def _extend(self, held: list[redis.lock.Lock], stop: threading.Event) -> None:
-        """Push the expiry of held locks forward until the state functions are done."""
-        while not stop.wait(self.timeout / 3):
-            for lock in held:
-                try:
-                    lock.extend(self.timeout, replace_ttl=True)
-                except LockError:
-                    LOG.error("could not extend conversation lock %r (lost to expiry?)", lock.name)
-                except redis.RedisError:
-                    LOG.exception("Redis error extending conversation lock %r", lock.name)
 
     def __repr__(self) -> str:
         return f"RedisLocks(timeout={self.timeout}, wait={self.wait})"
