@@ -18,17 +18,27 @@ from lamson.queue import as_bytes
 _BCC = re.compile(rb"^Bcc:.*?\r?\n(?![ \t])", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 
 
-def envelope_of(data: bytes) -> tuple[str, list[str]]:
-    """Envelope sender and recipients from a message's headers (From; To, Cc, Bcc)."""
-    headers = BytesHeaderParser(policy=SMTP_POLICY).parsebytes(data)
-    sender = parseaddr(str(headers.get("From", "")))[1]
-    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
+def envelope_of(message: Any) -> tuple[str, list[str]]:
+    """Envelope sender and recipients from a message's headers (From; To, Cc, Bcc).
+
+    A message object with header access (MailResponse, MailRequest, email
+    Message) is read directly; bytes are parsed, headers only.
+    """
+    if isinstance(message, bytes | bytearray | memoryview | str):
+        raw = message.encode("utf-8", "surrogateescape") if isinstance(message, str) else bytes(message)
+        headers: Any = BytesHeaderParser(policy=SMTP_POLICY).parsebytes(raw)
+    else:
+        headers = message
+    sender = parseaddr(str(headers.get("From") or ""))[1]
+    fields = [str(headers.get(name) or "") for name in ("To", "Cc", "Bcc")]
     rcpts = [addr for _, addr in getaddresses(fields) if addr]
     return sender, list(dict.fromkeys(rcpts))
 
 
 def strip_bcc(data: bytes) -> bytes:
     """Remove Bcc headers (with their continuation lines) from the header block only."""
+    if b"bcc:" not in data[:65536].lower():
+        return data
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
         head, sep, body = data.partition(b"\n\n")
@@ -67,8 +77,8 @@ class Relay:
         is sent), the sender to the From header; ``From=""`` sends with the
         null reverse-path ``<>`` (bounces, DSNs).
         """
+        sender, rcpts = envelope_of(message)
         data = as_bytes(message)
-        sender, rcpts = envelope_of(data)
         if To is not None:
             rcpts = [To] if isinstance(To, str) else list(To)
         if From is not None:

@@ -14,7 +14,7 @@ from rq import Queue, SimpleWorker
 from lamson import logs
 from lamson import settings as lsettings
 from lamson.connection import connect
-from lamson.queues import OUTGOING
+from lamson.queues import OUTGOING, RESULT_TTL
 from lamson.relay import jobs
 from lamson.relay.smtp import Connections
 from lamson.workerbase import MAINTENANCE_INTERVAL, WORKER_TTL, rq_log_level, startup_problems, worker_name
@@ -37,7 +37,7 @@ def run(settings_name: str | None = None, root: str | None = None, burst: bool =
         name=worker_name("relay", name),
         worker_ttl=WORKER_TTL,
         maintenance_interval=MAINTENANCE_INTERVAL,
-        default_result_ttl=0,
+        default_result_ttl=RESULT_TTL,
     )
     log.info("relay worker %s delivering %s", worker.name, OUTGOING)
     try:
