@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,25 @@ def test_the_guide_session(generated: Path, project_env: dict[str, str], tracker
     wait_for(lambda: b"RUNNING" in lamson("status").stdout and lamson("status").stdout.count(b"RUNNING") == 6,
              60, 0.5, "every program RUNNING under a bare PATH")
     tracker.add_programs(root)
-    assert lamson("stop").returncode == 0
+
+    restarted = lamson("restart", timeout=200)
+    tracker.add_pidfiles(root / "run")
+    tracker.add_programs(root)
+    assert restarted.returncode == 0, restarted.stdout.decode() + restarted.stderr.decode()
+    assert b"Attempting to stop lamson at pid" in restarted.stdout and b"supervisord started" in restarted.stdout
+
+    assert lamson("stop", timeout=200).returncode == 0
     assert not (root / "run" / "supervisord.pid").exists()
     assert os.listdir(root / "run" / "queue" / "new")
+
+
+def test_start_refuses_a_port_already_in_use(generated: Path, project_env: dict[str, str],
+                                             ports: dict[str, int]) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports["receiver"]))
+        squatter.listen()
+        result = run_lamson("start", cwd=generated, env=project_env)
+    assert result.returncode == 1
+    assert f"127.0.0.1:{ports['receiver']} is already in use".encode() in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert not (generated / "run" / "supervisord.pid").exists()
