@@ -170,3 +170,16 @@ def test_start_outside_a_project_is_one_line(capsys: pytest.CaptureFixture[str],
     assert_one_line_error(err, "deploy/supervisord.conf", "lamson gen")
     code, out, _ = run_main(capsys, "stop")
     assert code == 0 and "not running" in out
+
+
+def test_recipients_may_be_repeated_or_comma_separated() -> None:
+    from lamson.cli.mailing import split_addresses
+
+    assert split_addresses(["a@test.com, B <b@test.com>", "c@test.com"]) == ["a@test.com", "b@test.com", "c@test.com"]
+
+
+def test_sendmail_minus_t_removes_only_the_bcc_header() -> None:
+    from lamson.cli.mailing import remove_header
+
+    data = b"To: a@x.org\r\nBcc: secret@x.org,\r\n  other@x.org\r\nSubject: s\r\n\r\nBcc: in the body stays\r\n"
+    assert remove_header(data, b"bcc") == b"To: a@x.org\r\nSubject: s\r\n\r\nBcc: in the body stays\r\n"
