@@ -27,6 +27,9 @@ from email.message import Message
 MAX_HEADER_BYTES = 256 * 1024
 #: The deepest MIME nesting we accept (multipart and message/* containers).
 MAX_DEPTH = 50
+#: Lines starting with "--" (an upper bound on MIME parts) allowed in a message: the
+#: stdlib parses parts at roughly 2,000 a second, so a part bomb would stall a worker.
+MAX_PARTS = 1000
 #: Encoded words allowed in the top-level header block.
 MAX_ENCODED_WORDS = 1000
 #: Above this many encoded words in one value, decode with the linear fallback
@@ -80,7 +83,8 @@ def screen(data: bytes | str) -> str | None:
 
     Cheap (a few byte scans, no parsing) so it can run on every message: it
     refuses header blocks over :data:`MAX_HEADER_BYTES`, more than
-    :data:`MAX_ENCODED_WORDS` encoded words in the header block, and MIME
+    :data:`MAX_ENCODED_WORDS` encoded words in the header block, more than
+    :data:`MAX_PARTS` lines starting with ``--`` (MIME delimiters), and MIME
     nesting deeper than :data:`MAX_DEPTH` (measured by a parse only when a
     byte count says the message might be that deep).
     """
@@ -94,6 +98,9 @@ def screen(data: bytes | str) -> str | None:
     words = data.count(b"=?", 0, end)
     if words > MAX_ENCODED_WORDS:
         return f"{words} encoded words in the header block (limit {MAX_ENCODED_WORDS})"
+    delimiters = data.count(b"\n--") + data.count(b"\r--")
+    if delimiters > MAX_PARTS:
+        return f"{delimiters} MIME delimiter lines (limit {MAX_PARTS} parts)"
     lowered = data.lower()
     containers = lowered.count(b"multipart/") + lowered.count(b"message/")
     if containers > MAX_DEPTH:
@@ -259,12 +266,25 @@ def clean_header(name: str, value: str) -> str:
                 "refusing to guess the intended addresses"
             )
         return value
-    return neutralise(value).strip(" \t")
+    return canonical_header(value)
 
 
 def canonical_header(value: str) -> str:
-    """What a text header value reads as after a round trip: neutralised, trimmed."""
-    return neutralise(value).strip(" \t")
+    """What a text header value (or display or file name) reads as after a round trip.
+
+    Neutralised, and trimmed of white space at both ends (any Unicode white
+    space: parsers disagree on it, so we never send it).
+    """
+    return neutralise(value).strip()
+
+
+def canonical_name(value: str) -> str:
+    """What a display name reads as after a round trip: like a header, with space runs collapsed.
+
+    An ASCII display name travels as words of an RFC 5322 phrase, where runs of
+    spaces are not significant, so we never send them.
+    """
+    return re.sub(r"[ \t]+", " ", canonical_header(value))
 
 
 def canonical_body(text: str) -> str:

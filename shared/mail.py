@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import email.utils
 import mimetypes
+import re
 from collections.abc import Iterable, Iterator
 from email import policy
 from email.headerregistry import Address
@@ -32,6 +33,7 @@ from lamson.encoding import (
     HeaderInjectionError,
     canonical_body,
     canonical_header,
+    canonical_name,
     clean_header,
     decode_header_text,
     decode_text,
@@ -47,6 +49,7 @@ __all__ = [
     "MailResponse",
     "canonical_body",
     "canonical_header",
+    "canonical_name",
     "screen",
 ]
 
@@ -242,7 +245,7 @@ def _parse(data: bytes) -> tuple[EmailMessage, str | None]:
         except Exception as exc:  # noqa: BLE001 - stdlib parser bugs must not reach handlers
             reason = f"unparseable message ({type(exc).__name__})"
     # Refused: keep what is safe. Headers only when the header block is within limits.
-    if reason.startswith("MIME") or reason.startswith("unparseable"):
+    if reason.startswith(("MIME", "unparseable")) or "MIME delimiter" in reason:
         try:
             return parser.parsebytes(data, headersonly=True), reason
         except Exception:  # noqa: BLE001
@@ -257,13 +260,16 @@ def _parse(data: bytes) -> tuple[EmailMessage, str | None]:
         return EmailMessage(policy=READ_POLICY), reason
 
 
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")
+
+
 def _decode_header(name: str, raw: str) -> str:
     """Decode one raw header value: the stdlib's parser when it is cheap and right, else ours."""
     if raw.isascii() and "=?" not in raw:
         return decode_header_text(raw)
     if raw.count("=?") <= MAX_WORDS_PER_HEADER and raw.isascii():
         try:
-            value = str(READ_POLICY.header_factory(name, raw))
+            value = str(READ_POLICY.header_factory(name, _LINE_ENDS.sub("", raw)))
             if "\ufffd" not in value:
                 return value
         except Exception:  # noqa: BLE001 - fall through to the linear decoder
@@ -272,11 +278,32 @@ def _decode_header(name: str, raw: str) -> str:
 
 
 def _addresses(name: str, raw: str) -> list[tuple[str, str]]:
+    """Parse an address header; display names with encoded words are decoded by us.
+
+    The stdlib's address parser puts a space between adjacent encoded words in
+    a display name (RFC 2047 section 6.2 says drop it), so when the raw value
+    has encoded words and ``getaddresses`` finds the same addresses, the names
+    come from :func:`decode_header_text` instead.
+    """
+    unfolded = _LINE_ENDS.sub("", raw)
+    if raw.count("=?") > MAX_WORDS_PER_HEADER:  # the structured parser is quadratic in encoded words
+        return [(decode_header_text(n), a) for n, a in email.utils.getaddresses([unfolded]) if a]
     try:
-        header = READ_POLICY.header_factory(name, raw if raw.isascii() else decode_header_text(raw))
-        return [(a.display_name, a.addr_spec) for a in getattr(header, "addresses", ())]
+        header = READ_POLICY.header_factory(name, unfolded if raw.isascii() else decode_header_text(raw))
+        pairs = [(a.display_name, a.addr_spec) for a in getattr(header, "addresses", ())]
     except Exception:  # noqa: BLE001
         return [(n, a) for n, a in email.utils.getaddresses([decode_header_text(raw)]) if a]
+    if "=?" in unfolded and raw.isascii():
+        try:
+            raw_pairs = [(n, a) for n, a in email.utils.getaddresses([unfolded]) if a]
+        except Exception:  # noqa: BLE001
+            raw_pairs = []
+        if [a for _, a in raw_pairs] == [a for _, a in pairs]:
+            pairs = [
+                (decode_header_text(n) if "=?" in n else d, a)
+                for (n, a), (d, _) in zip(raw_pairs, pairs, strict=True)
+            ]
+    return pairs
 
 
 def _is_attachment(part: Message) -> bool:
@@ -289,19 +316,36 @@ def _is_attachment(part: Message) -> bool:
 
 
 def _filename(part: Message) -> str | None:
-    """The decoded file name (RFC 2231 or RFC 2047), or None; never raises."""
+    """The decoded file name (RFC 2231 or RFC 2047), or None; never raises.
+
+    Read from the parsed parameters of Content-Disposition (then Content-Type
+    ``name``): the legacy ``get_filename()`` strips ``<...>`` from names.
+    """
     raw = " ".join(_unfolded_raw(part, "content-disposition") + _unfolded_raw(part, "content-type"))
     if raw.count("=?") > MAX_WORDS_PER_HEADER:
         return None
-    try:
-        name = part.get_filename() or part.get_param("name")
-    except Exception:  # noqa: BLE001
-        return None
+    name: Any = None
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        try:
+            params = getattr(part.get(header), "params", None) or {}
+            name = params.get(param)
+        except Exception:  # noqa: BLE001 - a malformed header: try the next place
+            name = None
+        if name:
+            break
+    if not name:
+        try:
+            name = part.get_filename() or part.get_param("name")
+        except Exception:  # noqa: BLE001
+            return None
     if isinstance(name, tuple):  # an RFC 2231 triple that get_param left undecoded
         name = email.utils.collapse_rfc2231_value(name)
     if not name:
         return None
-    return decode_header_text(str(name))
+    name = str(name)
+    if "=?" in name or "\ufffd" in name or any("\udc80" <= ch <= "\udcff" for ch in name):
+        name = decode_header_text(name)
+    return name.strip() or None
 
 
 def part_bytes(part: Message) -> bytes:
@@ -357,7 +401,7 @@ def _address_list(name: str, value: AddressLike | Iterable[AddressLike]) -> str 
     for item in items:
         if isinstance(item, Address):
             clean_header(name, f"{item.display_name} {item.addr_spec}")
-            out.append(Address(item.display_name, item.username, _idna(item.domain)))
+            out.append(Address(canonical_name(item.display_name), item.username, _idna(item.domain)))
         elif isinstance(item, tuple):
             display, addr = item
             clean_header(name, f"{display} {addr}")
@@ -375,6 +419,7 @@ def _address_list(name: str, value: AddressLike | Iterable[AddressLike]) -> str 
 
 
 def _make_address(display: str, addr: str) -> Address:
+    display = canonical_name(display)
     local, at, domain = addr.rpartition("@")
     if not at:
         return Address(display_name=display, addr_spec=addr)
