@@ -1,0 +1,148 @@
+"""lamson.bounce: DSN parsing, non-standard bounces, @bounce_to and the RFC 3834 auto-reply rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lamson.bounce import auto_reply_allowed, auto_reply_refusal, bounce_to, status_meaning
+from lamson.mail import MailRequest
+
+DATA = Path(__file__).parent / "data" / "bounces"
+
+
+def sample(name: str, sender: str | None = "") -> MailRequest:
+    return MailRequest("peer", sender, "alice@example.com", (DATA / name).read_bytes())
+
+
+def test_standard_hard_dsn() -> None:
+    msg = sample("hard_5.1.1.eml")
+    assert msg.is_bounce()
+    report = msg.bounce
+    assert report.kind == "dsn" and report.score == 1.0
+    assert report.status == "5.1.1" and report.primary_status == (5, 1, 1)
+    assert report.meaning == "Permanent failure: Bad destination mailbox address"
+    assert report.final_recipient == "nobody@example.net"
+    assert report.original_recipient == "nobody@example.net"
+    assert report.reporting_mta == "mx.example.net"
+    assert report.remote_mta == "mail.example.net"
+    assert report.action == "failed"
+    assert "User unknown" in (report.diagnostic_code or "")
+    assert report.is_hard() and not report.is_soft()
+    assert "nobody@example.net" in report.error_for_humans()
+
+
+def test_standard_soft_dsn() -> None:
+    report = sample("soft_4.2.2.eml").bounce
+    assert report.kind == "dsn"
+    assert report.status == "4.2.2" and report.action == "delayed"
+    assert report.meaning == "Persistent transient failure: Mailbox full"
+    assert report.final_recipient == "full@example.org"
+    assert report.reporting_mta == "googlemail.com"
+    assert report.is_soft() and not report.is_hard()
+
+
+@pytest.mark.parametrize(
+    ("name", "recipient", "status"),
+    [
+        ("qmail_nonstandard.eml", "gone@qmail.example.com", "5.1.1"),
+        ("exim_nonstandard.eml", "nouser@exim.example.com", "5.0.0"),
+    ],
+)
+def test_non_standard_bounces(name: str, recipient: str, status: str) -> None:
+    msg = sample(name, sender=None)
+    assert msg.is_bounce()
+    report = msg.bounce
+    assert report.kind == "heuristic"
+    assert report.final_recipient == recipient
+    assert report.status == status and report.is_hard()
+
+
+def test_normal_message_is_not_a_bounce() -> None:
+    msg = sample("normal.eml", sender="bob@example.org")
+    assert not msg.is_bounce()
+    assert msg.bounce.score == 0 and not msg.bounce.is_hard() and not msg.bounce.is_soft()
+    assert auto_reply_allowed(msg)
+
+
+def test_status_meaning() -> None:
+    assert status_meaning("5.7.1") == "Permanent failure: Delivery not authorized, message refused"
+    assert status_meaning("4.4.1") == "Persistent transient failure: No answer from host"
+    assert status_meaning("5.9.99") == "Permanent failure: Unknown status"
+    assert status_meaning(None) == ""
+
+
+def HARD(message: MailRequest, *args: object) -> str:  # noqa: N802 - states are named in capitals
+    return "hard"
+
+
+def SOFT(message: MailRequest, *args: object) -> str:  # noqa: N802
+    return "soft"
+
+
+@bounce_to(soft=SOFT, hard=HARD)
+def START(message: MailRequest, *args: object) -> str:  # noqa: N802
+    """The decorated state."""
+    return "start"
+
+
+def test_bounce_to_routes_by_kind() -> None:
+    assert START(sample("hard_5.1.1.eml")) == "hard"
+    assert START(sample("soft_4.2.2.eml")) == "soft"
+    assert START(sample("qmail_nonstandard.eml")) == "hard"
+    assert START(sample("normal.eml", sender="bob@example.org"), "extra") == "start"
+    assert START.__name__ == "START" and START.__doc__ == "The decorated state."
+
+
+def test_bounce_to_without_a_state_for_the_kind_falls_through() -> None:
+    @bounce_to(hard=HARD)
+    def STATE(message: MailRequest) -> str:  # noqa: N802
+        return "state"
+
+    assert STATE(sample("soft_4.2.2.eml")) == "state"
+    assert STATE(sample("hard_5.1.1.eml")) == "hard"
+
+
+def plain(headers: str, sender: str | None = "bob@example.org") -> MailRequest:
+    return MailRequest(
+        "peer", sender, "alice@example.com", f"From: bob@example.org\r\n{headers}\r\nhello\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "sender", "why"),
+    [
+        ("", "", "null envelope sender"),
+        ("Return-Path: <>\r\n", None, "null Return-Path"),
+        ("Auto-Submitted: auto-replied\r\n", "bob@example.org", "Auto-Submitted"),
+        ("Auto-Submitted: auto-generated; owner-email=x@y\r\n", "bob@example.org", "Auto-Submitted"),
+        ("Precedence: bulk\r\n", "bob@example.org", "Precedence: bulk"),
+        ("Precedence: List\r\n", "bob@example.org", "Precedence: list"),
+        ("Precedence: junk\r\n", "bob@example.org", "Precedence: junk"),
+        ("List-Id: <dev.lists.example.org>\r\n", "bob@example.org", "mailing list"),
+        ("List-Unsubscribe: <mailto:u@example.org>\r\n", "bob@example.org", "mailing list"),
+        ("X-Auto-Response-Suppress: DR, OOF\r\n", "bob@example.org", "X-Auto-Response-Suppress"),
+        ("X-Autoreply: yes\r\n", "bob@example.org", "autoresponder"),
+        ("", "mailer-daemon@example.org", "mail system"),
+        ("", "owner-dev@lists.example.org", "mail system"),
+        ("", "dev-request@lists.example.org", "mail system"),
+    ],
+)
+def test_auto_reply_refused(headers: str, sender: str | None, why: str) -> None:
+    msg = plain(headers, sender)
+    assert not auto_reply_allowed(msg)
+    assert why in (auto_reply_refusal(msg) or "")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    ["", "Auto-Submitted: no\r\n", "Precedence: first-class\r\n", "X-Auto-Response-Suppress: DR, RN\r\n"],
+)
+def test_auto_reply_allowed(headers: str) -> None:
+    assert auto_reply_allowed(plain(headers))
+
+
+def test_bounces_are_never_auto_replied() -> None:
+    for name in ("hard_5.1.1.eml", "soft_4.2.2.eml", "qmail_nonstandard.eml", "exim_nonstandard.eml"):
+        assert not auto_reply_allowed(sample(name, sender=None)), name
