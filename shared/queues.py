@@ -25,6 +25,10 @@ DELIVER_JOB = "lamson.relay.jobs.deliver"
 #: The routing job's id is derived from the spool key, so the sweeper can
 #: tell whether a spooled message already has a live job.
 ROUTE_JOB_PREFIX = "route-"
+
+#: How long a finished job stays in Redis. Not 0: rq deletes a job with result_ttl=0
+#: through several extra round trips, while a short expiry costs nothing.
+RESULT_TTL = 30
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -55,7 +59,7 @@ def enqueue_route(
         kwargs={},
         job_id=route_job_id(spool_key),
         timeout=timeout,
-        result_ttl=0,
+        result_ttl=RESULT_TTL,
         retry=Retry(max=len(retries), interval=retries),
         description=f"route {spool_key}",
         pipeline=pipeline,
@@ -82,7 +86,7 @@ def enqueue_delivery(
         args=(data, mail_from, list(rcpt_tos)),
         kwargs={"host": host, "port": port},
         timeout=timeout,
-        result_ttl=0,
+        result_ttl=RESULT_TTL,
         retry=Retry(max=len(retries), interval=retries),
         description=f"deliver to {', '.join(rcpt_tos)[:200]}",
     )

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
 
 from lamson.mail import MailResponse
 
@@ -68,11 +69,19 @@ def _render_header(value: Any, variables: Mapping[str, Any]) -> Any:
     if not isinstance(value, str):
         return value
     if "{{" in value or "{%" in value:
-        loader = LOADER if isinstance(LOADER, jinja2.Environment) else jinja2.Environment()
-        return loader.from_string(value).render(**dict(variables))
+        # A header value is a template string, so it must never carry text from a
+        # message; if a handler builds one from untrusted text anyway, the sandbox
+        # keeps that text from reaching Python objects (no code execution).
+        return _HEADER_TEMPLATES.from_string(value).render(**dict(variables))
     if "%(" in value:
-        return value % dict(variables)
+        try:
+            return value % dict(variables)
+        except (KeyError, ValueError, TypeError):
+            return value  # a literal '%' in a subject is text, not a crash
     return value
+
+
+_HEADER_TEMPLATES = jinja2.sandbox.SandboxedEnvironment(autoescape=False)
 
 
 def respond(

@@ -43,8 +43,10 @@ def sweep(spool: Spool, conn: redis.Redis, *, grace: float, timeout: int, retrie
             return 0
         pipe = conn.pipeline(transaction=False)
         for key in keys:
-            pipe.exists(JOB_KEY + queues.route_job_id(key))
-        orphans = [key for key, exists in zip(keys, pipe.execute(), strict=True) if not exists]
+            pipe.hget(JOB_KEY + queues.route_job_id(key), "status")
+        # No job, or a job that finished without removing the message (it stepped aside
+        # for a busy conversation): enqueue. Queued, started, scheduled or failed: leave it.
+        orphans = [key for key, status in zip(keys, pipe.execute(), strict=True) if status in (None, b"finished")]
         enqueued = 0
         for key in orphans:
             spooled = spool.get(key)

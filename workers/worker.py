@@ -17,7 +17,7 @@ from rq import Queue, SimpleWorker
 from lamson import logs
 from lamson import settings as lsettings
 from lamson.connection import connect
-from lamson.queues import INCOMING, OUTGOING
+from lamson.queues import INCOMING, OUTGOING, RESULT_TTL
 from lamson.settings import SettingsError
 from lamson.spool import open_spool
 from lamson.workerbase import MAINTENANCE_INTERVAL, WORKER_TTL, rq_log_level, startup_problems, worker_name
@@ -73,7 +73,7 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
         name=worker_name("router", name),
         worker_ttl=WORKER_TTL,
         maintenance_interval=MAINTENANCE_INTERVAL,
-        default_result_ttl=0,
+        default_result_ttl=RESULT_TTL,
     )
     log.info("router worker %s on %s, spool %r", worker.name, ", ".join(queue_names), spool)
     try:

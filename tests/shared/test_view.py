@@ -145,3 +145,23 @@ def test_display_name_tuple_never_adds_a_recipient(subject: str, name: str) -> N
     assert sorted(k.lower() for k in msg.keys()) == sorted(EXPECTED)
     assert [addr for _, addr in msg.addresses("to")] == ["victim@example.com"]
     assert resp.recipients() == ["victim@example.com"]
+
+
+def test_header_values_cannot_run_template_code_from_a_message() -> None:
+    """A subject from the Internet goes in as a variable: it is text, never a template."""
+    import jinja2.exceptions
+
+    hostile = "{{ 7*7 }} {{ ''.__class__.__mro__ }} %(secret)s 100%"
+    env = jinja2.Environment(loader=jinja2.DictLoader({"b.txt": "body"}))
+    old = view.LOADER
+    view.LOADER = env
+    try:
+        reply = view.respond({"subject": hostile}, Body="b.txt", Subject="Re: {{ subject }}")
+        assert reply["Subject"] == "Re: " + hostile
+        # A handler that wrongly builds the template from message text gets a sandbox, not Python objects.
+        with pytest.raises(jinja2.exceptions.SecurityError):
+            view.respond({}, Body="b.txt", Subject="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+        # A stray '%' in a literal value is text, not a crash.
+        assert view.respond({}, Body="b.txt", Subject="100%(done")["Subject"] == "100%(done"
+    finally:
+        view.LOADER = old

@@ -9,6 +9,7 @@ answer each other forever.
 import logging
 
 from config.settings import relay
+
 from lamson import view
 from lamson.bounce import auto_reply_allowed
 from lamson.router import route, stateless
@@ -26,9 +27,10 @@ def START(message, address=None, host=None):
     reply = view.respond(
         {"address": address, "host": host, "sender": message.From, "subject": subject},
         Body="reply.txt",
-        From=f"{address}@{host}",
-        To=message.From,
-        Subject=f"Re: {subject}",
+        # Header values are templates too: untrusted text goes in as a variable, never into the string.
+        From="{{ address }}@{{ host }}",
+        To="{{ sender }}",
+        Subject="Re: {{ subject }}",
     )
     if message["message-id"]:
         reply["In-Reply-To"] = message["message-id"]
