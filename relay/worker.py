@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from lamson import logs
 from lamson import settings as lsettings
@@ -17,7 +17,14 @@ from lamson.connection import connect
 from lamson.queues import OUTGOING, RESULT_TTL
 from lamson.relay import jobs
 from lamson.relay.smtp import Connections
-from lamson.workerbase import MAINTENANCE_INTERVAL, WORKER_TTL, rq_log_level, startup_problems, worker_name
+from lamson.workerbase import (
+    MAINTENANCE_INTERVAL,
+    WORKER_TTL,
+    LamsonWorker,
+    rq_log_level,
+    startup_problems,
+    worker_name,
+)
 
 log = logging.getLogger("lamson.relay")
 
@@ -31,7 +38,7 @@ def run(settings_name: str | None = None, root: str | None = None, burst: bool =
     for problem in startup_problems(conn):
         log.warning("WARNING: %s", problem)
     jobs.CONNECTIONS = Connections(timeout=settings.relay_timeout)
-    worker = SimpleWorker(
+    worker = LamsonWorker(
         [Queue(OUTGOING, connection=conn)],
         connection=conn,
         name=worker_name("relay", name),

@@ -14,6 +14,7 @@ headers refused with :class:`~lamson.encoding.HeaderInjectionError`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,7 +73,7 @@ def _render_header(value: Any, variables: Mapping[str, Any]) -> Any:
         # A header value is a template string, so it must never carry text from a
         # message; if a handler builds one from untrusted text anyway, the sandbox
         # keeps that text from reaching Python objects (no code execution).
-        return _HEADER_TEMPLATES.from_string(value).render(**dict(variables))
+        return _header_template(value).render(**dict(variables))
     if "%(" in value:
         try:
             return value % dict(variables)
@@ -82,6 +83,12 @@ def _render_header(value: Any, variables: Mapping[str, Any]) -> Any:
 
 
 _HEADER_TEMPLATES = jinja2.sandbox.SandboxedEnvironment(autoescape=False)
+
+
+@functools.lru_cache(maxsize=512)
+def _header_template(source: str) -> jinja2.Template:
+    """Compiled once: handlers pass the same few header templates for every message."""
+    return _HEADER_TEMPLATES.from_string(source)
 
 
 def respond(

@@ -12,7 +12,7 @@ import importlib
 import logging
 import os
 
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from lamson import logs
 from lamson import settings as lsettings
@@ -20,7 +20,14 @@ from lamson.connection import connect
 from lamson.queues import INCOMING, OUTGOING, RESULT_TTL
 from lamson.settings import SettingsError
 from lamson.spool import open_spool
-from lamson.workerbase import MAINTENANCE_INTERVAL, WORKER_TTL, rq_log_level, startup_problems, worker_name
+from lamson.workerbase import (
+    MAINTENANCE_INTERVAL,
+    WORKER_TTL,
+    LamsonWorker,
+    rq_log_level,
+    startup_problems,
+    worker_name,
+)
 from lamson.workers import context
 from lamson.workers.sweeper import SweeperThread, sweep
 
@@ -67,7 +74,7 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     sweeper = SweeperThread(settings.sweep_interval, **sweep_args)
     sweeper.start()
 
-    worker = SimpleWorker(
+    worker = LamsonWorker(
         [Queue(q, connection=conn) for q in queue_names],
         connection=conn,
         name=worker_name("router", name),
