@@ -15,6 +15,7 @@ from lamson import logs
 from lamson import settings as lsettings
 from lamson.connection import connect
 from lamson.queues import OUTGOING, RESULT_TTL
+from lamson.recovery import take_over
 from lamson.relay import jobs
 from lamson.relay.smtp import Connections
 from lamson.workerbase import (
@@ -38,10 +39,12 @@ def run(settings_name: str | None = None, root: str | None = None, burst: bool =
     for problem in startup_problems(conn):
         log.warning("WARNING: %s", problem)
     jobs.CONNECTIONS = Connections(timeout=settings.relay_timeout)
+    wname = worker_name("relay", name)
+    take_over(conn, wname, [OUTGOING])  # a predecessor of this name is dead: its jobs run again now
     worker = LamsonWorker(
         [Queue(OUTGOING, connection=conn)],
         connection=conn,
-        name=worker_name("relay", name),
+        name=wname,
         worker_ttl=WORKER_TTL,
         maintenance_interval=MAINTENANCE_INTERVAL,
         default_result_ttl=RESULT_TTL,

@@ -18,6 +18,7 @@ from lamson import logs
 from lamson import settings as lsettings
 from lamson.connection import connect
 from lamson.queues import INCOMING, OUTGOING, RESULT_TTL
+from lamson.recovery import take_over
 from lamson.settings import SettingsError
 from lamson.spool import open_spool
 from lamson.workerbase import (
@@ -74,10 +75,12 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     sweeper = SweeperThread(settings.sweep_interval, **sweep_args)
     sweeper.start()
 
+    wname = worker_name("router", name)
+    take_over(conn, wname, queue_names)  # a predecessor of this name is dead: its jobs run again now
     worker = LamsonWorker(
         [Queue(q, connection=conn) for q in queue_names],
         connection=conn,
-        name=worker_name("router", name),
+        name=wname,
         worker_ttl=WORKER_TTL,
         maintenance_interval=MAINTENANCE_INTERVAL,
         default_result_ttl=RESULT_TTL,
