@@ -40,7 +40,8 @@ def run(settings_name: str | None = None, root: str | None = None, burst: bool =
         log.warning("WARNING: %s", problem)
     jobs.CONNECTIONS = Connections(timeout=settings.relay_timeout)
     wname = worker_name("relay", name)
-    take_over(conn, wname, [OUTGOING])  # a predecessor of this name is dead: its jobs run again now
+    # A predecessor of this name is dead (supervisord restarted us): its jobs run again now.
+    take_over(conn, wname, [OUTGOING], max_deaths=settings.max_worker_deaths)
     worker = LamsonWorker(
         [Queue(OUTGOING, connection=conn)],
         connection=conn,

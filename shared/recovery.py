@@ -10,10 +10,13 @@ So at start-up, before rq registers the new worker, :func:`recover_predecessor`
 puts the predecessor's unfinished jobs back on their queue at once and
 removes its registration.
 
-A job the predecessor was running when it died is treated as rq treats an
-abandoned job, only sooner: it uses up one of its retries, so a message that
-kills its worker every time is still tried a bounded number of times and
-then lands in rq's FailedJobRegistry (where ``rq requeue`` finds it).
+A job the predecessor was running when it died goes back to the front of
+its queue. A kill is not the job's fault (it may have been waiting for a
+conversation lock, or Redis went away under it), so it does not use up one
+of the job's retries, which are for exceptions it raises. It is counted
+instead, in the job's meta (``worker_deaths``): a message that kills its
+worker every time is run at most ``max_deaths`` times, then lands in rq's
+FailedJobRegistry, where ``rq info`` shows it and ``rq requeue`` sends it back.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
 
 log = logging.getLogger("lamson.recovery")
 
+#: Default for ``max_deaths``: how many workers may die with one job in hand before it is parked.
+MAX_DEATHS = 5
+DEATHS = "worker_deaths"
+
 
 @dataclass
 class Recovered:
@@ -52,13 +59,15 @@ def worker_key(name: str) -> str:
     return Worker.redis_worker_namespace_prefix + name
 
 
-def recover_predecessor(conn: redis.Redis, name: str, queue_names: list[str]) -> Recovered:
+def recover_predecessor(conn: redis.Redis, name: str, queue_names: list[str], *,
+                        max_deaths: int = MAX_DEATHS) -> Recovered:
     """Requeue (or fail, when out of retries) the jobs a dead worker called ``name`` left started.
 
     ``queue_names`` are the queues this worker will listen on; the
     predecessor's own list (from its registration) is used as well, so jobs
     are found even if the configuration changed between the two processes.
-    Call it only when no live process can hold the name.
+    Call it only when no live process can hold the name. A job whose
+    workers died ``max_deaths`` times is failed instead of requeued.
     """
     result = Recovered()
     key = worker_key(name)
@@ -81,7 +90,7 @@ def recover_predecessor(conn: redis.Redis, name: str, queue_names: list[str]) ->
 
     for member in sorted(composite):
         job_id, execution_id = parse_composite_key(member)
-        outcome = _take_back(conn, job_id, Execution(execution_id, job_id, conn, worker_name=name))
+        outcome = _take_back(conn, job_id, Execution(execution_id, job_id, conn, worker_name=name), max_deaths)
         if outcome == "requeued":
             result.requeued.append(job_id)
         elif outcome == "failed":
@@ -99,7 +108,7 @@ def recover_predecessor(conn: redis.Redis, name: str, queue_names: list[str]) ->
     return result
 
 
-def _take_back(conn: redis.Redis, job_id: str, execution: Execution) -> str:
+def _take_back(conn: redis.Redis, job_id: str, execution: Execution, max_deaths: int) -> str:
     """Remove one dead execution; requeue its job at the front if it may run again."""
     try:
         job = Job.fetch(job_id, connection=conn)
@@ -115,27 +124,30 @@ def _take_back(conn: redis.Redis, job_id: str, execution: Execution) -> str:
         pipe.execute()
         return "left"
     queue = Queue(job.origin, connection=conn, job_class=Job)
-    if job.retries_left:
-        job.retries_left -= 1  # saved with the job by the enqueue
+    deaths = int(job.meta.get(DEATHS, 0)) + 1
+    job.meta[DEATHS] = deaths  # saved with the job by the enqueue or the failure below
+    if deaths < max_deaths:
         queue._enqueue_job(job, pipeline=pipe, at_front=True)
         pipe.execute()
-        log.warning("job %s was running in a dead worker; requeued (%d retries left)", job_id, job.retries_left)
+        log.warning("job %s was running in a dead worker (death %d of %d allowed); requeued",
+                    job_id, deaths, max_deaths - 1)
         return "requeued"
-    record_job_failure(job, f"worker {execution.worker_name} died while running this job "
-                            "(killed, or crashed) and it has no retries left", pipe)
+    job.save(pipeline=pipe)
+    record_job_failure(job, f"{deaths} workers died while running this job (the last: {execution.worker_name}); "
+                            "parked here so it cannot take more down: rq requeue sends it back", pipe)
     pipe.execute()
-    log.error("job %s was running in a dead worker and has no retries left: moved to the failed registry", job_id)
+    log.error("job %s was running in %d dead workers: moved to the failed registry", job_id, deaths)
     return "failed"
 
 
-def take_over(conn: redis.Redis, name: str, queue_names: list[str]) -> Recovered:
+def take_over(conn: redis.Redis, name: str, queue_names: list[str], *, max_deaths: int = MAX_DEATHS) -> Recovered:
     """What a worker process calls before registering: recover, or log why it could not.
 
     With Redis down there is nothing to recover from yet; rq's registration
     fails next and supervisord starts the process again later.
     """
     try:
-        return recover_predecessor(conn, name, queue_names)
+        return recover_predecessor(conn, name, queue_names, max_deaths=max_deaths)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("cannot check for a predecessor named %s: Redis unavailable (%s)", name, exc)
         return Recovered()

@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     # Sweeper: spooled messages older than this with no live job are re-enqueued.
     "sweep_grace": 10,
     "sweep_interval": 15,
+    # A job whose worker died this many times with it in hand is parked in rq's failed registry.
+    "max_worker_deaths": 5,
 }
 
 #: Environment variables that override settings, and how to apply them.

@@ -76,7 +76,8 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     sweeper.start()
 
     wname = worker_name("router", name)
-    take_over(conn, wname, queue_names)  # a predecessor of this name is dead: its jobs run again now
+    # A predecessor of this name is dead (supervisord restarted us): its jobs run again now.
+    take_over(conn, wname, queue_names, max_deaths=settings.max_worker_deaths)
     worker = LamsonWorker(
         [Queue(q, connection=conn) for q in queue_names],
         connection=conn,

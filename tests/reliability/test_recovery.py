@@ -64,7 +64,8 @@ def test_started_job_is_requeued_at_once_and_the_name_is_free(killed_worker, red
     assert result.requeued == [job.id] and result.failed == [] and result.registered
     assert job.get_status(refresh=True) == JobStatus.QUEUED
     job.refresh()
-    assert job.retries_left == 2  # the kill used up one try: a job that kills its worker stays bounded
+    assert job.retries_left == 3  # a kill is not the job's fault: its retries are for its exceptions
+    assert job.meta["worker_deaths"] == 1
     assert Queue(QUEUE, connection=redis_conn).job_ids[0] == job.id
     assert StartedJobRegistry(QUEUE, connection=redis_conn).get_job_ids(cleanup=False) == []
     assert not redis_conn.exists(worker_key("router-test-01"))
@@ -73,15 +74,17 @@ def test_started_job_is_requeued_at_once_and_the_name_is_free(killed_worker, red
     successor.register_death()
 
 
-def test_job_without_retries_left_goes_to_the_failed_registry(killed_worker, redis_conn: redis.Redis) -> None:
+def test_a_job_that_keeps_killing_its_worker_is_parked(killed_worker, redis_conn: redis.Redis) -> None:
     job = killed_worker("relay-test", retries=None)
+    job.meta["worker_deaths"] = 2
+    job.save_meta()
 
-    result = recover_predecessor(redis_conn, "relay-test", [QUEUE])
+    result = recover_predecessor(redis_conn, "relay-test", [QUEUE], max_deaths=3)
 
     assert result.failed == [job.id] and result.requeued == []
     assert job.get_status(refresh=True) == JobStatus.FAILED
     assert job.id in FailedJobRegistry(QUEUE, connection=redis_conn).get_job_ids()
-    assert "died while running" in (job.latest_result().exc_string or "")
+    assert "3 workers died while running" in (job.latest_result().exc_string or "")
     assert Queue(QUEUE, connection=redis_conn).job_ids == []
 
 
