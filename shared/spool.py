@@ -17,6 +17,8 @@ is harmless.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,9 @@ import redis
 
 from lamson import maildir
 from lamson.envelope import Envelope
+
+#: What lamson.maildir.new_key writes: time, microseconds, pid, counter, host.
+_WRITER = re.compile(r"^\d+\.M\d+P(\d+)Q\d+\.(.+)$")
 
 REDIS_PREFIX = "lamson:spool:"
 REDIS_INDEX = "lamson:spool"
@@ -106,10 +111,37 @@ class MaildirSpool:
         return old
 
     def cleanup(self) -> int:
-        return len(maildir.clean_tmp(self.path, self.STALE_TMP))
+        """Remove partial files whose writer is gone: old ones, and any whose process on this host died.
+
+        A receiver killed mid-write leaves its file in tmp/; its name says
+        which pid on which host wrote it, so on that host it can go at once
+        instead of after STALE_TMP (other hosts' files wait for the age limit).
+        """
+        removed = len(maildir.clean_tmp(self.path, self.STALE_TMP))
+        host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+        for name in maildir.keys(self.path, "tmp"):
+            match = _WRITER.match(name)
+            if match and match.group(2) == host and not pid_alive(int(match.group(1))):
+                try:
+                    os.unlink(self.path / "tmp" / name)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
 
     def __repr__(self) -> str:
         return f"MaildirSpool({str(self.path)!r})"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists here (a reused pid errs on the side of keeping the file)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RedisSpool:

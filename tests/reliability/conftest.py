@@ -1,0 +1,5 @@
+"""Fixtures of the fault tests: the end-to-end pipeline (imported, not copied) and a ledger client."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import pipeline  # noqa: F401 - the real supervisord.conf on free ports
