@@ -39,6 +39,7 @@ def run(settings_name: str | None = None, root: str | None = None, burst: bool =
     for problem in startup_problems(conn):
         log.warning("WARNING: %s", problem)
     jobs.CONNECTIONS = Connections(timeout=settings.relay_timeout)
+    jobs.LIFETIME = float(settings.relay_lifetime)
     wname = worker_name("relay", name)
     # A predecessor of this name is dead (supervisord restarted us): its jobs run again now.
     take_over(conn, wname, [OUTGOING], max_deaths=settings.max_worker_deaths)

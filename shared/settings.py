@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "sweep_interval": 15,
     # A job whose worker died this many times with it in hand is parked in rq's failed registry.
     "max_worker_deaths": 5,
+    # Relay: how long (seconds) temporary failures may go on before the sender gets a DSN.
+    "relay_lifetime": 5 * 24 * 3600,
 }
 
 #: Environment variables that override settings, and how to apply them.
