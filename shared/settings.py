@@ -60,6 +60,17 @@ DEFAULTS: dict[str, Any] = {
     "max_worker_deaths": 5,
     # Relay: how long (seconds) temporary failures may go on before the sender gets a DSN.
     "relay_lifetime": 5 * 24 * 3600,
+    # Receiver defences (docs/security.md). Domains (or regexes) the application receives
+    # mail for; None derives them from router_defaults["host"]; neither: only postmaster.
+    "served_domains": None,
+    # More Received headers than this is a mail loop: 554 5.4.6.
+    "max_received_headers": 30,
+    # Open SMTP sessions at once; the next client gets 421 and is disconnected.
+    "max_connections": 200,
+    # Wall-clock limit of one SMTP session (seconds), however busy the client keeps it.
+    "smtp_session_timeout": 1800,
+    # Bind receiver_config as root, then run as this user (None: stay who started it).
+    "receiver_user": None,
 }
 
 #: Environment variables that override settings, and how to apply them.
