@@ -49,10 +49,16 @@ def sweep(spool: Spool, conn: redis.Redis, *, grace: float, timeout: int, retrie
         orphans = [key for key, status in zip(keys, pipe.execute(), strict=True) if status in (None, b"finished")]
         enqueued = 0
         for key in orphans:
-            spooled = spool.get(key)
-            if spooled is None:
-                continue
-            queues.enqueue_route(conn, key, queue=spooled.envelope.queue, timeout=timeout, retries=retries)
+            try:
+                spooled = spool.get(key)
+            except Exception as exc:  # an unreadable record must not stop the sweep for every other message
+                log.error("spooled %s cannot be read (%s): enqueued so that its failure shows in rq", key, exc)
+                queue = queues.INCOMING
+            else:
+                if spooled is None:
+                    continue
+                queue = spooled.envelope.queue
+            queues.enqueue_route(conn, key, queue=queue, timeout=timeout, retries=retries)
             enqueued += 1
         if enqueued:
             log.info("enqueued %d spooled message(s) that had no job", enqueued)
