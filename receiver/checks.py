@@ -68,8 +68,8 @@ def parse_path(arg: str) -> Path:
     """
     arg = arg.strip(" \t")
     head = arg.split(" ", 1)[0]
-    if len(head) > MAX_PATH + 2:  # the path (with brackets) comes first; a quoted space cannot make it fit
-        raise BadPath("path too long")
+    if len(head) > MAX_PATH:  # cheap early cap: the path (with its brackets) comes first
+        raise BadPath("path longer than 256 octets")
     if arg.startswith("<@"):
         raise BadPath("source routes are not accepted")
     match = _ANGLED.fullmatch(arg) if arg.startswith("<") else _BARE.fullmatch(arg)

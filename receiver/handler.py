@@ -1,8 +1,20 @@
-"""The aiosmtpd handler: cheap checks at RCPT, spool + enqueue at DATA.
+"""The aiosmtpd handler: cheap checks at MAIL and RCPT, spool + enqueue at DATA.
 
 It answers 250 only after the spool has the message on stable storage; any
 failure to store is a 451 (the client keeps the message and retries), and
 the spool leaves nothing half-written.
+
+What it refuses, and why (docs/security.md has the table):
+
+* RCPT for a domain the application does not serve: 550 5.7.1, so the
+  receiver is never a relay for someone else's mail.
+* Message content with NUL octets: 554 5.6.0 (no text mail has them; the
+  receiver offers neither BINARYMIME nor CHUNKING).
+* More ``Received`` headers than ``max_received_headers``: 554 5.4.6 (a loop).
+
+Bare CR and bare LF in the content are not refused but normalised to CRLF
+before spooling, so whatever a handler forwards can never end DATA early at
+the next server (SMTP smuggling), and lines mean the same to every stage.
 """
 
 from __future__ import annotations
@@ -17,6 +29,13 @@ from email.utils import formatdate
 from typing import Any
 
 from lamson.envelope import Envelope, new_id
+from lamson.receiver.checks import (
+    NULL_PATH,
+    ServedDomains,
+    count_received,
+    is_postmaster,
+    normalise_line_endings,
+)
 from lamson.spool import Spool
 
 log = logging.getLogger("lamson.receiver")
@@ -46,25 +65,54 @@ class SpoolHandler:
         *,
         max_recipients: int = 100,
         hostname: str | None = None,
+        served: ServedDomains | None = None,
+        max_received_headers: int = 30,
     ) -> None:
         self.spool = spool
         self.enqueue = enqueue
         self.executor = executor
         self.max_recipients = max_recipients
         self.hostname = hostname or socket.gethostname()
+        self.served = served if served is not None else ServedDomains(())
+        self.max_received_headers = max_received_headers
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
+        # The path grammar was checked by the server's parser; a sender must still be a mailbox or <>.
+        if address != NULL_PATH and "@" not in address:
+            return "553 5.1.7 Sender address must be a mailbox (local@domain) or <>"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"
-        if not address or "\x00" in address or "@" not in address:
+        if is_postmaster(address):
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 OK"
+        local, at, domain = address.rpartition("@")
+        if not at or not local or "\x00" in address:
             return "553 5.1.3 Recipient address must be a mailbox (local@domain)"
+        if not self.served.serves(domain):
+            return f"550 5.7.1 Relaying denied: this server does not accept mail for {domain[:255]}"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         peer = session.peer
+        raw = envelope.original_content if envelope.original_content is not None else envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        if b"\x00" in raw:
+            return "554 5.6.0 Message content contains NUL octets"
+        raw = normalise_line_endings(raw)
+        hops = count_received(raw)
+        if hops > self.max_received_headers:
+            log.warning("554 mail loop from <%s>: %d Received headers", envelope.mail_from, hops)
+            return f"554 5.4.6 Too many hops ({hops} Received headers): mail loop?"
+        mail_from = envelope.mail_from or ""
         env = Envelope(
-            mail_from=envelope.mail_from or "",
+            mail_from="" if mail_from == NULL_PATH else mail_from,
             rcpt_tos=tuple(envelope.rcpt_tos),
             peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
             helo=session.host_name or "",
@@ -72,9 +120,6 @@ class SpoolHandler:
             received_at=time.time(),
             extra={"protocol": "UTF8SMTP" if envelope.smtp_utf8 else ("ESMTP" if session.extended_smtp else "SMTP")},
         )
-        raw = envelope.original_content if envelope.original_content is not None else envelope.content
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8", "surrogateescape")
         data = received_header(env, self.hostname) + raw
         loop = asyncio.get_running_loop()
         try:

@@ -3,21 +3,33 @@
 It owns the event loop (no Controller thread): one process, one loop, and a
 small thread pool for the blocking parts (fsync, Redis). SIGTERM stops
 accepting connections, lets open sessions finish for a few seconds, then exits.
+
+On top of aiosmtpd (command line 512 octets, text line 1000, SIZE, the idle
+``smtp_timeout`` between commands) the protocol class adds what a server
+facing the Internet needs: a strict RFC 5321 path parser, a cap on open
+sessions (``max_connections``: 421) and a wall-clock limit per session
+(``smtp_session_timeout``: 421), so a client cannot hold a session forever
+by sending NOOP or RSET. With ``receiver_user`` it binds as root (port 25)
+and then runs as that user. docs/security.md explains each one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pwd
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
+from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
 from lamson import logs, queues
 from lamson.connection import connect
+from lamson.receiver.checks import BadPath, parse_path, served_domains
 from lamson.receiver.enqueue import Enqueuer
 from lamson.receiver.handler import SpoolHandler
 from lamson.redis_check import persistence_problems
@@ -33,8 +45,118 @@ class ReceiverError(Exception):
     """The receiver cannot start safely (e.g. Redis spool without persistence)."""
 
 
+class Sessions:
+    """How many SMTP sessions are open, against ``max_connections``.
+
+    Only the event loop's thread touches it, so a plain counter is enough.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+
+class LamsonSMTP(SMTP):
+    """aiosmtpd's SMTP with a session cap, a session deadline and a strict path parser."""
+
+    def __init__(self, handler: Any, *, sessions: Sessions, session_timeout: float, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions = sessions
+        self._session_timeout = session_timeout
+        self._refused = False
+        self._counted = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._sessions.open >= self._sessions.limit:
+            # Refused before any SMTP state exists: the greeting is the 421 (RFC 5321 3.1).
+            self._refused = True
+            log.warning("421 to %s: %d sessions open (max_connections)",
+                        transport.get_extra_info("peername"), self._sessions.open)
+            transport.write(f"421 4.7.0 {self.hostname} Too many connections, try again later\r\n".encode())  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self._sessions.open += 1
+        self._counted = True
+        super().connection_made(transport)
+        self._deadline = self.loop.call_later(self._session_timeout, self._session_expired)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return False if self._refused else super().eof_received()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._counted:
+            self._counted = False
+            self._sessions.open -= 1
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(error)
+
+    def _session_expired(self) -> None:
+        """The session's wall-clock limit: say why, then close (the transaction is not accepted)."""
+        if self.transport is None:
+            return
+        log.info("%r session time limit (%ss) reached; closing", self.session.peer if self.session else None,
+                 self._session_timeout)
+        transport: Any = self.transport
+        transport.write(f"421 4.4.2 {self.hostname} Session time limit exceeded, closing\r\n".encode())
+        transport.close()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's parser accepts source routes and RFC 5322 oddities; use RFC 5321's grammar.
+
+        (None, None) makes aiosmtpd answer ``553 5.1.3 Error: malformed address``.
+        """
+        if not arg:
+            return "", ""
+        try:
+            path = parse_path(arg)
+        except BadPath as exc:
+            log.info("553 for %r: %s", arg[:300], exc)
+            return None, None
+        return path.address, path.rest
+
+
+def drop_privileges(user: str) -> None:
+    """Become ``user`` for good (groups, gid, then uid); the listening socket stays open.
+
+    Needs root unless the process already runs as that user.
+    """
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ReceiverError(f"receiver_user {user!r} does not exist") from None
+    if os.getuid() == entry.pw_uid and os.geteuid() == entry.pw_uid:
+        return
+    if os.geteuid() != 0:
+        raise ReceiverError(f"receiver_user {user!r} needs the receiver started as root (uid is {os.geteuid()})")
+    os.initgroups(entry.pw_name, entry.pw_gid)
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:  # pragma: no cover - only a broken kernel or libc gets here
+        raise ReceiverError("privileges could not be dropped: setuid(0) still succeeds")
+    log.info("running as %s (uid %d, gid %d)", entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
 def build_handler(settings: ModuleType, executor: ThreadPoolExecutor) -> SpoolHandler:
     """The handler for these settings; refuses a Redis spool that would not keep mail."""
+    try:
+        served = served_domains(settings)
+    except ValueError as exc:
+        raise ReceiverError(str(exc)) from exc
+    if not served:
+        log.warning("WARNING: neither served_domains nor router_defaults['host'] is set: "
+                    "every recipient except postmaster is refused (550 5.7.1)")
     conn = connect(settings.redis_url, timeout=2.0)
     spool = open_spool(settings, conn)
     try:
@@ -52,38 +174,53 @@ def build_handler(settings: ModuleType, executor: ThreadPoolExecutor) -> SpoolHa
         executor,
         max_recipients=settings.max_recipients,
         hostname=getattr(settings, "receiver_hostname", None) or socket.gethostname(),
+        served=served,
+        max_received_headers=settings.max_received_headers,
     )
 
 
 async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None:
-    """Listen until ``stop`` is set (or SIGTERM/SIGINT), then drain and return."""
+    """Listen until ``stop`` is set (or SIGTERM/SIGINT), then drain and return.
+
+    Order matters for ``receiver_user``: bind (as root), drop privileges, and
+    only then open the spool and Redis, so every file is made by that user.
+    """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="spool")
-    handler = build_handler(settings, executor)
     host = settings.receiver_config["host"]
     port = settings.receiver_config["port"]
+    sessions = Sessions(settings.max_connections)
+    handler: SpoolHandler | None = None
 
     def factory() -> SMTP:
-        return SMTP(
+        return LamsonSMTP(
             handler,
+            sessions=sessions,
+            session_timeout=settings.smtp_session_timeout,
             data_size_limit=settings.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
-            hostname=handler.hostname,
+            hostname=handler.hostname if handler else socket.gethostname(),
             ident="Lamson ESMTP",
             timeout=settings.smtp_timeout,
             loop=loop,
         )
 
-    server = await loop.create_server(factory, host=host, port=port, reuse_address=True)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    log.info("receiver listening on %s:%s, spool %r", host, port, handler.spool)
+    server = await loop.create_server(factory, host=host, port=port, reuse_address=True, start_serving=False)
+    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="spool")
     try:
+        if settings.receiver_user:
+            drop_privileges(settings.receiver_user)
+        elif os.geteuid() == 0:
+            log.warning("WARNING: the receiver runs as root; set receiver_user to run as an unprivileged user")
+        handler = build_handler(settings, executor)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await server.start_serving()
+        log.info("receiver listening on %s:%s, spool %r, serving %r", host, port, handler.spool, handler.served)
         await stop.wait()
     finally:
         log.info("receiver stopping: no new connections, draining for up to %.0fs", DRAIN_SECONDS)
