@@ -1,0 +1,42 @@
+"""Graceful stop: `supervisorctl stop` while jobs run lets them finish; nothing abandoned."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+from rq import Worker
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from lamson import maildir
+from lamson.queues import INCOMING, OUTGOING
+from tests.e2e.conftest import Pipeline
+from tests.reliability.ledger import Ledger, replies, session
+from tests.support import wait_for
+
+
+def test_stopping_workers_mid_traffic_abandons_nothing(pipeline: Pipeline) -> None:
+    ledger = Ledger()
+    run = uuid.uuid4().hex[:8]
+    with ThreadPoolExecutor(5) as pool:
+        for f in [pool.submit(session, ledger, pipeline.ports["receiver"], c, 30, run) for c in range(5)]:
+            f.result()
+    assert len(ledger.accepted()) == 150
+    conn = redis.Redis.from_url(pipeline.redis_url)
+    spool = pipeline.root / "run" / "spool"
+    assert maildir.keys(spool), "the workers should still be busy when they are told to stop"
+
+    pipeline.ctl("stop", "router:*", "relay")  # SIGTERM: rq's warm shutdown finishes the job in hand
+
+    for q in (INCOMING, OUTGOING):
+        assert StartedJobRegistry(q, connection=conn).get_job_ids() == [], q
+        assert FailedJobRegistry(q, connection=conn).get_job_ids() == [], q
+    assert Worker.all(connection=conn) == []  # each worker said goodbye (no registration left to expire)
+
+    pipeline.ctl("start", "router:*", "relay")
+    queue = pipeline.root / "run" / "queue"
+    wait_for(lambda: ledger.accepted() <= set(replies(queue)), 120, 0.5, "a reply to every message")
+    wait_for(lambda: not maildir.keys(spool), 30, 0.2, "an empty spool")
+    assert sum(replies(queue).values()) == 150  # a clean stop makes no duplicates
+    conn.close()
