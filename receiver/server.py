@@ -123,6 +123,21 @@ class LamsonSMTP(SMTP):
         return path.address, path.rest
 
 
+#: Codecs the standard library looks up lazily on the hot path (socket and Redis
+#: host names go through "idna"). Loaded before the uid changes, so a Python
+#: installed where the new user cannot read (e.g. under /root) still works.
+PRELOAD_CODECS = ("idna", "ascii", "latin-1", "utf-8", "utf-16", "charmap")
+
+
+def preload() -> None:
+    """Import what would otherwise be imported lazily after privileges are gone."""
+    import codecs
+
+    for name in PRELOAD_CODECS:
+        codecs.lookup(name)
+    "lamson".encode("idna")
+
+
 def drop_privileges(user: str) -> None:
     """Become ``user`` for good (groups, gid, then uid); the listening socket stays open.
 
@@ -136,6 +151,7 @@ def drop_privileges(user: str) -> None:
         return
     if os.geteuid() != 0:
         raise ReceiverError(f"receiver_user {user!r} needs the receiver started as root (uid is {os.geteuid()})")
+    preload()
     os.initgroups(entry.pw_name, entry.pw_gid)
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
