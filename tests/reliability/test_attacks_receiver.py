@@ -365,3 +365,18 @@ def test_receiver_survived(receiver: dict) -> None:
     converse(receiver["receiver_port"], [EHLO, MAIL, RCPT, DATA, (BODY, "250")])
     log = (receiver["root"] / "receiver.log").read_text()
     assert "Traceback" not in log and "SMTP session exception" not in log, log[-3000:]
+
+
+def test_five_unknown_commands_end_the_session(receiver: dict) -> None:
+    wire = Wire(receiver["receiver_port"])
+    try:
+        wire.send("EHLO scanner.example.org")
+        assert wire.reply().startswith("250")
+        replies = []
+        for _ in range(5):
+            wire.send("XYZZY")
+            replies.append(wire.reply()[:3])
+        assert replies == ["500"] * 4 + ["502"]
+        assert wire.closed_by_server()
+    finally:
+        wire.close()
