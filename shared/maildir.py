@@ -106,6 +106,8 @@ def locate(root: str | os.PathLike[str], key: str) -> Path | None:
     base = key.split(":2,", 1)[0]
     for sub in ("new", "cur"):
         folder = root / sub
+        if folder.is_symlink():
+            raise BadKey(f"{folder} is a symlink; refusing to read a Maildir through it")
         exact = folder / key
         candidates = [exact] if exact.exists() or exact.is_symlink() else []
         if not candidates and sub == "cur":
@@ -125,9 +127,16 @@ def glob_escape(text: str) -> str:
 
 
 def keys(root: str | os.PathLike[str], sub: str = "new") -> list[str]:
-    """Keys in one subfolder, oldest first (names start with the time)."""
+    """Keys in one subfolder, oldest first (names start with the time).
+
+    A subfolder that is itself a symlink is refused (BadKey): listing or
+    popping through it would reach files outside the Maildir.
+    """
+    folder = Path(root) / sub
+    if folder.is_symlink():
+        raise BadKey(f"{folder} is a symlink; refusing to read a Maildir through it")
     try:
-        names = [e.name for e in os.scandir(Path(root) / sub) if e.is_file(follow_symlinks=False)]
+        names = [e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
     except FileNotFoundError:
         return []
     return sorted(n for n in names if not n.startswith("."))

@@ -131,3 +131,21 @@ def test_maildir_keys_are_checked(tmp_path: Path) -> None:
     (root / "new" / "link").symlink_to(outside)
     with pytest.raises(maildir.BadKey):
         maildir.locate(root, "link")
+
+
+def test_a_symlinked_maildir_folder_is_refused(tmp_path: Path) -> None:
+    """new/ itself pointing elsewhere must not let keys/pop/get read (and delete) outside files."""
+    from lamson.queue import Queue
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "1.A.b").write_text("secret")
+    root = tmp_path / "q"
+    maildir.ensure(root)
+    (root / "new").rmdir()
+    (root / "new").symlink_to(outside)
+    queue = Queue(root)
+    for action in (queue.keys, queue.pop, lambda: queue.get("1.A.b")):
+        with pytest.raises(maildir.BadKey):
+            action()
+    assert (outside / "1.A.b").read_text() == "secret"
