@@ -26,3 +26,7 @@ redis_url = "redis://127.0.0.1:6379/0"
 # Accepted mail waits in this Maildir until routed ("redis" keeps it in Redis instead).
 spool = "maildir"
 spool_dir = "run/spool"
+
+# Domains the receiver accepts mail for; unset, they come from router_defaults["host"]
+# (mail for other domains gets 550 5.7.1: never an open relay). See docs/security.md.
+# served_domains = ["test.com"]

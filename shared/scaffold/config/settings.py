@@ -41,3 +41,11 @@ redis_url = "redis://127.0.0.1:6379/0"
 # Accepted mail waits in a durable spool until routed: "maildir" (run/spool)
 # or "redis" (in Redis, which then needs AOF).
 spool = "maildir"
+
+# Domains the receiver accepts mail for (plain names or regexes). Unset, they come
+# from router_defaults["host"]; mail for any other domain gets 550 5.7.1 at RCPT,
+# so the server is never an open relay. See docs/security.md in Lamson.
+# served_domains = ["test.com"]
+
+# Listen on port 25 as root, then run as this user (the spool must be writable by it).
+# receiver_user = "lamson"
