@@ -27,10 +27,16 @@ from email.utils import parseaddr
 from types import ModuleType
 from typing import Any
 
+import redis
+
 from lamson.router.decorators import RouteSpec, is_state_key_generator, spec_of
 from lamson.router.locks import ConversationBusy, LocalLocks, Locks
 from lamson.router.patterns import RoutingError, compile_route
 from lamson.router.state import START, MemoryStorage, StateStorage
+
+#: Errors of the services a handler leans on (Redis for state, locks and the
+#: outgoing queue), which say nothing about the message.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
 
 LOG = logging.getLogger("lamson.router")
 
@@ -342,7 +348,9 @@ class RouterClass:
             else:
                 raise TypeError(f"{function_name(func)} returned {next_state!r}: "
                                 "return the next state function (or None to stay)")
-        except ConversationBusy:
+        except (ConversationBusy, *INFRASTRUCTURE_ERRORS):
+            # Not the handler's fault: the job fails and is retried with the message
+            # still in the spool, instead of parking it (and its lost reply) as a crash.
             raise
         except Exception as exc:
             if not stateless and ERROR in self.state_names(module_name):

@@ -98,14 +98,15 @@ def test_smart_host_down_is_retried(redis_conn: redis.Redis) -> None:
     assert job.get_status() == "scheduled"  # waiting for its retry, not failed, not lost
 
 
-def test_5xx_is_not_retried(redis_conn: redis.Redis) -> None:
+def test_5xx_is_not_retried_and_bounces_once(redis_conn: redis.Redis) -> None:
     with smtp_sink(replies=["554 5.7.1 no thanks"]) as sink:
         relay = Relay(host="127.0.0.1", port=sink.port, connection=redis_conn, retries=[1, 1, 1])
         relay.deliver(MESSAGE)
         work(redis_conn)
         time.sleep(1.2)
         work(redis_conn)
-        assert sink.attempts == 1
+        # One refused attempt, then the delivery status notification, sent from <>.
+        assert sink.attempts == 2 and [m.mail_from for m in sink.messages] == ["<>"]
         assert len(FailedJobRegistry(queues.OUTGOING, connection=redis_conn)) == 1
 
 
