@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lamson.cli.framework import Command, CommandError, Parser, UsageError, option
+from lamson.cli.framework import Command, CommandError, Parser, UsageError, app_options, option
 
 
 def configure(parser: Parser) -> None:
@@ -24,8 +24,10 @@ def configure(parser: Parser) -> None:
         ("count", {"action": "store_true", "help": "print how many messages there are"}),
         ("clear", {"action": "store_true", "help": "delete every message"}),
         ("keys", {"action": "store_true", "help": "print every key, oldest first"}),
+        ("requeue", {"metavar": "KEY", "help": "send a parked message (run/undeliverable) back to the router"}),
     ):
         action.add_argument(f"-{name}", f"--{name}", dest=name, **kwargs)
+    app_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,10 +64,34 @@ def run(args: argparse.Namespace) -> int:
         elif args.keys:
             for key in queue.keys():
                 print(key)
+        elif args.requeue is not None:
+            requeue_one(queue, args)
     except BadKey as exc:
         raise UsageError(f"lamson queue: {exc}") from None
     out.flush()
     return 0
+
+
+def requeue_one(queue: object, args: argparse.Namespace) -> None:
+    """Put a parked message back in the spool, enqueue it, and remove it from the queue."""
+    import redis
+
+    from lamson import settings as lsettings
+    from lamson.connection import connect
+    from lamson.requeue import NotParked, requeue
+
+    data = queue.get_bytes(args.requeue)  # type: ignore[attr-defined]
+    if data is None:
+        raise CommandError(f"no message {args.requeue!r} in {args.name}", code=1)
+    conf = lsettings.load(args.config, args.root)
+    try:
+        key = requeue(data, conf, connect(conf.redis_url, timeout=2.0))
+    except NotParked as exc:
+        raise CommandError(f"{args.requeue}: {exc}", code=1) from None
+    except redis.RedisError as exc:
+        raise CommandError(f"cannot reach Redis at {conf.redis_url}: {exc}", code=1) from None
+    queue.remove(args.requeue)  # type: ignore[attr-defined]
+    print(f"requeued {args.requeue} as spool key {key}")
 
 
 def bytes_of(message: object) -> bytes:
@@ -85,11 +111,14 @@ COMMANDS = {
     "queue": Command(
         name="queue",
         summary="pop, get, remove, count, clear or list the messages of a Maildir queue",
-        examples=("lamson queue -count", "lamson queue -keys", "lamson queue -name run/undeliverable -get KEY"),
+        examples=("lamson queue -count", "lamson queue -keys", "lamson queue -name run/undeliverable -get KEY",
+                  "lamson queue -name run/undeliverable -requeue KEY"),
         configure=configure,
         run=run,
         description="Look at and change a Maildir (default run/queue, which `lamson log` fills).\n"
-                    "Exactly one of -pop, -get KEY, -remove KEY, -count, -clear, -keys.\n"
+                    "Exactly one of -pop, -get KEY, -remove KEY, -count, -clear, -keys, -requeue KEY.\n"
+                    "-requeue sends a message the router parked (run/undeliverable) back through the\n"
+                    "spool and the router workers, with the envelope it had, once the handler is fixed.\n"
                     "Keys that are not Maildir names or lead outside the Maildir are refused (exit 2).",
     ),
 }
