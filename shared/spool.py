@@ -28,6 +28,7 @@ import redis
 
 from lamson import maildir
 from lamson.envelope import Envelope
+from lamson.process import alive
 
 #: What lamson.maildir.new_key writes: time, microseconds, pid, counter, host.
 _WRITER = re.compile(r"^\d+\.M\d+P(\d+)Q\d+\.(.+)$")
@@ -121,7 +122,7 @@ class MaildirSpool:
         host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
         for name in maildir.keys(self.path, "tmp"):
             match = _WRITER.match(name)
-            if match and match.group(2) == host and not pid_alive(int(match.group(1))):
+            if match and match.group(2) == host and not alive(int(match.group(1))):
                 try:
                     os.unlink(self.path / "tmp" / name)
                     removed += 1
@@ -131,17 +132,6 @@ class MaildirSpool:
 
     def __repr__(self) -> str:
         return f"MaildirSpool({str(self.path)!r})"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists here (a reused pid errs on the side of keeping the file)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RedisSpool:

@@ -14,6 +14,8 @@ import signal
 import time
 from pathlib import Path
 
+from lamson.process import alive
+
 #: Words one of which appears in the command line of every process Lamson writes a pid file for.
 OUR_PROCESSES = ("lamson", "supervisord", "redis")
 
@@ -55,23 +57,6 @@ class PidFile:
 
     def __str__(self) -> str:
         return str(self.path)
-
-
-def alive(pid: int) -> bool:
-    """True if a process with this pid exists (zombies count as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (FileNotFoundError, IndexError):
-        return True  # no /proc (macOS): kill(0) is all we know
-    except ProcessLookupError:
-        return False
 
 
 def is_ours(pid: int) -> bool:

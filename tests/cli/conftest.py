@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lamson.process import alive
 from tests.support import BIN, free_port, run_lamson
 
 #: Variables that would point a command at another project or Redis.
@@ -26,18 +27,7 @@ def base_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != b"Z"
-
-
+pid_alive = alive  # tests import it under this name
 def ours(pid: int) -> bool:
     """Only Lamson's own processes are ever signalled (a pid may have been reused)."""
     try:

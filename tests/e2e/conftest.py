@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lamson.process import alive
 from tests.support import BIN, REPO, free_port, wait_for, wait_port
 
 
@@ -44,18 +45,6 @@ class Pipeline:
     @property
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.ports['redis']}/0"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes (its parent has not reaped it yet).
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture

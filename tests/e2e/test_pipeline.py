@@ -9,7 +9,8 @@ from email import message_from_bytes
 from email.policy import default
 
 from lamson import maildir
-from tests.e2e.conftest import Pipeline, alive
+from lamson.process import alive
+from tests.e2e.conftest import Pipeline
 from tests.support import BIN, wait_for
 
 
