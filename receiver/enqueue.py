@@ -1,14 +1,21 @@
-"""Telling the router workers about a spooled message, without blocking on a dead Redis.
+"""Telling the router workers about spooled messages: batched, and never blocking on Redis.
 
-The spool is the durable copy; the routing job is only a pointer. So when
-Redis is unreachable the receiver still answers 250 (Maildir spool) and the
-sweeper enqueues the message later. To keep a dead Redis from costing every
-message a connect timeout, failures open a short circuit breaker.
+The spool is the durable copy; the routing job is only a pointer. So the
+receiver answers 250 as soon as the message is on disk and hands its key to
+this enqueuer, whose thread sends what arrived together (up to
+``queues.MAX_BATCH`` keys within ``window`` seconds) as one routing job: rq
+costs dozens of Redis commands per job, and a batch pays them once. A lone
+message gets its own job at once, as before.
+
+When Redis is unreachable the keys stay spooled and the sweeper enqueues
+them later; failures open a short circuit breaker so a dead Redis does not
+cost every batch a connect timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import queue as stdqueue
 import threading
 import time
 
@@ -18,28 +25,63 @@ from lamson import queues
 
 log = logging.getLogger("lamson.receiver")
 
+_STOP = object()
+
 
 class Enqueuer:
-    """Enqueue routing jobs; skip Redis for ``pause`` seconds after a failure."""
+    """Collects spool keys and enqueues them in batches from a thread of its own."""
 
-    def __init__(self, conn: redis.Redis, *, timeout: int, retries: list[int], pause: float = 2.0) -> None:
+    def __init__(self, conn: redis.Redis, *, timeout: int, retries: list[int], queue: str = queues.INCOMING,
+                 pause: float = 2.0, window: float = 0.005, batch: int = queues.MAX_BATCH) -> None:
         self.conn = conn
         self.timeout = timeout
         self.retries = retries
+        self.queue = queue
         self.pause = pause
+        self.window = window
+        self.batch = batch
         self._down_until = 0.0
-        self._lock = threading.Lock()
+        self._pending: stdqueue.SimpleQueue[object] = stdqueue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="lamson-enqueue", daemon=True)
+        self._thread.start()
 
-    def __call__(self, key: str, queue: str = queues.INCOMING) -> bool:
-        """Enqueue the routing job for ``key``; False if Redis is down (the sweeper will do it)."""
+    def __call__(self, key: str) -> bool:
+        """Hand over ``key``; False when Redis is known to be down (the sweeper will enqueue it)."""
+        self._pending.put(key)
+        return time.monotonic() >= self._down_until
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Enqueue what is pending, then stop the thread (at receiver shutdown)."""
+        self._pending.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._pending.get()
+            if first is _STOP:
+                return
+            keys = [first]
+            deadline = time.monotonic() + self.window
+            while len(keys) < self.batch:
+                try:
+                    item = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
+                except stdqueue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                keys.append(item)
+            self._flush([str(k) for k in keys])
+
+    def _flush(self, keys: list[str]) -> None:
         if time.monotonic() < self._down_until:
-            return False
+            return  # still spooled; the sweeper enqueues them once Redis is back
         try:
-            queues.enqueue_route(self.conn, key, queue=queue, timeout=self.timeout, retries=self.retries)
-            return True
+            queues.enqueue_routes(self.conn, keys, queue=self.queue, timeout=self.timeout, retries=self.retries)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
-            with self._lock:
-                if time.monotonic() >= self._down_until:
-                    log.warning("Redis unavailable (%s): %s stays spooled; the sweeper will enqueue it", exc, key)
-                self._down_until = time.monotonic() + self.pause
-            return False
+            log.warning("Redis unavailable (%s): %d message(s) stay spooled; the sweeper will enqueue them",
+                        exc, len(keys))
+            self._down_until = time.monotonic() + self.pause
+        except Exception:
+            log.exception("could not enqueue %d spooled message(s); the sweeper will", len(keys))

@@ -183,10 +183,10 @@ def build_handler(settings: ModuleType, executor: ThreadPoolExecutor) -> SpoolHa
         log.warning("WARNING: %s", problem)
     if settings.spool == "redis" and problems:
         raise ReceiverError("refusing to start: the Redis spool needs a reachable Redis with AOF and noeviction")
-    enqueue = Enqueuer(conn, timeout=settings.job_timeout, retries=settings.route_retries)
+    enqueue = Enqueuer(conn, timeout=settings.job_timeout, retries=settings.route_retries, queue=queues.INCOMING)
     return SpoolHandler(
         spool,
-        lambda key: enqueue(key, queues.INCOMING),
+        enqueue,
         executor,
         max_recipients=settings.max_recipients,
         hostname=getattr(settings, "receiver_hostname", None) or socket.gethostname(),
@@ -246,6 +246,8 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
         except TimeoutError:
             log.warning("sessions still open after %.0fs; exiting", DRAIN_SECONDS)
         executor.shutdown(wait=True)
+        if handler is not None and isinstance(handler.enqueue, Enqueuer):
+            handler.enqueue.close()  # what was accepted last gets its job now, not at the next sweep
 
 
 def run(settings: ModuleType) -> None:

@@ -58,6 +58,52 @@ def route_message(spool_key: str) -> str:
     return "routed"
 
 
+def route_messages(spool_keys: list[str]) -> str:
+    """Route a batch of spooled messages (what the receiver accepted together), one by one.
+
+    Each message is routed and removed from the spool on its own, as
+    :func:`route_message` does, so a batch cut short (a killed worker, Redis
+    gone) only leaves the rest to do. What goes wrong with one message stays
+    with it: a message that raises outside the handlers is given a job of its
+    own (with its own retries and, in the end, its own entry in rq's failed
+    registry), and a batch whose worker died is split into one job per
+    message before anything else runs, so a message that kills workers can
+    only take itself down.
+    """
+    from rq import get_current_job
+
+    from lamson import queues
+    from lamson.recovery import DEATHS
+    from lamson.router import INFRASTRUCTURE_ERRORS
+
+    ctx = current()
+    job = get_current_job()
+    origin = job.origin if job is not None else queues.INCOMING
+    settings = ctx.settings
+    if job is not None and job.meta.get(DEATHS):
+        left = [key for key in spool_keys if ctx.spool.get(key) is not None]
+        for key in left:
+            queues.enqueue_route(ctx.conn, key, queue=origin, timeout=settings.job_timeout,
+                                 retries=settings.route_retries)
+        ctx.conn.hdel(queues.ROUTING_INDEX, *spool_keys)
+        log.warning("batch of %d: a worker died running it; split into %d single jobs", len(spool_keys), len(left))
+        return "split"
+    outcomes: dict[str, int] = {}
+    for key in spool_keys:
+        try:
+            outcome = route_message(key)
+        except INFRASTRUCTURE_ERRORS:
+            raise  # Redis trouble: the whole job is retried; what was routed is already gone from the spool
+        except Exception as exc:
+            log.error("%s: %s outside the handlers; it gets a routing job of its own", key, exc)
+            queues.enqueue_route(ctx.conn, key, queue=origin, timeout=settings.job_timeout,
+                                 retries=settings.route_retries)
+            outcome = "own job"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    ctx.conn.hdel(queues.ROUTING_INDEX, *spool_keys)
+    return ", ".join(f"{n} {what}" for what, n in outcomes.items())
+
+
 def quarantine(spooled: Spooled, reason: str) -> None:
     """Move a message no handler should see into the undeliverable queue, with the reason."""
     ctx = current()

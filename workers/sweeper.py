@@ -22,7 +22,6 @@ from lamson.spool import Spool
 log = logging.getLogger("lamson.sweeper")
 
 LOCK_NAME = "lamson:sweeper"
-JOB_KEY = "rq:job:"
 
 
 def sweep(spool: Spool, conn: redis.Redis, *, grace: float, timeout: int, retries: list[int],
@@ -41,13 +40,12 @@ def sweep(spool: Spool, conn: redis.Redis, *, grace: float, timeout: int, retrie
         keys = spool.keys(older_than=grace)
         if not keys:
             return 0
-        pipe = conn.pipeline(transaction=False)
-        for key in keys:
-            pipe.hget(JOB_KEY + queues.route_job_id(key), "status")
-        # No job, or a job that finished without removing the message (it stepped aside
-        # for a busy conversation): enqueue. Queued, started, scheduled or failed: leave it.
-        orphans = [key for key, status in zip(keys, pipe.execute(), strict=True) if status in (None, b"finished")]
-        enqueued = 0
+        # No live job (none, or one that finished without removing the message because it
+        # stepped aside for a busy conversation): enqueue. Queued, started, scheduled or failed: leave it.
+        orphans = [key for key, live in zip(keys, queues.live_jobs(conn, keys), strict=True) if not live]
+        if orphans:
+            conn.hdel(queues.ROUTING_INDEX, *orphans)
+        by_queue: dict[str, list[str]] = {}
         for key in orphans:
             try:
                 spooled = spool.get(key)
@@ -58,8 +56,14 @@ def sweep(spool: Spool, conn: redis.Redis, *, grace: float, timeout: int, retrie
                 if spooled is None:
                     continue
                 queue = spooled.envelope.queue
-            queues.enqueue_route(conn, key, queue=queue, timeout=timeout, retries=retries)
-            enqueued += 1
+            by_queue.setdefault(queue, []).append(key)
+        enqueued = 0
+        for queue, found in by_queue.items():
+            # A backlog (Redis was down) goes back in batches, as the receiver would have sent it.
+            for start in range(0, len(found), queues.MAX_BATCH):
+                batch = found[start:start + queues.MAX_BATCH]
+                queues.enqueue_routes(conn, batch, queue=queue, timeout=timeout, retries=retries)
+                enqueued += len(batch)
         if enqueued:
             log.info("enqueued %d spooled message(s) that had no job", enqueued)
         return enqueued

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
 
 from lamson import queues
 from lamson.receiver import server
 from lamson.spool import MaildirSpool
 from tests.reliability.test_attacks_receiver import start_receiver
-from tests.support import make_project, stop_process
+from tests.support import make_project, stop_process, wait_for
 
 MESSAGE = "From: sender@example.org\r\nTo: hello@test.com\r\nSubject: as nobody\r\n\r\nHello.\r\n"
 
@@ -59,7 +58,8 @@ def test_receiver_drops_to_receiver_user_and_still_spools(tmp_path: Path, redis_
             for entry in (spool_dir / "new").iterdir():
                 assert entry.stat().st_uid == nobody.pw_uid
             assert spool.get(keys[0]).data.endswith(MESSAGE.encode())
-            assert len(Queue(queues.INCOMING, connection=redis_conn)) == 3  # Redis reached as nobody too
+            # Redis reached as nobody too: every message gets its routing job (enqueued just after the 250).
+            wait_for(lambda: all(queues.live_jobs(redis_conn, keys)), 10, what="routing jobs for the 3 messages")
         finally:
             stop_process(proc)
         log = (project["root"] / "receiver.log").read_text()
