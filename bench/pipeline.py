@@ -103,10 +103,14 @@ def stop(root: Path, env: dict[str, str]) -> None:
         os.killpg(int(sink_pid.read_text()), signal.SIGTERM)
 
 
-def sender(port: int, ids: list[str], acked: dict[str, float], size: int) -> None:
+def sender(port: int, ids: list[str], acked: dict[str, float], size: int, interval: float = 0.0) -> None:
     filler = ("x" * 70 + "\r\n") * max(0, size // 72)
+    next_send = time.monotonic()
     with smtplib.SMTP("127.0.0.1", port, timeout=120) as smtp:
         for mid in ids:
+            if interval:
+                next_send += interval
+                time.sleep(max(0.0, next_send - time.monotonic()))
             msg = (f"From: bench@example.org\r\nTo: hello@test.com\r\nSubject: bench {mid}\r\n"
                    f"Message-ID: <{mid}@bench.example.org>\r\n\r\n{filler}")
             smtp.sendmail("bench@example.org", ["hello@test.com"], msg)
@@ -132,6 +136,8 @@ def main() -> None:
     parser.add_argument("--routers", type=int, default=2, help="router worker processes (numprocs)")
     parser.add_argument("--size", type=int, default=1000, help="approximate body size in bytes")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="pace the sessions to this many messages/s in all (default: as fast as possible)")
     parser.add_argument("--sink", choices=["log", "smtp-sink"], default="log",
                         help="smart host: the logging server (default) or Postfix's smtp-sink")
     args = parser.parse_args()
@@ -142,7 +148,9 @@ def main() -> None:
         ids = [f"m{i}" for i in range(args.messages)]
         acked: dict[str, float] = {}
         chunks = [ids[i::args.sessions] for i in range(args.sessions)]
-        threads = [threading.Thread(target=sender, args=(ports["receiver"], c, acked, args.size)) for c in chunks]
+        interval = args.sessions / args.rate if args.rate else 0.0
+        threads = [threading.Thread(target=sender, args=(ports["receiver"], c, acked, args.size, interval))
+                   for c in chunks]
         t0 = time.time()
         for t in threads:
             t.start()
@@ -158,7 +166,8 @@ def main() -> None:
         got = arrivals(queue)
         t_done = max(got.values()) if got else time.time()
         latencies = sorted(got[m] - acked[m] for m in got if m in acked)
-        print(f"messages={args.messages} sessions={args.sessions} routers={args.routers} size~{args.size}B sink={args.sink}")
+        print(f"messages={args.messages} sessions={args.sessions} routers={args.routers} size~{args.size}B "
+          f"sink={args.sink} rate={args.rate or 'max'}")
         print(f"accepted: {len(acked)} in {t_accepted - t0:.2f}s = {len(acked) / (t_accepted - t0):.0f} msg/s")
         print(f"replies arrived: {len(got)} in {t_done - t0:.2f}s = {len(got) / (t_done - t0):.0f} msg/s end to end")
         if latencies:
