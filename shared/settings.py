@@ -169,18 +169,23 @@ def validate(module: ModuleType) -> None:
 def boot(name: str | None = None, root: str | os.PathLike[str] | None = None) -> ModuleType:
     """Load settings, then run the application's boot module (``config.boot``).
 
-    Router workers call this: the boot module assigns services to settings
-    (``settings.relay``, template loader, ``Router.load(settings.handlers)``),
-    as the guide describes. The receiver never calls it: it runs no
-    application code.
+    Router workers and ``lamson routes`` need this: the boot module assigns
+    services to settings (``settings.relay``, template loader,
+    ``Router.load(settings.handlers)``), as the guide describes. The receiver
+    never calls it: it runs no application code.
     """
     module = load(name, root)
-    boot_name = module.__name__.rsplit(".", 1)[0] + ".boot" if "." in module.__name__ else "boot"
-    boot_name = os.environ.get("LAMSON_BOOT", boot_name)
-    try:
-        importlib.import_module(boot_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != boot_name:
-            raise
-        raise SettingsError(f"cannot import boot module {boot_name!r} (expected beside {module.__name__})") from exc
+    run_boot(module)
     return module
+
+
+def run_boot(settings_module: ModuleType, boot_name: str | None = None) -> None:
+    """Import the boot module: ``boot_name``, else LAMSON_BOOT, else ``boot`` beside the settings."""
+    base = settings_module.__name__
+    name = boot_name or os.environ.get("LAMSON_BOOT") or (base.rsplit(".", 1)[0] + ".boot" if "." in base else "boot")
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        raise SettingsError(f"cannot import boot module {name!r} (expected beside {base})") from exc

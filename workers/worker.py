@@ -8,9 +8,7 @@ scale with supervisord's ``numprocs`` or more hosts on the same spool and Redis.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 
 from rq import Queue
 
@@ -19,7 +17,6 @@ from lamson import settings as lsettings
 from lamson.connection import connect
 from lamson.queues import INCOMING, OUTGOING, RESULT_TTL
 from lamson.recovery import take_over
-from lamson.settings import SettingsError
 from lamson.spool import open_spool
 from lamson.workerbase import (
     MAINTENANCE_INTERVAL,
@@ -33,20 +30,6 @@ from lamson.workers import context
 from lamson.workers.sweeper import SweeperThread, sweep
 
 log = logging.getLogger("lamson.workers")
-
-def import_boot(settings_module: object, boot: str | None) -> None:
-    """Run the application's boot module (default: ``config.boot`` beside the settings)."""
-    name = boot or os.environ.get("LAMSON_BOOT")
-    if not name:
-        base = settings_module.__name__  # type: ignore[attr-defined]
-        name = base.rsplit(".", 1)[0] + ".boot" if "." in base else "boot"
-    try:
-        importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            raise SettingsError(f"cannot import boot module {name!r}") from exc
-        raise
-
 
 def run(settings_name: str | None = None, root: str | None = None, queues: list[str] | None = None,
         boot: str | None = None, burst: bool = False, name: str | None = None) -> int:
@@ -63,7 +46,7 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     from lamson.router import setup_worker
 
     setup_worker(conn, settings)
-    import_boot(settings, boot)
+    lsettings.run_boot(settings, boot)
 
     watch = sorted(set(queue_names) | {INCOMING, OUTGOING})
     sweep_args = dict(spool=spool, conn=conn, grace=settings.sweep_grace, timeout=settings.job_timeout,
