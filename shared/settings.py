@@ -20,6 +20,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+from lamson.names import BadNamespace, check_namespace
+
 MiB = 1024 * 1024
 
 #: Every setting a stage reads, with the value it has when the application
@@ -32,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "router_defaults": {},
     "template_config": {"dir": "app", "module": "templates"},
     "redis_url": "redis://127.0.0.1:6379/0",
+    # Every rq queue name and Redis key derives from this (lamson.names): applications
+    # with different namespaces share a Redis without touching each other's mail or state.
+    "namespace": "lamson",
     # "maildir" (default: files under spool_dir) or "redis" (Redis with AOF).
     "spool": "maildir",
     "spool_dir": "run/spool",
@@ -76,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
 #: Environment variables that override settings, and how to apply them.
 ENV_OVERRIDES = {
     "LAMSON_REDIS_URL": ("redis_url", str),
+    "LAMSON_NAMESPACE": ("namespace", str),
     "LAMSON_SPOOL": ("spool", str),
     "LAMSON_SPOOL_DIR": ("spool_dir", str),
     "LAMSON_RECEIVER_HOST": (("receiver_config", "host"), str),
@@ -161,6 +167,10 @@ def validate(module: ModuleType) -> None:
         port = getattr(module, section).get("port")
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise SettingsError(f"{section}['port'] must be a port number, not {port!r}")
+    try:
+        check_namespace(module.namespace)
+    except BadNamespace as exc:
+        raise SettingsError(str(exc)) from None
     scheme = urlsplit(module.redis_url).scheme
     if scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(f"redis_url must be a redis://, rediss:// or unix:// URL, not {module.redis_url!r}")

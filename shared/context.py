@@ -1,0 +1,58 @@
+"""The one object a worker process builds at start and every job reads.
+
+rq calls a job by its dotted name with only its (JSON) arguments, so a job
+cannot be handed its services directly; instead the worker process builds a
+:class:`Context` once (settings, Redis, the application's names, its spools
+and outbox, its own worker id) and installs it, and jobs, ``Relay.deliver``,
+``defer`` and the confirmation engine read it with :func:`current`. There is
+exactly one per process, set in one place; tests install their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import redis
+
+from lamson.names import Names
+
+
+@dataclass
+class Context:
+    """The process-wide services of a Lamson worker (router, relay, queue receiver)."""
+
+    settings: ModuleType | Any
+    conn: redis.Redis
+    names: Names
+    #: This process's worker id: unique across hosts, restarts and applications.
+    worker_id: str = ""
+    #: Spools by worker-group name ("incoming", deferred queues), opened on demand.
+    spools: dict[str, Any] = field(default_factory=dict)
+    #: The outgoing spool the relay delivers from (None until opened).
+    outbox: Any = None
+    #: Replies written by handlers during the current routing batch, not yet made durable.
+    pending_outbox: list[str] = field(default_factory=list)
+
+
+_current: Context | None = None
+
+
+def install(context: Context | None) -> Context | None:
+    """Make ``context`` the one this process uses (None uninstalls it: tests)."""
+    global _current
+    _current = context
+    return context
+
+
+def current() -> Context:
+    """The installed context; a clear error when called outside a Lamson worker."""
+    if _current is None:
+        raise RuntimeError("no Lamson worker context: this runs in `lamson worker` / `lamson relay` processes")
+    return _current
+
+
+def get() -> Context | None:
+    """The installed context, or None (unit tests, scripts, the CLI)."""
+    return _current
