@@ -134,7 +134,7 @@ def walk_with_depth(message: Message) -> Iterator[tuple[int, Message]]:
         if part.is_multipart():
             payload = part.get_payload()
             if isinstance(payload, list):
-                stack.extend((depth + 1, child) for child in reversed(payload))
+                stack.extend((depth + 1, child) for child in reversed(payload) if isinstance(child, Message))
 
 
 # --------------------------------------------------------------------------- charsets

@@ -17,12 +17,14 @@ from __future__ import annotations
 import copy
 import email.utils
 import mimetypes
+import os
 import re
 from collections.abc import Iterable, Iterator
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, AddressHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from lamson import bounce
@@ -43,6 +45,7 @@ from lamson.encoding import (
 )
 
 __all__ = [
+    "ROUTABLE_TO_HEADER",
     "Attachment",
     "HeaderInjectionError",
     "MailRequest",
@@ -58,6 +61,21 @@ READ_POLICY = policy.default
 #: How we write: CRLF, headers folded at 78, and 7bit transfer encodings only
 #: (so 8-bit bodies become quoted-printable or base64, never raw 8-bit).
 WRITE_POLICY = policy.SMTP.clone(cte_type="7bit")
+
+#: The header a :class:`MailRequest` routes on when its envelope recipient is
+#: unknown (a message read back from a Maildir queue), as in Lamson 1.x. An
+#: application that stores mail by its ``Delivered-To`` may set it to that.
+ROUTABLE_TO_HEADER = "to"
+
+#: Address headers the stdlib parses and renders as address lists itself. The
+#: other :data:`~lamson.encoding.ADDRESS_HEADERS` (Return-Path, Delivered-To,
+#: Errors-To, Disposition-Notification-To) are unstructured to the stdlib, so
+#: we render them to ASCII text ourselves and parse them as address lists.
+_STDLIB_ADDRESS_HEADERS = frozenset(
+    name
+    for name, kind in WRITE_POLICY.header_factory.registry.items()  # type: ignore[attr-defined]
+    if isinstance(kind, type) and issubclass(kind, AddressHeader)
+)
 
 
 class Attachment(NamedTuple):
@@ -80,10 +98,14 @@ def _envelope_address(value: str | None) -> str | None:
     return value.lower()
 
 
+#: Characters an envelope address must not carry into a header we fill in.
+_UNSAFE_ENVELOPE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029<>]")
+
+
 def _unfolded_raw(message: Message, name: str) -> list[str]:
     """The raw stored values of a header (the parser keeps them undecoded)."""
     lowered = name.lower()
-    return [value for key, value in message._headers if key.lower() == lowered]  # noqa: SLF001
+    return [str(value) for key, value in message.raw_items() if key.lower() == lowered]
 
 
 class MailRequest:
@@ -97,10 +119,20 @@ class MailRequest:
     :attr:`refused`, and reads as having fewer (or no) headers and parts.
     """
 
-    def __init__(self, Peer: Any, From: str | None, To: str | None, Data: bytes | str) -> None:  # noqa: N803
+    def __init__(
+        self,
+        Peer: Any,  # noqa: N803
+        From: str | None,  # noqa: N803
+        To: str | list[str] | tuple[str, ...] | None,  # noqa: N803
+        Data: bytes | str,  # noqa: N803
+    ) -> None:
         self.Peer = Peer
         self.From = _envelope_address(From)
-        self.To = _envelope_address(To)
+        self.To: str | list[str] | None
+        if isinstance(To, list | tuple):
+            self.To = [a for a in (_envelope_address(t) for t in To) if a]
+        else:
+            self.To = _envelope_address(To)
         if isinstance(Data, str):
             Data = Data.encode("utf-8", "surrogateescape")
         self.Data: bytes = bytes(Data)
@@ -108,6 +140,41 @@ class MailRequest:
         self._message: EmailMessage | None = None
         self._refused: str | None = None
         self._modified = False
+        # The envelope we were given, before any header fallback: it decides
+        # which missing headers are filled in when the message is parsed.
+        self._envelope_from = self.From
+        self._envelope_to = self.To
+        if self.From is None or self.To is None:
+            # Unknown envelope (a message read back from a queue): Lamson 1.x took
+            # the addresses from the headers. This parses now, but only for such
+            # messages; mail from the receiver always has its envelope.
+            self._from_headers()
+
+    def _from_headers(self) -> None:
+        """Fill an unknown envelope From/To from the From and :data:`ROUTABLE_TO_HEADER` headers."""
+        if self.From is None:
+            senders = self.addresses("from")
+            if senders and senders[0][1]:
+                self.From = senders[0][1].lower()
+        if self.To is None:
+            rcpts = list(dict.fromkeys(a.lower() for _, a in self.addresses(ROUTABLE_TO_HEADER) if a))
+            if len(rcpts) == 1:
+                self.To = rcpts[0]
+            elif rcpts:
+                self.To = rcpts
+
+    @property
+    def route_to(self) -> set[str]:
+        """Every recipient this message is routed for: bare, lowercased addresses (1.x's ``route_to``)."""
+        if self.To is None:
+            return set()
+        rcpts = self.To if isinstance(self.To, list) else [self.To]
+        return {bare for bare in (_envelope_address(r) for r in rcpts) if bare}
+
+    @property
+    def route_from(self) -> str | None:
+        """The sender to keep conversation state for: bare and lowercased; None for ``<>`` or unknown."""
+        return self.From or None
 
     # ------------------------------------------------------------------ parsing
 
@@ -120,7 +187,27 @@ class MailRequest:
     def _parsed(self) -> EmailMessage:
         if self._message is None:
             self._message, self._refused = _parse(self.Data)
+            self._fill_missing_headers(self._message)
         return self._message
+
+    def _fill_missing_headers(self, message: EmailMessage) -> None:
+        """Give a message without From/To headers the envelope's, as Lamson 1.x did.
+
+        Handlers reading ``message['from']`` (as 1.x code does to reply) then
+        see who sent it even when the client wrote no header. Only the parsed view changes: :attr:`Data` and
+        :meth:`as_bytes` stay the bytes received until a handler edits a header.
+        """
+        filled = (("From", self._envelope_from), ("To", self._envelope_to))
+        for name, value in filled:
+            if not value or name in message:
+                continue
+            text = ", ".join(value) if isinstance(value, list) else value
+            if _UNSAFE_ENVELOPE.search(text):
+                continue  # never let an odd envelope address become header syntax
+            try:
+                message[name] = text
+            except Exception:  # noqa: BLE001 - a header we cannot add is just not added
+                continue
 
     def to_message(self) -> EmailMessage:
         """The parsed ``email.message.EmailMessage`` (the same object each call)."""
@@ -146,10 +233,10 @@ class MailRequest:
 
     def keys(self) -> list[str]:
         """Header names in message order (repeats included), as spelled in the message."""
-        return [key for key, _ in self._parsed()._headers]  # noqa: SLF001
+        return [key for key, _ in self._parsed().raw_items()]
 
     def items(self) -> list[tuple[str, str]]:
-        return [(key, _decode_header(key, raw)) for key, raw in self._parsed()._headers]  # noqa: SLF001
+        return [(key, _decode_header(key, str(raw))) for key, raw in self._parsed().raw_items()]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -288,8 +375,10 @@ def _addresses(name: str, raw: str) -> list[tuple[str, str]]:
     unfolded = _LINE_ENDS.sub("", raw)
     if raw.count("=?") > MAX_WORDS_PER_HEADER:  # the structured parser is quadratic in encoded words
         return [(decode_header_text(n), a) for n, a in email.utils.getaddresses([unfolded]) if a]
+    # Return-Path, Delivered-To, ... are unstructured to the stdlib: parse them as an address list.
+    parse_as = name if name.lower() in _STDLIB_ADDRESS_HEADERS else "to"
     try:
-        header = READ_POLICY.header_factory(name, unfolded if raw.isascii() else decode_header_text(raw))
+        header = READ_POLICY.header_factory(parse_as, unfolded if raw.isascii() else decode_header_text(raw))
         pairs = [(a.display_name, a.addr_spec) for a in getattr(header, "addresses", ())]
     except Exception:  # noqa: BLE001
         return [(n, a) for n, a in email.utils.getaddresses([decode_header_text(raw)]) if a]
@@ -354,10 +443,10 @@ def part_bytes(part: Message) -> bytes:
         payload = part.get_payload(decode=True)
     except Exception:  # noqa: BLE001
         payload = None
-    if payload is None:
-        raw = part.get_payload()
-        payload = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
-    return payload
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
 
 
 def part_text(part: Message) -> str:
@@ -448,6 +537,10 @@ class MailResponse:
         self.Html = Html
         self.attachments: list[dict[str, Any]] = []
         self.parts: list[Message] = []
+        #: Parts taken from a request by attach_all_parts, and that request's
+        #: multipart subtype and parameters (None: it was not multipart).
+        self._forwarded: list[Message] = []
+        self._container: tuple[str, list[tuple[str, str]]] | None = None
         if From is not None:
             self["From"] = From
         if To is not None:
@@ -511,7 +604,7 @@ class MailResponse:
 
     def attach(
         self,
-        filename: str | None = None,
+        filename: str | os.PathLike[str] | None = None,
         content_type: str | None = None,
         data: bytes | str | None = None,
         disposition: str | None = None,
@@ -519,21 +612,32 @@ class MailResponse:
         """Add an attachment. The type is guessed from the file name when not given.
 
         ``str`` data is sent as UTF-8 text; ``bytes`` are sent byte-exact (base64).
+        Without ``data``, ``filename`` is a path on disk, read (as bytes) each
+        time the response is rendered, as Lamson 1.x did; the attachment is
+        named by its last component. That reads any file this process can, so
+        never pass a name that came from a message.
         """
+        path: Path | None = None
         if data is None:
-            raise ValueError("attach() needs data")
+            if filename is None:
+                raise ValueError("attach() needs data=, or a filename= to read")
+            path = Path(filename)
+            filename = path.name
+        if filename is not None:
+            filename = os.fspath(filename)
         if content_type is None:
             guessed = mimetypes.guess_type(filename or "")[0]
             content_type = guessed or ("text/plain" if isinstance(data, str) else "application/octet-stream")
         if "/" not in content_type:
             raise ValueError(f"content_type {content_type!r} is not of the form type/subtype")
         if filename is not None:
-            filename = canonical_header(filename)
+            filename = canonical_header(str(filename))
         self.attachments.append(
             {
                 "filename": filename,
                 "content_type": content_type,
                 "data": data,
+                "path": path,
                 "disposition": disposition or ("attachment" if filename else "inline"),
             }
         )
@@ -543,14 +647,31 @@ class MailResponse:
         self.parts.append(part)
 
     def attach_all_parts(self, mail_request: MailRequest) -> None:
-        """Add every leaf part of ``mail_request`` (copies), e.g. to forward its content."""
-        for part in mail_request.all_parts():
-            self.parts.append(copy.deepcopy(part))
+        """Add the content of ``mail_request`` (copies), e.g. to forward it.
+
+        A multipart request gives its top-level parts and its container type:
+        a response with no body or attachments of its own renders as that same
+        type (a forwarded multipart/alternative stays multipart/alternative,
+        not multipart/mixed); with a body of its own, the forwarded parts come
+        after it, still grouped in their container. A single-part request
+        gives one part carrying only its content headers (its From, To,
+        Received, ... stay behind).
+        """
+        message = mail_request.to_message()
+        if message.is_multipart() and isinstance(message.get_payload(), list):
+            subtype = message.get_content_subtype()
+            params = [(k, v) for k, v in (message.get_params() or [])[1:] if k.lower() != "boundary"]
+            self._container = (subtype, [(k, str(v)) for k, v in params])
+            self._forwarded.extend(copy.deepcopy(part) for part in message.iter_parts())
+        else:
+            self._forwarded.append(_content_only(message))
 
     def clear(self) -> None:
         """Drop attachments and attached parts (headers and bodies stay)."""
         self.attachments = []
         self.parts = []
+        self._forwarded = []
+        self._container = None
 
     # ------------------------------------------------------------------ rendering
 
@@ -559,8 +680,13 @@ class MailResponse:
         self._stamp()
         message = EmailMessage(policy=WRITE_POLICY)
         for name, value in self._headers:
-            message[name] = value
-        if self.Body is not None or (self.Html is None and not self.attachments and not self.parts):
+            message[name] = _wire_value(name, value)
+        own_content = self.Body is not None or self.Html is not None or bool(self.attachments)
+        if not own_content and self._forwarded and self._container is not None:
+            self._render_forwarded(message)
+            return self._finish(message)
+        if self.Body is not None or (self.Html is None and not self.attachments and not self.parts
+                                     and not self._forwarded):
             message.set_content(self.Body or "")
             if self.Html is not None:
                 message.add_alternative(self.Html, subtype="html")
@@ -568,11 +694,32 @@ class MailResponse:
             message.set_content(self.Html, subtype="html")
         for spec in self.attachments:
             _add_attachment(message, spec)
-        if self.parts:
+        extra = list(self.parts)
+        if self._forwarded:
+            if self._container is None or self._container[0] == "mixed":
+                extra[:0] = self._forwarded
+            else:  # e.g. a forwarded multipart/alternative stays one alternative part
+                extra.insert(0, _container_part(self._container, self._forwarded))
+        if extra:
             if message.get_content_type() != "multipart/mixed":
                 message.make_mixed()
-            for part in self.parts:
-                message.attach(part)
+            for part in extra:
+                message.attach(part)  # type: ignore[arg-type]
+        return self._finish(message)
+
+    def _render_forwarded(self, message: EmailMessage) -> None:
+        """Make ``message`` the forwarded message's own container type, holding its parts."""
+        assert self._container is not None
+        subtype, params = self._container
+        message.set_type(f"multipart/{subtype}")
+        for key, value in params:
+            message.set_param(key, value)
+        message.set_boundary(email.utils.make_msgid().strip("<>").replace("@", "."))
+        for part in [*self._forwarded, *self.parts]:
+            message.attach(part)  # type: ignore[arg-type]
+
+    def _finish(self, message: EmailMessage) -> EmailMessage:
+        """MIME-Version on the top only."""
         if "MIME-Version" not in message:
             message["MIME-Version"] = "1.0"
         for part in message.walk():
@@ -581,7 +728,7 @@ class MailResponse:
         return message
 
     def _is_attached(self, part: Message) -> bool:
-        return any(part is p for p in self.parts)
+        return any(part is p for p in (*self.parts, *self._forwarded))
 
     def _stamp(self) -> None:
         """Add Date and Message-ID once, so every rendering of this response agrees."""
@@ -608,9 +755,51 @@ class MailResponse:
         return f"<MailResponse To={self['To']!r} Subject={self['Subject']!r}>"
 
 
+def _wire_value(name: str, value: Any) -> Any:
+    """A stored header value as the stdlib should get it.
+
+    The stdlib renders To/From/Cc/... from ``Address`` objects itself; for the
+    address headers it treats as unstructured (Return-Path, Delivered-To,
+    Errors-To, Disposition-Notification-To) we write ASCII text: display
+    names RFC 2047 encoded, and Return-Path as the ``<addr>`` path RFC 5322 wants.
+    """
+    if not isinstance(value, list) or name.lower() in _STDLIB_ADDRESS_HEADERS:
+        return value
+    lowered = name.lower()
+    if lowered == "return-path":
+        return "<" + (value[0].addr_spec if value else "") + ">"
+    if lowered == "delivered-to":
+        return ", ".join(a.addr_spec for a in value)
+    return ", ".join(email.utils.formataddr((a.display_name, a.addr_spec), charset="utf-8") for a in value)
+
+
+def _content_only(message: Message) -> Message:
+    """A copy of a single-part message keeping only its content (Content-* headers and payload)."""
+    part = copy.deepcopy(message)
+    for name in set(part.keys()):
+        if not name.lower().startswith("content-"):
+            del part[name]
+    return part
+
+
+def _container_part(container: tuple[str, list[tuple[str, str]]], parts: list[Message]) -> EmailMessage:
+    """A multipart/SUBTYPE part holding ``parts``: a forwarded container kept whole."""
+    subtype, params = container
+    holder = EmailMessage(policy=WRITE_POLICY)
+    holder.set_type(f"multipart/{subtype}")
+    for key, value in params:
+        holder.set_param(key, value)
+    holder.set_boundary(email.utils.make_msgid().strip("<>").replace("@", "."))
+    for part in parts:
+        holder.attach(part)  # type: ignore[arg-type]
+    return holder
+
+
 def _add_attachment(message: EmailMessage, spec: dict[str, Any]) -> None:
     maintype, _, subtype = spec["content_type"].partition("/")
     data = spec["data"]
+    if data is None:
+        data = spec["path"].read_bytes()  # attach(filename=...) reads the file when rendering
     kwargs: dict[str, Any] = {"disposition": spec["disposition"]}
     if spec["filename"]:
         kwargs["filename"] = spec["filename"]
