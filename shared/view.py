@@ -1,7 +1,7 @@
 """Templates for mail: render Jinja2 templates into :class:`~lamson.mail.MailResponse`s.
 
 As in the guide, ``config/boot.py`` assigns a Jinja2 ``Environment`` (or any
-object with ``get_template(name).render(**vars)``) to :data:`LOADER`;
+object with ``get_template(name).render(dict)``) to :data:`LOADER`;
 :func:`configure` does that from ``settings.template_config``.
 
 Header values given to :func:`respond` may use the variables, either as
@@ -26,6 +26,23 @@ from lamson.mail import MailResponse
 #: The template loader; set by ``config/boot.py`` (or :func:`configure`).
 LOADER: Any = None
 
+#: Template names that hold HTML and are therefore autoescaped.
+HTML_EXTENSIONS = ("html", "htm", "xml")
+
+#: docs/mail.md promises autoescaped HTML templates. A boot file written as the
+#: guide shows it (``view.LOADER = jinja2.Environment(loader=...)``) gets
+#: Jinja2's default, no autoescaping; with this True, HTML templates of such an
+#: Environment are loaded through an autoescaping overlay of it instead, so
+#: ``{{ message['subject'] }}`` in a .html template can never become markup.
+#: Set it to False only if your HTML templates escape by hand.
+HTML_AUTOESCAPE = True
+
+_overlays: dict[int, tuple[jinja2.Environment, jinja2.Environment]] = {}
+
+
+def _autoescape_html() -> Any:
+    return jinja2.select_autoescape(list(HTML_EXTENSIONS), default_for_string=False)
+
 
 def configure(template_config: Mapping[str, str]) -> jinja2.Environment:
     """Set :data:`LOADER` from ``{'dir': 'app', 'module': 'templates'}`` and return it.
@@ -35,7 +52,7 @@ def configure(template_config: Mapping[str, str]) -> jinja2.Environment:
     global LOADER
     LOADER = jinja2.Environment(
         loader=jinja2.PackageLoader(template_config["dir"], template_config["module"]),
-        autoescape=jinja2.select_autoescape(["html", "htm", "xml"], default_for_string=False),
+        autoescape=_autoescape_html(),
     )
     return LOADER
 
@@ -49,17 +66,56 @@ def _loader() -> Any:
     return LOADER
 
 
+def _is_html(template: str) -> bool:
+    return template.rsplit(".", 1)[-1].lower() in HTML_EXTENSIONS
+
+
+def _escaping(env: jinja2.Environment) -> jinja2.Environment:
+    """``env``, or an overlay of it (same loader, filters, globals) that autoescapes HTML."""
+    cached = _overlays.get(id(env))
+    if cached is not None and cached[0] is env:
+        return cached[1]
+    overlay = env.overlay(autoescape=_autoescape_html())
+    _overlays.clear()  # one LOADER at a time: keep only the current one's overlay
+    _overlays[id(env)] = (env, overlay)
+    return overlay
+
+
 def load(template: str) -> Any:
-    """The template object named ``template``."""
-    return _loader().get_template(template)
+    """The template object named ``template``.
+
+    An HTML template of a Jinja2 Environment that does not autoescape it is
+    loaded from an autoescaping overlay (see :data:`HTML_AUTOESCAPE`).
+    """
+    loader = _loader()
+    if (
+        HTML_AUTOESCAPE
+        and isinstance(loader, jinja2.Environment)
+        and _is_html(template)
+        and not (loader.autoescape(template) if callable(loader.autoescape) else loader.autoescape)
+    ):
+        loader = _escaping(loader)
+    return loader.get_template(template)
 
 
-def render(variables: Mapping[str, Any], template: str) -> str:
+def template_variables(variables: Mapping[Any, Any]) -> dict[str, Any]:
+    """The variables a template can see: the string keys of ``variables``.
+
+    ``respond(locals(), ...)`` is the guide's idiom; called from a method,
+    ``locals()`` holds ``self`` (which Jinja2's ``render(**vars)`` would take
+    as its own ``self``), and other mappings may hold keys that are no
+    identifier at all. Passing one dict positionally and dropping non-string
+    keys makes both harmless.
+    """
+    return {key: value for key, value in dict(variables).items() if isinstance(key, str)}
+
+
+def render(variables: Mapping[Any, Any], template: str) -> str:
     """Render the template named ``template`` with ``variables``."""
-    return load(template).render(**dict(variables))
+    return str(load(template).render(template_variables(variables)))
 
 
-def _render_header(value: Any, variables: Mapping[str, Any]) -> Any:
+def _render_header(value: Any, variables: Mapping[Any, Any]) -> Any:
     """Apply the variables to a header value given to :func:`respond`.
 
     A ``(display name, address)`` tuple is rendered item by item, so a
@@ -73,10 +129,10 @@ def _render_header(value: Any, variables: Mapping[str, Any]) -> Any:
         # A header value is a template string, so it must never carry text from a
         # message; if a handler builds one from untrusted text anyway, the sandbox
         # keeps that text from reaching Python objects (no code execution).
-        return _header_template(value).render(**dict(variables))
+        return _header_template(value).render(template_variables(variables))
     if "%(" in value:
         try:
-            return value % dict(variables)
+            return value % template_variables(variables)
         except (KeyError, ValueError, TypeError):
             return value  # a literal '%' in a subject is text, not a crash
     return value
@@ -92,7 +148,7 @@ def _header_template(source: str) -> jinja2.Template:
 
 
 def respond(
-    variables: Mapping[str, Any],
+    variables: Mapping[Any, Any],
     Body: str | None = None,  # noqa: N803
     Html: str | None = None,  # noqa: N803
     **headers: Any,
@@ -119,7 +175,7 @@ def respond(
 
 def attach(
     msg: MailResponse,
-    variables: Mapping[str, Any],
+    variables: Mapping[Any, Any],
     template: str,
     filename: str | None = None,
     content_type: str | None = None,

@@ -165,3 +165,58 @@ def test_header_values_cannot_run_template_code_from_a_message() -> None:
         assert view.respond({}, Body="b.txt", Subject="100%(done")["Subject"] == "100%(done"
     finally:
         view.LOADER = old
+
+
+class _Handler:
+    """A handler written as a class: its methods call respond(locals(), ...)."""
+
+    def reply(self, name: str) -> MailResponse:
+        list = "dev"  # noqa: A001 - the template's variable name
+        return view.respond(locals(), Body="welcome.txt", From="noreply@example.com",
+                            To="{{ name }}@example.com", Subject="%(list)s for %(name)s")
+
+
+def test_respond_locals_from_a_method() -> None:
+    resp = _Handler().reply("ann")
+    assert resp["Subject"] == "dev for ann" and resp["To"] == "ann@example.com"
+    assert resp.Body is not None and resp.Body.startswith("Hello ann,")
+
+
+def test_non_string_keys_and_odd_values_do_not_break_rendering() -> None:
+    variables = {1: "one", ("t",): object(), None: None, "name": "Ann", "list": object(), "self": 3}
+    assert view.render(variables, "welcome.txt").startswith("Hello Ann,")
+    assert view.respond(variables, Body="welcome.txt", Subject="{{ name }}!")["Subject"] == "Ann!"
+    assert view.respond(variables, Body="welcome.txt", Subject="%(name)s %(self)s")["Subject"] == "Ann 3"
+
+
+def test_guide_style_loader_still_autoescapes_html() -> None:
+    """The guide's boot builds a plain Environment (autoescape off): HTML templates are escaped anyway."""
+    view.LOADER = jinja2.Environment(loader=jinja2.PackageLoader(TEMPLATES["dir"], TEMPLATES["module"]),
+                                     autoescape=False)
+    evil = "<img src=x onerror=alert(1)>"
+    html = view.render({"name": evil, "list": "x"}, "welcome.html")
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert view.render({"name": evil, "list": "x"}, "welcome.txt").startswith("Hello " + evil)  # text: as is
+    view.HTML_AUTOESCAPE = False
+    try:
+        assert evil in view.render({"name": evil, "list": "x"}, "welcome.html")
+    finally:
+        view.HTML_AUTOESCAPE = True
+
+
+def test_custom_loader_gets_one_dict() -> None:
+    """1.x's LOADER contract: ``get_template(name).render(variables)``."""
+    seen: list[object] = []
+
+    class Template:
+        def render(self, variables: dict[str, object]) -> str:
+            seen.append(variables)
+            return "ok"
+
+    class Loader:
+        def get_template(self, name: str) -> Template:
+            return Template()
+
+    view.LOADER = Loader()
+    assert view.render({"self": 1, 2: 3}, "x.txt") == "ok"
+    assert seen == [{"self": 1}]
