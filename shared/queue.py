@@ -4,16 +4,33 @@ A queue is a Maildir any tool can read (mutt, ``lamson queue``), written
 durably through :mod:`lamson.maildir`. ``pop`` claims a message by renaming it,
 so several processes (or hosts sharing the directory) can pop from one queue
 and each message goes to exactly one of them.
+
+Lamson 1.x's signature is kept: ``Queue(queue_dir, safe=False, pop_limit=0,
+oversize_dir=None)``. ``safe`` names files by a hash of the host name instead
+of the name itself; ``pop_limit`` makes :meth:`Queue.pop` set aside messages
+bigger than that many bytes (into ``oversize_dir``, or deletes them) instead
+of handing them to a process that would choke on them.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import itertools
+import logging
 import os
+import shutil
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lamson import maildir
+
+log = logging.getLogger(__name__)
+
+_counter = itertools.count()
 
 
 def as_bytes(message: Any) -> bytes:
@@ -27,19 +44,63 @@ def as_bytes(message: Any) -> bytes:
     return bytes(message)
 
 
-class Queue:
-    """A Maildir used as a queue of messages."""
+def safe_host() -> str:
+    """A stand-in for the host name in Maildir keys: the first 16 hex digits of its SHA-256.
 
-    def __init__(self, path: str | os.PathLike[str], *, sync: bool = True) -> None:
-        self.path = maildir.ensure(path)
+    Host names may hold characters a Maildir key may not (``/``, ``:``, which
+    the usual escapes turn into a backslash), and keys are visible to anyone
+    who can list the directory; a hash is always a valid key part and still
+    tells hosts sharing a directory apart.
+    """
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def safe_key() -> str:
+    """A unique Maildir key (time, microseconds, pid, counter) ending in :func:`safe_host`."""
+    now = time.time()
+    sec = int(now)
+    return f"{sec}.M{int((now - sec) * 1_000_000)}P{os.getpid()}Q{next(_counter)}.{safe_host()}"
+
+
+class Queue:
+    """A Maildir used as a queue of messages.
+
+    ``safe``: name new files by a hash of the host name (see :func:`safe_host`).
+    ``pop_limit``: when above 0, :meth:`pop` never returns a message bigger than
+    this many bytes: it moves it to ``oversize_dir`` (a Maildir, created if
+    missing; the message lands in its ``new/``) or, with no ``oversize_dir``,
+    deletes it, and goes on to the next. ``sync=False`` skips the fsyncs (tests,
+    scratch queues); by default every write is durable.
+    """
+
+    def __init__(
+        self,
+        queue_dir: str | os.PathLike[str],
+        safe: bool = False,
+        pop_limit: int = 0,
+        oversize_dir: str | os.PathLike[str] | None = None,
+        *,
+        sync: bool = True,
+    ) -> None:
+        if pop_limit < 0:
+            raise ValueError("pop_limit must be 0 (no limit) or a number of bytes")
+        self.path = maildir.ensure(queue_dir)
+        self.safe = bool(safe)
+        self.pop_limit = int(pop_limit)
+        self.oversize_dir = maildir.ensure(oversize_dir) if oversize_dir is not None else None
+        if self.oversize_dir is not None and self.oversize_dir.resolve() == self.path.resolve():
+            raise ValueError("oversize_dir must not be the queue itself")
         self.sync = sync
 
     def push(self, message: Any) -> str:
         """Store a message durably; return its key."""
-        return maildir.write(self.path, as_bytes(message), sync=self.sync)
+        return maildir.write(self.path, as_bytes(message), key=safe_key() if self.safe else None, sync=self.sync)
 
     def pop(self) -> tuple[str | None, Any]:
-        """Claim and remove the oldest message: ``(key, MailRequest)``, or ``(None, None)`` when empty."""
+        """Claim and remove the oldest message: ``(key, MailRequest)``, or ``(None, None)`` when empty.
+
+        With a ``pop_limit``, bigger messages are set aside (:meth:`oversize`) and skipped.
+        """
         for sub in ("new", "cur"):
             for key in maildir.keys(self.path, sub):
                 src = self.path / sub / key
@@ -48,12 +109,67 @@ class Queue:
                     os.rename(src, claimed)
                 except FileNotFoundError:
                     continue  # another process took it
+                if self.pop_limit and os.stat(claimed).st_size > self.pop_limit:
+                    self._set_aside_or_restore(claimed, src, key)
+                    continue
                 try:
                     data = claimed.read_bytes()
                 finally:
                     os.unlink(claimed)
                 return key, self._request(data)
         return None, None
+
+    def oversize(self, key: str) -> bool:
+        """Set one message aside as too big: into ``oversize_dir``, or deleted when there is none.
+
+        True if it was there. Raises maildir.BadKey for unsafe keys.
+        """
+        path = maildir.locate(self.path, key)
+        if path is None:
+            return False
+        claimed = self.path / "tmp" / f".oversize.{os.getpid()}.{path.name}"
+        try:
+            os.rename(path, claimed)
+        except FileNotFoundError:
+            return False
+        self._set_aside_or_restore(claimed, path, key)
+        return True
+
+    def _set_aside_or_restore(self, claimed: Path, origin: Path, key: str) -> None:
+        """:meth:`_set_aside`, putting the file back where it was if that fails (never lose it in tmp/)."""
+        try:
+            self._set_aside(claimed, key)
+        except BaseException:
+            if claimed.exists():
+                os.rename(claimed, origin)
+            raise
+
+    def _set_aside(self, claimed: Path, key: str) -> None:
+        """Move a claimed file into ``oversize_dir/new`` (durably) or delete it."""
+        if self.oversize_dir is None:
+            log.warning("queue %s: deleted message %s of %d bytes (pop_limit %d, no oversize_dir)",
+                        self.path, key, claimed.stat().st_size, self.pop_limit)
+            os.unlink(claimed)
+            return
+        name = key.split(":2,", 1)[0]
+        target = self.oversize_dir / "new" / name
+        try:
+            os.rename(claimed, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # Another file system: copy into tmp/, fsync, rename into new/, then drop ours.
+            partial = self.oversize_dir / "tmp" / name
+            shutil.copyfile(claimed, partial)
+            if self.sync:
+                with open(partial, "rb") as handle:
+                    os.fsync(handle.fileno())
+            os.rename(partial, target)
+            os.unlink(claimed)
+        if self.sync:
+            maildir.fsync_dir(self.oversize_dir / "new")
+        log.info("queue %s: message %s is over pop_limit %d bytes: moved to %s", self.path, key,
+                 self.pop_limit, self.oversize_dir)
 
     def get(self, key: str) -> Any:
         """The message stored under ``key`` (a MailRequest), or None if there is none."""
@@ -107,11 +223,15 @@ class Queue:
     def __repr__(self) -> str:
         return f"Queue({str(self.path)!r})"
 
-    @staticmethod
-    def _request(data: bytes) -> Any:
+    def _request(self, data: bytes) -> Any:
+        """A MailRequest whose Peer is the queue directory, as in Lamson 1.x.
+
+        A Maildir file has no envelope: From and To come from the headers
+        (see :class:`lamson.mail.MailRequest`).
+        """
         from lamson.mail import MailRequest  # the mail model is optional for raw use
 
-        return MailRequest(Peer="queue", From=None, To=None, Data=data)
+        return MailRequest(Peer=str(self.path), From=None, To=None, Data=data)
 
 
 def open_queue(path: str | os.PathLike[str]) -> Queue:
