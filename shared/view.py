@@ -37,6 +37,8 @@ HTML_EXTENSIONS = ("html", "htm", "xml")
 #: Set it to False only if your HTML templates escape by hand.
 HTML_AUTOESCAPE = True
 
+#: Autoescaping overlays of LOADER environments, by id (negative: escape everything),
+#: each with the environment it belongs to (so a recycled id is never mistaken).
 _overlays: dict[int, tuple[jinja2.Environment, jinja2.Environment]] = {}
 
 
@@ -70,14 +72,16 @@ def _is_html(template: str) -> bool:
     return template.rsplit(".", 1)[-1].lower() in HTML_EXTENSIONS
 
 
-def _escaping(env: jinja2.Environment) -> jinja2.Environment:
-    """``env``, or an overlay of it (same loader, filters, globals) that autoescapes HTML."""
-    cached = _overlays.get(id(env))
+def _overlay(env: jinja2.Environment, escape_all: bool) -> jinja2.Environment:
+    """An overlay of ``env`` (same loader, filters, globals) that autoescapes HTML, or everything."""
+    key = -id(env) if escape_all else id(env)
+    cached = _overlays.get(key)
     if cached is not None and cached[0] is env:
         return cached[1]
-    overlay = env.overlay(autoescape=_autoescape_html())
-    _overlays.clear()  # one LOADER at a time: keep only the current one's overlay
-    _overlays[id(env)] = (env, overlay)
+    if len(_overlays) > 8:  # LOADER is replaced now and then (tests): keep no old ones alive
+        _overlays.clear()
+    overlay = env.overlay(autoescape=True if escape_all else _autoescape_html())
+    _overlays[key] = (env, overlay)
     return overlay
 
 
@@ -94,7 +98,7 @@ def load(template: str) -> Any:
         and _is_html(template)
         and not (loader.autoescape(template) if callable(loader.autoescape) else loader.autoescape)
     ):
-        loader = _escaping(loader)
+        loader = _overlay(loader, escape_all=False)
     return loader.get_template(template)
 
 
@@ -161,16 +165,40 @@ def respond(
     if Body is None and Html is None:
         raise TypeError("respond() needs a Body= or Html= template name")
     response = MailResponse()
-    for name in ("From", "To", "Subject"):
-        if name in headers:
-            response[name] = _render_header(headers.pop(name), variables)
-    for name, value in headers.items():
-        response[name.replace("_", "-")] = _render_header(value, variables)
+    set_headers(response, variables, headers)
     if Body is not None:
         response.Body = render(variables, Body)
     if Html is not None:
         response.Html = render(variables, Html)
     return response
+
+
+def set_headers(response: MailResponse, variables: Mapping[Any, Any], headers: Mapping[str, Any]) -> None:
+    """Set ``headers`` on ``response``, each value rendered with ``variables``.
+
+    From, To and Subject come first (the order readers expect); ``Reply_To``
+    style keyword names become ``Reply-To``.
+    """
+    rest = dict(headers)
+    for name in ("From", "To", "Subject"):
+        if name in rest:
+            response[name] = _render_header(rest.pop(name), variables)
+    for name, value in rest.items():
+        response[name.replace("_", "-")] = _render_header(value, variables)
+
+
+def render_escaped(variables: Mapping[Any, Any], template: str) -> str:
+    """Render ``template`` with every variable HTML-escaped, whatever its extension.
+
+    For text that becomes HTML later (a Markdown template in :mod:`lamson.html`):
+    the template's own markup stays, what the variables carry cannot add any.
+    Needs a Jinja2 :data:`LOADER`; another kind of loader renders unescaped.
+    """
+    loader = _loader()
+    if isinstance(loader, jinja2.Environment):
+        escaping = _overlay(loader, escape_all=True)
+        return str(escaping.get_template(template).render(template_variables(variables)))
+    return render(variables, template)
 
 
 def attach(

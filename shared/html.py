@@ -1,0 +1,292 @@
+"""HTML mail from Markdown: Lamson 1.x's ``lamson.html.HtmlMail``.
+
+Mail clients ignore ``<style>`` blocks and external style sheets (Gmail
+strips them, Outlook half-reads them), so a styled mail must carry its CSS in
+``style=""`` attributes on every element. :class:`HtmlMail` lets you write a
+style sheet and a page template once, and mail content as Markdown:
+
+    generator = HtmlMail("style.css", "html_mail.html", {"site": "example.com"})
+    reply = generator.respond({"name": name}, "welcome.md",
+                              From="noreply@example.com", To=message["from"], Subject="Welcome")
+
+``welcome.md`` is rendered with the variables (HTML-escaped), converted to
+HTML by Markdown, placed into ``html_mail.html`` as ``{{ content }}``, and the
+rules of ``style.css`` are copied onto the elements they select. The plain
+text alternative is ``welcome.md`` rendered as is (Markdown reads as text).
+
+The inliner understands what mail styling needs and no more: selectors made
+of a tag and/or ``#id`` and/or ``.class`` parts (``p``, ``.note``, ``#top``,
+``a.button``, ``td.a.b``, ``*``), comma lists of them, ``!important``, and
+CSS specificity (id over class over tag, later rules over earlier ones, the
+element's own ``style`` over everything). Rules it cannot apply to a single
+element (descendant selectors, pseudo-classes, ``@media``) are skipped; 1.x
+got ``#`` and ``.`` backwards, this one does not. Event-handler attributes
+and ``javascript:``/``vbscript:`` URLs are removed on the way (Markdown lets
+a link through as written).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Callable, Mapping
+from html.parser import HTMLParser
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import markdown  # type: ignore[import-untyped]
+from markupsafe import Markup
+
+from lamson import view
+from lamson.mail import MailResponse
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CssRule", "HtmlMail", "inline_css", "parse_css"]
+
+Wiki = Callable[[str], str] | ModuleType
+
+
+class CssRule(NamedTuple):
+    """One simple selector with its declarations, as the inliner applies it."""
+
+    tag: str | None
+    id: str | None
+    classes: frozenset[str]
+    declarations: tuple[tuple[str, str, bool], ...]  # (property, value, important)
+    specificity: tuple[int, int, int]
+    order: int
+
+    def matches(self, tag: str, attrs: Mapping[str, str]) -> bool:
+        if self.tag is not None and self.tag != tag:
+            return False
+        if self.id is not None and attrs.get("id") != self.id:
+            return False
+        return self.classes <= set(attrs.get("class", "").split())
+
+
+_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+_AT_BLOCK = re.compile(r"@[^{;]*(\{(?:[^{}]|\{[^{}]*\})*\}|;)", re.DOTALL)
+_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+_SIMPLE = re.compile(r"^(?P<tag>[a-zA-Z][a-zA-Z0-9-]*|\*)?(?P<rest>(?:[#.][-_a-zA-Z0-9]+)*)$")
+
+
+def parse_css(css: str) -> list[CssRule]:
+    """The rules of ``css`` the inliner can apply, one per simple selector, in source order."""
+    css = _AT_BLOCK.sub("", _COMMENT.sub("", css))
+    rules: list[CssRule] = []
+    for selectors, body in _RULE.findall(css):
+        declarations = _declarations(body)
+        if not declarations:
+            continue
+        for selector in selectors.split(","):
+            rule = _rule(selector.strip(), declarations, len(rules))
+            if rule is None:
+                log.debug("lamson.html: selector %r cannot be inlined; skipped", selector.strip())
+            else:
+                rules.append(rule)
+    return rules
+
+
+def _rule(selector: str, declarations: tuple[tuple[str, str, bool], ...], order: int) -> CssRule | None:
+    found = _SIMPLE.match(selector)
+    if not selector or found is None:
+        return None
+    tag = found.group("tag")
+    parts = re.findall(r"([#.])([-_a-zA-Z0-9]+)", found.group("rest"))
+    ids = [name for kind, name in parts if kind == "#"]
+    classes = frozenset(name for kind, name in parts if kind == ".")
+    if len(set(ids)) > 1:
+        return None  # "#a#b" selects nothing
+    tag_name = None if tag in (None, "*") else tag.lower()
+    specificity = (len(ids), len(classes), 0 if tag_name is None else 1)
+    return CssRule(tag_name, ids[0] if ids else None, classes, declarations, specificity, order)
+
+
+def _declarations(body: str) -> tuple[tuple[str, str, bool], ...]:
+    """``color: red; margin: 0 !important`` → ((property, value, important), ...); junk dropped."""
+    out = []
+    for item in body.split(";"):
+        name, colon, value = item.partition(":")
+        name, value = name.strip().lower(), value.strip()
+        if not colon or not name or not value or not re.fullmatch(r"-?[a-z][a-z0-9-]*", name):
+            continue
+        important = bool(re.search(r"!\s*important\s*$", value, re.IGNORECASE))
+        if important:
+            value = re.sub(r"\s*!\s*important\s*$", "", value, flags=re.IGNORECASE)
+        if any(ch in value for ch in '<>"{}') or "expression(" in value.lower():
+            continue  # cannot be written safely into an attribute, or is IE script
+        out.append((name, value, important))
+    return tuple(out)
+
+
+def _style_of(rules: list[CssRule], tag: str, attrs: dict[str, str]) -> str | None:
+    """The style attribute for one element: matched rules by specificity, its own style on top."""
+    chosen: dict[str, tuple[tuple[int, ...], str]] = {}
+    matched = sorted((r for r in rules if r.matches(tag, attrs)), key=lambda r: (r.specificity, r.order))
+    for rule in matched:
+        for name, value, important in rule.declarations:
+            rank = (1 if important else 0, 0, *rule.specificity, rule.order)
+            if name not in chosen or rank >= chosen[name][0]:
+                chosen[name] = (rank, value)
+    own = attrs.get("style")
+    if own:
+        for name, value, important in _declarations(own):
+            rank = (1 if important else 0, 1, 0, 0, 0, 0)
+            if name not in chosen or rank >= chosen[name][0]:
+                chosen[name] = (rank, value)
+    if not chosen:
+        return None
+    return "; ".join(f"{name}: {value}" for name, (_, value) in chosen.items())
+
+
+_URL_ATTRS = frozenset({"href", "src", "action", "background", "formaction", "xlink:href", "poster"})
+_BAD_SCHEME = re.compile(r"^\s*(javascript|vbscript|data\s*:\s*text/html)", re.IGNORECASE)
+_BLOCKS = frozenset({"p", "div", "table", "tr", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
+                     "head", "body", "html", "blockquote", "pre", "hr", "br", "title", "style", "meta"})
+
+
+class _Inliner(HTMLParser):
+    """Re-writes HTML as it reads it, adding style attributes; everything else passes through."""
+
+    def __init__(self, rules: list[CssRule], pretty: bool) -> None:
+        super().__init__(convert_charrefs=False)
+        self.rules = rules
+        self.pretty = pretty
+        self.out: list[str] = []
+
+    def _tag(self, tag: str, attrs: list[tuple[str, str | None]], close: bool) -> None:
+        values: dict[str, str] = {}
+        kept: list[tuple[str, str | None]] = []
+        for name, value in attrs:
+            name = name.lower()
+            if name.startswith("on"):
+                continue  # event handlers: script
+            if name in _URL_ATTRS and value is not None and _BAD_SCHEME.match(value.replace("\x00", "")):
+                continue
+            if name not in values:
+                values[name] = value or ""
+                kept.append((name, value))
+        style = _style_of(self.rules, tag, values)
+        text = [f"<{tag}"]
+        for name, value in kept:
+            if name == "style":
+                continue
+            text.append(f" {name}" if value is None else f' {name}="{html.escape(value, quote=True)}"')
+        if style:
+            text.append(f' style="{html.escape(style, quote=True)}"')
+        text.append(" />" if close else ">")
+        self.out.append("".join(text))
+        if self.pretty and close and tag in _BLOCKS:
+            self.out.append("\n")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs, close=False)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, attrs, close=True)
+
+    def handle_endtag(self, tag: str) -> None:
+        self.out.append(f"</{tag}>")
+        if self.pretty and tag in _BLOCKS:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(data)
+
+    def handle_entityref(self, name: str) -> None:
+        self.out.append(f"&{name};")
+
+    def handle_charref(self, name: str) -> None:
+        self.out.append(f"&#{name};")
+
+    def handle_comment(self, data: str) -> None:
+        self.out.append(f"<!--{data}-->")
+
+    def handle_decl(self, decl: str) -> None:
+        self.out.append(f"<!{decl}>")
+
+    def handle_pi(self, data: str) -> None:
+        self.out.append(f"<?{data}>")
+
+    def unknown_decl(self, data: str) -> None:
+        self.out.append(f"<![{data}]>")
+
+
+def inline_css(page: str, css: str | list[CssRule], pretty: bool = False) -> str:
+    """``page`` with the rules of ``css`` written into each element's ``style`` attribute.
+
+    ``pretty`` puts a line break after block-level tags, so the source reads
+    well in a mail client's "show original" (and stays under line limits).
+    """
+    rules = parse_css(css) if isinstance(css, str) else css
+    inliner = _Inliner(rules, pretty)
+    inliner.feed(page)
+    inliner.close()
+    text = "".join(inliner.out)
+    if pretty:
+        text = re.sub(r"\n{2,}", "\n", text)
+    return text
+
+
+def _wiki_function(wiki: Wiki) -> Callable[[str], str]:
+    """1.x passed a function; the markdown module itself is accepted too."""
+    if isinstance(wiki, ModuleType):
+        function = getattr(wiki, "markdown", None)
+        if not callable(function):
+            raise TypeError(f"wiki module {wiki.__name__} has no markdown() function")
+        return function  # type: ignore[no-any-return]
+    if not callable(wiki):
+        raise TypeError("wiki must be a function turning Markdown (or other markup) text into HTML")
+    return wiki
+
+
+class HtmlMail:
+    """Builds HTML mails from a CSS template, a page template and Markdown content templates.
+
+    ``css_template`` and ``html_template`` are template names for
+    :mod:`lamson.view` (its LOADER); ``html_template`` places the content with
+    ``{{ content }}``. ``variables`` are defaults for every mail (rendered
+    into the CSS once, here); ``wiki`` turns content text into HTML (Markdown).
+    """
+
+    def __init__(
+        self,
+        css_template: str,
+        html_template: str,
+        variables: Mapping[str, Any] | None = None,
+        wiki: Wiki = markdown.markdown,
+    ) -> None:
+        self.css_template = css_template
+        self.html_template = html_template
+        self.variables: dict[str, Any] = dict(variables or {})  # a copy: 1.x shared one default dict
+        self.wiki = _wiki_function(wiki)
+        self.css = view.render(self.variables, css_template)
+        self.rules = parse_css(self.css)
+
+    def _variables(self, variables: Mapping[Any, Any]) -> dict[str, Any]:
+        return {**self.variables, **view.template_variables(variables)}
+
+    def render(self, variables: Mapping[Any, Any], content_template: str, pretty: bool = False) -> str:
+        """The finished HTML page: content rendered, turned into HTML, placed and styled inline."""
+        merged = self._variables(variables)
+        content = self.wiki(view.render_escaped(merged, content_template))
+        page = view.render({**merged, "content": Markup(content)}, self.html_template)
+        return inline_css(page, self.rules, pretty=pretty)
+
+    def respond(self, variables: Mapping[Any, Any], content: str, **kwd: Any) -> MailResponse:
+        """A MailResponse with the rendered HTML and a plain text alternative.
+
+        The text part is ``content`` rendered as is (Markdown reads as plain
+        text), unless ``Body=`` names another template. Other keywords are
+        headers, rendered with the variables as in :func:`lamson.view.respond`.
+        """
+        merged = self._variables(variables)
+        body_template = kwd.pop("Body", None) or content
+        kwd.pop("Html", None)
+        response = MailResponse()
+        view.set_headers(response, merged, kwd)
+        response.Body = view.render(merged, body_template)
+        response.Html = self.render(merged, content)
+        return response
