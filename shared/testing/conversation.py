@@ -1,4 +1,11 @@
-"""Talking to the handlers in-process, as a test: the guide's RouterConversation."""
+"""Conversations with the application, as tests: the guide's RouterConversation and TestConversation.
+
+``RouterConversation`` routes each message through the Router in this process
+(no servers); ``TestConversation`` sends it over SMTP with a relay to a
+running server (``lamson start``) and finds the replies in the test queue
+that the logging server fills. Both check replies with
+:func:`lamson.testing.delivered`'s patterns.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,11 @@ from types import ModuleType
 from typing import Any
 
 from lamson.router import Router
-from lamson.testing.relay import clear_queue, delivered
+from lamson.testing.relay import clear_queue, queue, wait_delivered
 
 
-def make_message(From: str, To: str, Subject: str = "", Body: str = "", **headers: str) -> Any:
-    """A MailRequest as the router would get it from the receiver."""
+def make_message(From: str, To: str, Subject: str = "", Body: str = "", **headers: str) -> Any:  # noqa: N803
+    """A MailRequest as the router would get it from the receiver (``Auto_Submitted=`` → ``Auto-Submitted``)."""
     from lamson.mail import MailRequest
 
     msg = EmailMessage(policy=SMTP_POLICY)
@@ -26,35 +33,84 @@ def make_message(From: str, To: str, Subject: str = "", Body: str = "", **header
 
 
 class RouterConversation:
-    """One sender talking to the application: ``say`` routes a message and checks the answer."""
+    """One sender talking to the application in this process: ``say`` routes a message and checks the answer.
 
-    def __init__(self, From: str, Subject: str) -> None:
+    ``timeout`` is how long ``say(..., expect=...)`` waits for the reply:
+    replies captured in-process (CapturingRelay) are there at once, replies
+    sent through a real relay to ``lamson log`` arrive later.
+    """
+
+    timeout: float = 5.0
+
+    def __init__(self, From: str, Subject: str) -> None:  # noqa: N803 - the guide's names
         self.From = From
         self.Subject = Subject
 
     def begin(self) -> None:
-        """Start from scratch: every conversation in START, nothing sent yet."""
+        """Start from scratch: every conversation in START, the test queue empty (as Lamson 1.x)."""
         Router.clear_states()
         clear_queue()
 
-    def deliver(self, message: Any) -> int:
-        """Route a prepared message through the Router (in this process)."""
+    def deliver(self, To: Any, From: str | None = None, Subject: str | None = None,  # noqa: N803
+                Body: str | None = None, **headers: str) -> Any:
+        """Route a message: ``deliver(To, From, Subject, Body)`` (1.x), or a prepared MailRequest."""
+        if not isinstance(To, str) and From is None and Subject is None and Body is None and not headers:
+            return Router.deliver(To)
+        message = make_message(self.From if From is None else From, To,
+                               self.Subject if Subject is None else Subject, Body or "", **headers)
         return Router.deliver(message)
 
-    def say(self, To: str, Body: str, expect: str | None = None, **headers: str) -> Any:
-        """Send ``Body`` to ``To``; with ``expect``, assert a reply went to a matching address.
+    def say(self, To: str, Body: str, expect: str | None = None, Subject: str | None = None,  # noqa: N803
+            **headers: str) -> Any:
+        """Send ``Body`` to ``To``; with ``expect``, assert that a reply matching it was delivered.
 
-        Returns the matching reply (or None without ``expect``).
+        ``expect`` is a :func:`delivered` pattern searched in the messages
+        that arrived after this message was sent (so an earlier reply cannot
+        stand in for the answer to this one). Returns that reply, or None
+        without ``expect``.
         """
-        Router.deliver(make_message(self.From, To, self.Subject, Body, **headers))
+        before = frozenset(queue().keys())
+        self.deliver(To, self.From, self.Subject if Subject is None else Subject, Body, **headers)
         if expect is None:
             return None
-        reply = delivered(expect)
-        assert reply, f"expected a message to an address matching {expect!r} after saying {Body!r} to {To}"
+        reply = wait_delivered(expect, exclude=before, timeout=self.timeout)
+        assert reply, (f"expected a message matching {expect!r} after {self.From} said {Body!r} to {To}; "
+                       f"the test queue holds {queue().count()} message(s)")
         return reply
 
 
-def assert_in_state(module: str | ModuleType, To: str, From: str, state: str) -> None:
+class TestConversation(RouterConversation):
+    """One sender talking to a running server over SMTP (Lamson 1.x): ``TestConversation(relay(port=8823), ...)``.
+
+    Messages go out through ``relay_to_use``; replies are looked for in the
+    test queue (``run/queue``, where ``lamson log`` stores them), waiting up to
+    ``timeout`` seconds since they cross the whole pipeline. ``begin()``
+    empties the test queue and this process's Router state; the running
+    server's conversation state is its own.
+    """
+
+    __test__ = False  # a library class, not a pytest test class
+    timeout: float = 30.0
+
+    def __init__(self, relay_to_use: Any, From: str, Subject: str) -> None:  # noqa: N803
+        super().__init__(From, Subject)
+        self.relay = relay_to_use
+
+    def deliver(self, To: Any, From: str | None = None, Subject: str | None = None,  # noqa: N803
+                Body: str | None = None, **headers: str) -> Any:
+        """Send a message built from the arguments (or a prepared one) through the relay."""
+        from lamson.mail import MailResponse
+
+        if not isinstance(To, str) and From is None and Subject is None and Body is None and not headers:
+            return self.relay.deliver(To)
+        message = MailResponse(To=To, From=self.From if From is None else From,
+                               Subject=self.Subject if Subject is None else Subject, Body=Body or "")
+        for name, value in headers.items():
+            message[name.replace("_", "-")] = value
+        return self.relay.deliver(message)
+
+
+def assert_in_state(module: str | ModuleType, To: str, From: str, state: str) -> None:  # noqa: N803
     """Assert that ``From``'s conversation with handler ``module`` (about ``To``) is in ``state``."""
     name = module if isinstance(module, str) else module.__name__
     message = make_message(From, To)

@@ -9,6 +9,11 @@ can be checked as it is::
 
     def test_welcome_template_spelling():
         assert_spelling("welcome.txt", extra_words={"lamson"})
+
+Lamson 1.x tests call ``lamson.testing.spelling(file_name, contents)``, which
+answers True or False and prints what is wrong: calling this module does that
+(:func:`spelled_right`), while ``from lamson.testing.spelling import spelling``
+keeps returning the list of misspelled words.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["assert_spelling", "spelling"]
+from lamson.testing.callable_module import make_callable
+
+__all__ = ["assert_spelling", "spelled_right", "spelling"]
 
 _SKIP = re.compile(
     r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}"  # Jinja2 expressions, statements, comments
@@ -30,6 +37,11 @@ _SKIP = re.compile(
     re.DOTALL,
 )
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+
+
+def _language(language: str) -> str:
+    """pyspellchecker's name for a language: 1.x's PyEnchant tags (``en_US``) become ``en``."""
+    return language.replace("-", "_").split("_", 1)[0].lower()
 
 
 @functools.lru_cache(maxsize=4)
@@ -71,11 +83,16 @@ def spelling(
     ``extra_words`` are accepted too (product names, jargon); case does not matter.
     A word written in capitals only (an acronym) is not checked.
     """
-    checker = _checker(language)
+    return misspelled(_source(text_or_template), extra_words, language)
+
+
+def misspelled(text: str, extra_words: Iterable[str] = (), language: str = "en") -> list[str]:
+    """The misspelled words of ``text`` itself (never looked up as a template), in order of first appearance."""
+    checker = _checker(_language(language))
     allowed = {w.lower() for w in extra_words}
     found: list[str] = []
     seen: set[str] = set()
-    for word in words(_source(text_or_template)):
+    for word in words(text):
         key = word.lower().replace("’", "'")
         if key in seen or key in allowed or (word.isupper() and len(word) > 1) or len(word) == 1:
             continue
@@ -93,6 +110,27 @@ def assert_spelling(
     """Fail (AssertionError) listing each misspelled word with a suggested correction."""
     wrong = spelling(text_or_template, extra_words=extra_words, language=language)
     if wrong:
-        checker = _checker(language)
+        checker = _checker(_language(language))
         hints = ", ".join(f"{w!r} (did you mean {checker.correction(w.lower())!r}?)" for w in wrong)
         raise AssertionError(f"misspelled in {str(text_or_template)[:60]!r}: {hints}")
+
+
+def spelled_right(file_name: str, contents: str, language: str = "en_US", extra_words: Iterable[str] = ()) -> bool:
+    """Lamson 1.x's ``spelling(file_name, contents)``: True when ``contents`` has no misspelled word.
+
+    ``contents`` is the text to check (typically a rendered template);
+    ``file_name`` only names it in what is printed, one line per misspelled
+    word with its context, so a failing ``assert spelling(...)`` shows why.
+    ``language`` may be a PyEnchant tag such as ``en_US``.
+    """
+    wrong = misspelled(contents, extra_words, language)
+    for word in wrong:
+        at = contents.find(word)
+        context = contents[max(at - 20, 0):at + len(word) + 20].replace("\n", " ")
+        print(f"{file_name}: {word!r} in ...{context}...")
+    if wrong:
+        print(f"{len(wrong)} spelling error(s) in {file_name}")
+    return not wrong
+
+
+make_callable(__name__, spelled_right)
