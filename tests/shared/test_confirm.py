@@ -1,0 +1,206 @@
+"""lamson.confirm: the sign-up confirmation flow, on a real Redis and on a dict."""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+import redis
+
+from lamson import context, view
+from lamson.confirm import ConfirmationEngine, ConfirmationStorage
+from lamson.context import Context
+from lamson.mail import MailRequest
+from lamson.names import Names
+from lamson.queue import Queue
+
+TEMPLATES = {"dir": "tests.shared", "module": "data/templates"}
+
+
+class RecordingRelay:
+    """Stands in for settings.relay: keeps what a handler delivered."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, Any]] = []
+
+    def deliver(self, message: Any, To: Any = None, From: Any = None) -> str:  # noqa: N803
+        self.sent.append((message, To))
+        return "job"
+
+
+@pytest.fixture(autouse=True)
+def loader() -> Iterator[jinja2.Environment]:
+    previous = view.LOADER
+    yield view.configure(TEMPLATES)
+    view.LOADER = previous
+
+
+@pytest.fixture
+def no_context() -> Iterator[None]:
+    previous = context.get()
+    context.install(None)
+    yield
+    context.install(previous)
+
+
+def signup(sender: str = "Joe.User@Example.COM", to: str = "dev-subscribe@lists.example.org") -> MailRequest:
+    data = (f"From: Joe <{sender}>\r\nTo: {to}\r\nSubject: subscribe\r\n\r\nplease\r\n").encode()
+    return MailRequest("127.0.0.1", sender, to, data)
+
+
+@pytest.fixture(params=["redis", "dict"])
+def storage(request: pytest.FixtureRequest, no_context: None) -> ConfirmationStorage:
+    if request.param == "dict":
+        return ConfirmationStorage(db={})
+    conn = request.getfixturevalue("redis_conn")
+    return ConfirmationStorage(conn=conn, names=Names("confirmtest"))
+
+
+def test_the_guides_flow(storage: ConfirmationStorage, tmp_path: Path) -> None:
+    engine = ConfirmationEngine(str(tmp_path / "pending"), storage)
+    relay = RecordingRelay()
+    variables: dict[str, Any] = {"host": "lists.example.org"}
+    address = engine.send(relay, "dev", signup(), "confirm.txt", variables)
+    assert address is not None
+    found = re.fullmatch(r"dev-confirm-([a-f0-9]{32})@lists\.example\.org", address)
+    assert found is not None
+    secret = found.group(1)
+    assert variables["confirm_address"] == f"dev-confirm-{secret}"  # 1.x: vars gains the locals
+
+    [(reply, envelope_to)] = relay.sent
+    assert envelope_to == "joe.user@example.com"
+    assert reply["To"] == "joe.user@example.com"
+    assert reply["From"] == reply["Reply-To"] == address
+    assert reply["Subject"] == "Confirmation required"
+    assert f"reply to dev-confirm-{secret}@lists.example.org" in reply.Body
+
+    # the answer comes from the sender, in any case, with or without a display name
+    assert engine.verify("dev", "joe.user@example.com", "0" * 32) is None
+    original = engine.verify("dev", "Joe <JOE.USER@example.com>", secret)
+    assert original is not None and original["subject"] == "subscribe"
+    assert engine.verify("dev", "joe.user@example.com", secret) is None  # a secret works once
+    assert engine.pending.count() == 1  # the pending mail stays until deleted
+
+
+def test_secret_is_per_target_and_sender(storage: ConfirmationStorage, tmp_path: Path) -> None:
+    engine = ConfirmationEngine(tmp_path / "pending", storage)
+    secret = engine.register("dev", signup()).rsplit("-", 1)[1]
+    assert engine.verify("other", "joe.user@example.com", secret) is None
+    assert engine.verify("dev", "mallory@example.com", secret) is None
+    assert engine.verify("dev", "joe.user@example.com", secret.upper()) is not None  # routes may uppercase
+
+
+def test_register_again_replaces_secret_and_pending_message(storage: ConfirmationStorage, tmp_path: Path) -> None:
+    engine = ConfirmationEngine(tmp_path / "pending", storage)
+    first = engine.register("dev", signup()).rsplit("-", 1)[1]
+    second = engine.register("dev", signup()).rsplit("-", 1)[1]
+    assert first != second and engine.pending.count() == 1
+    assert engine.verify("dev", "joe.user@example.com", first) is None
+    assert engine.verify("dev", "joe.user@example.com", second) is not None
+
+
+def test_cancel_drops_entry_and_message(storage: ConfirmationStorage, tmp_path: Path) -> None:
+    engine = ConfirmationEngine(tmp_path / "pending", storage)
+    secret = engine.register("dev", signup()).rsplit("-", 1)[1]
+    assert engine.cancel("dev", "joe.user@example.com", "wrong") is False
+    assert engine.pending.count() == 1
+    assert engine.cancel("dev", "JOE.user@example.com", secret) is True
+    assert engine.pending.count() == 0 and storage.get("dev", "joe.user@example.com") == (None, None)
+
+
+def test_storage_interface(storage: ConfirmationStorage) -> None:
+    assert storage.get("dev", "a@example.com") == (None, None)
+    storage.store("dev", "A@Example.com", "s3cret", "key1")
+    assert storage.get("dev", "a@example.com") == ("s3cret", "key1")
+    storage.store("dev:x", "b@example.com", "t", "key2")
+    assert storage.get("dev", "x:b@example.com") == (None, None)  # no ambiguity from ':'
+    storage.delete("dev", "a@EXAMPLE.com")
+    assert storage.get("dev", "a@example.com") == (None, None)
+    storage.clear()
+    assert storage.get("dev:x", "b@example.com") == (None, None)
+
+
+def test_pending_helpers_and_clear(storage: ConfirmationStorage, tmp_path: Path) -> None:
+    engine = ConfirmationEngine(Queue(tmp_path / "pending"), storage)
+    key = engine.push_pending(signup())
+    assert engine.get_pending(key)["subject"] == "subscribe"
+    assert engine.get_pending("../../etc/passwd") is None
+    engine.delete_pending(key)
+    assert engine.get_pending(key) is None
+    engine.register("dev", signup())
+    engine.clear()
+    assert engine.pending.count() == 0 and storage.get("dev", "joe.user@example.com") == (None, None)
+
+
+def test_null_sender_gets_no_confirmation(storage: ConfirmationStorage, tmp_path: Path) -> None:
+    engine = ConfirmationEngine(tmp_path / "pending", storage)
+    relay = RecordingRelay()
+    bounce = MailRequest("peer", "<>", "dev-subscribe@lists.example.org", b"Subject: failure\r\n\r\nx")
+    assert engine.send(relay, "dev", bounce, "confirm.txt", {"host": "lists.example.org"}) is None
+    assert relay.sent == [] and engine.pending.count() == 0
+    with pytest.raises(KeyError, match="host"):
+        engine.send(relay, "dev", signup(), "confirm.txt", {})
+
+
+def test_secrets_are_random_hex(tmp_path: Path) -> None:
+    engine = ConfirmationEngine(tmp_path / "pending", ConfirmationStorage(db={}))
+    made = {engine.make_random_secret() for _ in range(200)}
+    assert len(made) == 200 and all(re.fullmatch(r"[0-9a-f]{32}", s) for s in made)
+
+
+def test_dict_storages_are_not_shared(tmp_path: Path) -> None:
+    one, two = ConfirmationStorage(db={}), ConfirmationStorage(db={})
+    one.store("dev", "a@example.com", "s", "k")
+    assert two.get("dev", "a@example.com") == (None, None)
+    assert ConfirmationStorage().db is None  # the default is Redis, not a shared dict
+
+
+def test_redis_keys_are_namespaced_and_expire(redis_conn: redis.Redis, no_context: None) -> None:
+    first = ConfirmationStorage(conn=redis_conn, names=Names("app1"))
+    second = ConfirmationStorage(conn=redis_conn, names=Names("app2"))
+    first.store("dev", "a@example.com", "s1", "k1")
+    second.store("dev", "a@example.com", "s2", "k2")
+    assert sorted(redis_conn.keys("*")) == [b"app1:confirm:dev:a@example.com", b"app2:confirm:dev:a@example.com"]
+    assert 0 < redis_conn.ttl("app1:confirm:dev:a@example.com") <= 7 * 24 * 3600
+    first.clear()
+    assert redis_conn.keys("*") == [b"app2:confirm:dev:a@example.com"]
+    assert second.get("dev", "a@example.com") == ("s2", "k2")
+
+
+def test_storage_uses_the_installed_worker_context(redis_conn: redis.Redis, tmp_path: Path) -> None:
+    previous = context.get()
+    storage = ConfirmationStorage()  # built at import time of a handler module, before any context
+    context.install(Context(settings=None, conn=redis_conn, names=Names("ctxapp")))
+    try:
+        storage.store("dev", "a@example.com", "s", "k")
+        assert redis_conn.hgetall("ctxapp:confirm:dev:a@example.com") == {b"secret": b"s", b"pending_id": b"k"}
+    finally:
+        context.install(previous)
+
+
+def test_storage_without_context_reads_the_settings(redis_url: str, redis_conn: redis.Redis, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch, no_context: None) -> None:
+    package = tmp_path / "confirmcfg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "settings.py").write_text(textwrap.dedent(f"""
+        redis_url = {redis_url!r}
+        namespace = "fromsettings"
+    """))
+    monkeypatch.setenv("LAMSON_SETTINGS", "confirmcfg.settings")
+    monkeypatch.setenv("LAMSON_ROOT", str(tmp_path))
+    monkeypatch.delenv("LAMSON_NAMESPACE", raising=False)
+    monkeypatch.delenv("LAMSON_REDIS_URL", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        ConfirmationStorage().store("dev", "a@example.com", "s", "k")
+    finally:
+        sys.modules.pop("confirmcfg.settings", None)
+        sys.modules.pop("confirmcfg", None)
+    assert redis_conn.keys("*") == [b"fromsettings:confirm:dev:a@example.com"]
