@@ -1,0 +1,55 @@
+"""Store every message in a Maildir queue (the guide's ``lamson.handlers.queue``).
+
+Stateless and lock-free: each message is pushed, durably and as received,
+to ``settings.queue_dir`` (``run/queue`` unless the application says
+otherwise), where mutt, ``lamson queue`` or a queue worker can read it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from lamson import context
+from lamson.queue import Queue
+from lamson.router import nolocking, route, stateless
+
+log = logging.getLogger("lamson.handlers.queue")
+
+#: Where messages go when the settings name no queue_dir (the guide's run/queue).
+DEFAULT_QUEUE = "run/queue"
+
+_queues: dict[Path, Queue] = {}
+
+
+def queue() -> Queue:
+    """The Queue messages go to (opened once per directory)."""
+    path = Path(getattr(app_settings(), "queue_dir", None) or DEFAULT_QUEUE).absolute()
+    if path not in _queues:
+        _queues[path] = Queue(path)
+    return _queues[path]
+
+
+def app_settings() -> Any:
+    """The application's settings (with ``relay`` once ``config/boot.py`` ran).
+
+    The guide's handlers import ``config.settings``; a built-in handler cannot
+    know the application's module name, so it asks at call time: the worker's
+    context first, else :func:`lamson.settings.load` (scripts, tests).
+    """
+    current = context.get()
+    if current is not None and current.settings is not None:
+        return current.settings
+    from lamson import settings
+
+    return settings.load()
+
+
+@route("(to)@(host)", to=".+", host=".+")
+@stateless
+@nolocking
+def START(message: Any, to: str | None = None, host: str | None = None) -> None:  # noqa: N802 - guide style
+    target = queue()
+    key = target.push(message)
+    log.info("message to <%s> from <%s> queued in %s as %s", message.To, message.From, target.path, key)
