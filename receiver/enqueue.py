@@ -1,15 +1,16 @@
-"""Telling the router workers about spooled messages: batched, and never blocking on Redis.
+"""Waking the router workers for spooled messages: batched, and never blocking on Redis.
 
-The spool is the durable copy; the routing job is only a pointer. So the
-receiver answers 250 as soon as the message is on disk and hands its key to
-this enqueuer, whose thread sends what arrived together (up to
-``queues.MAX_BATCH`` keys within ``window`` seconds) as one routing job: rq
-costs dozens of Redis commands per job, and a batch pays them once. A lone
-message gets its own job at once, as before.
+The spool is the durable copy; the wake-up is only a pointer. So the
+receiver answers 250 as soon as the message is on disk and hands its key
+(and envelope sender) to this enqueuer, whose thread, for what arrived
+together (up to ``queues.MAX_BATCH`` keys within ``window`` seconds), puts
+each message in its sender's line (lamson.order) and sends one wake-up, in
+one round trip: rq costs dozens of Redis commands per job, and a batch pays
+them once. A lone message gets its own wake-up at once.
 
-When Redis is unreachable the keys stay spooled and the sweeper enqueues
-them later; failures open a short circuit breaker so a dead Redis does not
-cost every batch a connect timeout.
+When Redis is unreachable the keys stay spooled and the sweeper wakes the
+workers later; failures open a short circuit breaker so a dead Redis does
+not cost every batch a connect timeout.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import time
 import redis
 
 from lamson import queues
+from lamson.names import Names
+from lamson.order import Lines
 
 log = logging.getLogger("lamson.receiver")
 
@@ -31,12 +34,13 @@ _STOP = object()
 class Enqueuer:
     """Collects spool keys and enqueues them in batches from a thread of its own."""
 
-    def __init__(self, conn: redis.Redis, *, timeout: int, retries: list[int], queue: str = queues.INCOMING,
+    def __init__(self, conn: redis.Redis, names: Names, *, timeout: int, group: str = "incoming",
                  pause: float = 2.0, window: float = 0.005, batch: int = queues.MAX_BATCH) -> None:
         self.conn = conn
+        self.names = names
         self.timeout = timeout
-        self.retries = retries
-        self.queue = queue
+        self.group = group
+        self.lines = Lines(conn, names, group)
         self.pause = pause
         self.window = window
         self.batch = batch
@@ -45,9 +49,9 @@ class Enqueuer:
         self._thread = threading.Thread(target=self._run, name="lamson-enqueue", daemon=True)
         self._thread.start()
 
-    def __call__(self, key: str) -> bool:
-        """Hand over ``key``; False when Redis is known to be down (the sweeper will enqueue it)."""
-        self._pending.put(key)
+    def __call__(self, key: str, sender: str = "") -> bool:
+        """Hand over ``key`` (sent by ``sender``); False when Redis is known to be down (the sweeper wakes)."""
+        self._pending.put((key, sender))
         return time.monotonic() >= self._down_until
 
     def close(self, timeout: float = 10.0) -> None:
@@ -72,13 +76,18 @@ class Enqueuer:
                     stopping = True
                     break
                 keys.append(item)
-            self._flush([str(k) for k in keys])
+            self._flush(keys)  # type: ignore[arg-type]
 
-    def _flush(self, keys: list[str]) -> None:
+    def _flush(self, entries: list[tuple[str, str]]) -> None:
         if time.monotonic() < self._down_until:
-            return  # still spooled; the sweeper enqueues them once Redis is back
+            return  # still spooled; the sweeper wakes the workers once Redis is back
+        keys = [key for key, _ in entries]
         try:
-            queues.enqueue_routes(self.conn, keys, queue=self.queue, timeout=self.timeout, retries=self.retries)
+            with self.conn.pipeline() as pipe:
+                # rq opens the MULTI, so its enqueue goes first; the lines join the same transaction.
+                queues.wake_router(self.conn, self.names, self.group, keys, timeout=self.timeout, pipeline=pipe)
+                self.lines.add(entries, pipeline=pipe)
+                pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
             log.warning("Redis unavailable (%s): %d message(s) stay spooled; the sweeper will enqueue them",
                         exc, len(keys))

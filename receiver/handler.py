@@ -60,7 +60,7 @@ class SpoolHandler:
     def __init__(
         self,
         spool: Spool,
-        enqueue: Callable[[str], bool],
+        enqueue: Callable[[str, str], bool],
         executor: Executor,
         *,
         max_recipients: int = 100,
@@ -137,4 +137,4 @@ class SpoolHandler:
     def _store(self, env: Envelope, data: bytes) -> tuple[str, bool]:
         """Runs in a worker thread: fsync must not stall the event loop."""
         key = self.spool.put(env, data)
-        return key, self.enqueue(key)
+        return key, self.enqueue(key, env.mail_from)

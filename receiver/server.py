@@ -27,8 +27,9 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP
 
-from lamson import logs, queues
+from lamson import logs
 from lamson.connection import connect
+from lamson.names import names_for
 from lamson.receiver.checks import BadPath, parse_path, served_domains
 from lamson.receiver.enqueue import Enqueuer
 from lamson.receiver.handler import SpoolHandler
@@ -183,7 +184,7 @@ def build_handler(settings: ModuleType, executor: ThreadPoolExecutor) -> SpoolHa
         log.warning("WARNING: %s", problem)
     if settings.spool == "redis" and problems:
         raise ReceiverError("refusing to start: the Redis spool needs a reachable Redis with AOF and noeviction")
-    enqueue = Enqueuer(conn, timeout=settings.job_timeout, retries=settings.route_retries, queue=queues.INCOMING)
+    enqueue = Enqueuer(conn, names_for(settings), timeout=settings.job_timeout)
     return SpoolHandler(
         spool,
         enqueue,

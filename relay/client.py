@@ -1,8 +1,15 @@
-"""``Relay``: the handler-side object of the guide's ``settings.relay``."""
+"""``Relay``: the handler-side object of the guide's ``settings.relay``.
+
+``deliver`` never opens an SMTP connection (invariant 3): it writes the
+message into the outbox, a spool with the same lifecycle as incoming mail,
+and the relay worker delivers it. Inside a router worker the write joins the
+routing batch's group commit (it is made durable before the incoming message
+leaves the spool, and the relay is woken once per batch); anywhere else (a
+script, the CLI) it is durable at once and the relay is woken at once.
+"""
 
 from __future__ import annotations
 
-import os
 import re
 from email.parser import BytesHeaderParser
 from email.policy import SMTP as SMTP_POLICY
@@ -11,18 +18,25 @@ from typing import Any
 
 import redis
 
-from lamson import queues
-from lamson.connection import connect
+from lamson import context, queues
+from lamson.envelope import Envelope
 from lamson.queue import as_bytes
 
 _BCC = re.compile(rb"^Bcc:.*?\r?\n(?![ \t])", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 
 
-def envelope_of(message: Any) -> tuple[str, list[str]]:
-    """Envelope sender and recipients from a message's headers (From; To, Cc, Bcc).
+def is_received(message: Any) -> bool:
+    """A message that came in through the receiver (a MailRequest), as opposed to one built to send."""
+    return hasattr(message, "Peer") and hasattr(message, "Data")
 
-    A message object with header access (MailResponse, MailRequest, email
-    Message) is read directly; bytes are parsed, headers only.
+
+def envelope_of(message: Any) -> tuple[str, list[str]]:
+    """Envelope sender and recipients for sending ``message``.
+
+    A message built to send (MailResponse, email Message, bytes): From, and
+    To, Cc and Bcc. A received message being forwarded (MailRequest): its
+    From, and only the envelope recipient it was routed for — never the
+    third parties in its Cc or Bcc, unless the handler names them with To=.
     """
     if isinstance(message, bytes | bytearray | memoryview | str):
         raw = message.encode("utf-8", "surrogateescape") if isinstance(message, str) else bytes(message)
@@ -30,6 +44,10 @@ def envelope_of(message: Any) -> tuple[str, list[str]]:
     else:
         headers = message
     sender = parseaddr(str(headers.get("From") or ""))[1]
+    if is_received(message):
+        to = message.To
+        rcpts = [parseaddr(str(r))[1] for r in (to if isinstance(to, list | tuple) else [to]) if r]
+        return sender, list(dict.fromkeys(r for r in rcpts if r))
     fields = [str(headers.get(name) or "") for name in ("To", "Cc", "Bcc")]
     rcpts = [addr for _, addr in getaddresses(fields) if addr]
     return sender, list(dict.fromkeys(rcpts))
@@ -46,37 +64,53 @@ def strip_bcc(data: bytes) -> bytes:
 
 
 class Relay:
-    """Sends messages by enqueueing them for the relay worker.
+    """Sends messages through the outbox and the relay worker.
 
-    ``host``/``port`` name the smart host the relay worker delivers to (the
-    guide's ``relay_config``). Redis comes from ``connection``, ``redis_url``,
-    ``LAMSON_REDIS_URL``, or the default local Redis, resolved on first use.
+    ``host``/``port`` name the smart host the relay worker delivers these
+    messages to (the guide's ``relay_config``). ``username``, ``password``,
+    ``ssl``, ``starttls`` and ``lmtp`` are Lamson 1.x's arguments; the relay
+    worker takes credentials and TLS from ``relay_config`` in settings (they
+    are never written into the outbox), so here they are kept for reading only.
+    Outside a worker process, ``connection``/``redis_url`` and ``outbox`` (or
+    the application's settings) say where to write and whom to wake.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8825, debug: int = 0, *,
-                 redis_url: str | None = None, connection: redis.Redis | None = None,
-                 retries: list[int] | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8825, username: str | None = None,
+                 password: str | None = None, ssl: bool = False, starttls: bool = False, lmtp: bool = False,
+                 debug: int = 0, *, redis_url: str | None = None, connection: redis.Redis | None = None,
+                 outbox: Any = None, settings: Any = None, retries: list[int] | None = None) -> None:
         self.host = host
         self.port = int(port)
+        self.username = username
+        self.password = password
+        self.ssl = ssl
+        self.starttls = starttls
+        self.lmtp = lmtp
         self.debug = debug
         self.redis_url = redis_url
         self.retries = retries
         self._conn = connection
+        self._outbox = outbox
+        self._settings = settings
 
-    @property
-    def connection(self) -> redis.Redis:
+    def _standalone(self) -> tuple[Any, redis.Redis, Any]:
+        """Outside a worker: the application's settings, Redis and outbox (loaded once)."""
+        from lamson import settings as lsettings
+        from lamson.connection import connect
+        from lamson.names import names_for
+        from lamson.spool import open_spool
+
+        if self._settings is None:
+            self._settings = lsettings.load()
         if self._conn is None:
-            url = self.redis_url or os.environ.get("LAMSON_REDIS_URL") or "redis://127.0.0.1:6379/0"
-            self._conn = connect(url)
-        return self._conn
+            self._conn = connect(self.redis_url or self._settings.redis_url)
+        if self._outbox is None:
+            self._outbox = open_spool(self._settings, self._conn, "outgoing")
+        return names_for(self._settings), self._conn, self._outbox
 
-    def deliver(self, message: Any, To: str | list[str] | None = None, From: str | None = None) -> str:
-        """Queue ``message`` for delivery; returns the rq job id.
-
-        Recipients default to the To/Cc/Bcc headers (Bcc is removed from what
-        is sent), the sender to the From header; ``From=""`` sends with the
-        null reverse-path ``<>`` (bounces, DSNs).
-        """
+    def envelope(self, message: Any, To: str | list[str] | None = None,
+                 From: str | None = None) -> tuple[Envelope, bytes]:
+        """The outbox record for ``message``: checked envelope addresses and the bytes to send."""
         sender, rcpts = envelope_of(message)
         data = as_bytes(message)
         if To is not None:
@@ -88,15 +122,40 @@ class Relay:
         for address in [sender, *rcpts]:
             if any(ch in address for ch in "\r\n\x00<>"):
                 raise ValueError(f"refusing envelope address with control or bracket characters: {address!r}")
-        job = queues.enqueue_delivery(self.connection, strip_bcc(data), sender, rcpts, host=self.host,
-                                      port=self.port, retries=self.retries)
-        return job.id
+        extra = {"relay_host": self.host, "relay_port": str(self.port)}
+        return Envelope(mail_from=sender, rcpt_tos=tuple(rcpts), queue="outgoing", extra=extra), strip_bcc(data)
+
+    def deliver(self, message: Any, To: str | list[str] | None = None, From: str | None = None) -> str:
+        """Put ``message`` in the outbox for the relay worker; returns its outbox key.
+
+        Recipients default to the To/Cc/Bcc headers (Bcc is removed from what
+        is sent) — or, for a received message being forwarded, to the address
+        it was received for; the sender to the From header; ``From=""`` sends
+        with the null reverse-path ``<>`` (bounces, DSNs).
+        """
+        envelope, data = self.envelope(message, To, From)
+        ctx = context.get()
+        if ctx is not None and ctx.outbox is not None and self._outbox is None:
+            key: str = ctx.outbox.put(envelope, data, sync=False)
+            ctx.pending_outbox.append(key)  # made durable by the routing batch's commit, relay woken then
+            return key
+        names, conn, outbox = self._standalone()
+        key = outbox.put(envelope, data)
+        try:
+            queues.wake_relay(conn, names, [key])
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # in the outbox: the relay's sweeper finds it
+        return key
 
     def send(self, To: str, From: str, Subject: str, Body: str) -> str:
-        """Build a plain-text message and deliver it (a convenience the guide's Relay had)."""
+        """Build a plain-text message and deliver it (the guide's Relay had this)."""
         from lamson.mail import MailResponse
 
         return self.deliver(MailResponse(To=To, From=From, Subject=Subject, Body=Body))
+
+    def reply(self, original: Any, From: str, Subject: str, Body: str) -> str:
+        """Answer ``original`` (to its From), as Lamson 1.x's ``Relay.reply``."""
+        return self.send(str(original["from"]), From, Subject, Body)
 
     def __repr__(self) -> str:
         return f"Relay(host={self.host!r}, port={self.port})"

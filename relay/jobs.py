@@ -1,15 +1,21 @@
-"""The delivery job: one outgoing message to the smart host.
+"""The delivery job: a wake-up carrying outbox keys; claim, send over a kept-open session, finish.
 
-Temporary trouble (connection failures, timeouts, 4xx) raises, so rq
-retries the job with backoff (the intervals given at enqueue); when those
-run out the message is scheduled again at the last interval, until it has
-waited ``LIFETIME`` seconds (``relay_lifetime``). Then, and at once for a
-permanent refusal (5xx), the sender gets one delivery status notification
-(:mod:`lamson.relay.dsn`), sent from ``<>`` through the same smart host, and
-the job fails so that ``rq info`` shows what bounced. Mail from ``<>`` never
-gets a notification. Recipients refused while others were accepted get a
-job (4xx) or a notification (5xx) of their own, so the accepted ones are
-not sent twice.
+For each reply it claims, the relay worker sends it to the smart host named
+in its record (``relay_config`` by default):
+
+* accepted: the file is removed;
+* temporary trouble (connection failures, timeouts, 4xx): it goes back to
+  wait in the outbox, due after the next interval of ``relay_retries`` (the
+  last one repeating), and a delayed wake-up is scheduled; once it has waited
+  ``relay_lifetime`` seconds the sender gets one delivery status notification
+  (:mod:`lamson.relay.dsn`) and the message is parked in ``bounced_dir``;
+* refused for good (5xx): one notification at once, and parked with the reply;
+* some recipients deferred while others were accepted: the deferred ones get
+  an outbox file of their own, so the accepted ones are not sent twice.
+
+Mail from ``<>`` never gets a notification, and a message parked after its
+notification is marked so a requeue does not send a second one. A message
+whose workers died ``max_attempts`` times is parked too.
 """
 
 from __future__ import annotations
@@ -17,142 +23,182 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
+from dataclasses import replace
 from typing import Any
 
-from lamson import queues
+from lamson import context, queues
+from lamson.envelope import Envelope
 from lamson.relay import dsn
 from lamson.relay.smtp import Connections, normalise_eol
+from lamson.spool import Spooled
 
 log = logging.getLogger("lamson.relay")
 
-#: The relay worker process's kept-open sessions (set up by the worker; a default for tests).
-CONNECTIONS = Connections()
-
-#: Seconds a message may keep failing temporarily before its sender is told (``relay_lifetime``).
-LIFETIME = 5 * 24 * 3600.0
-
-#: Job meta: when the message was first queued (kept across the jobs of one message), and
-#: whether its notification went out (so ``rq requeue`` of a bounced job sends no second one).
-FIRST_QUEUED = "first_queued"
+TRIES = "tries"
 DSN_SENT = "dsn_sent"
 
 
-class TemporaryFailure(Exception):
-    """The smart host said 'try again later' (4xx) or could not be reached: rq retries."""
+def send(keys: list[str]) -> str:
+    """Deliver the outbox messages ``keys`` (none: whatever is due)."""
+    ctx = context.current()
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        log.error("malformed relay wake-up dropped: %r", keys)
+        return "malformed"
+    return Delivery(ctx).run(keys)
 
 
-class PermanentFailure(Exception):
-    """The smart host refused for good (5xx), or the lifetime ran out: the job fails without retries."""
+class Delivery:
+    """One job's deliveries."""
+
+    def __init__(self, ctx: context.Context) -> None:
+        self.ctx = ctx
+        self.outbox = ctx.spool("outgoing")
+        self.worker = ctx.worker_id
+        settings = ctx.settings
+        if ctx.smtp is None:
+            ctx.smtp = Connections(timeout=float(getattr(settings, "relay_timeout", 30)))
+        self.smtp: Connections = ctx.smtp
+        self.default = getattr(settings, "relay_config", {}) or {}
+        self.retries = list(getattr(settings, "relay_retries", [5, 30, 120, 600, 1800])) or [30]
+        self.lifetime = float(getattr(settings, "relay_lifetime", 5 * 24 * 3600))
+        self.max_attempts = int(getattr(settings, "max_attempts", 5))
+        self.outcomes: dict[str, int] = {}
+
+    def run(self, keys: list[str]) -> str:
+        if keys:
+            claimed = []
+            for key in dict.fromkeys(keys):
+                try:
+                    got = self.outbox.claim(key, self.worker)
+                except ValueError as exc:
+                    log.error("relay wake-up names %r: %s", key, exc)
+                    continue
+                if got is not None:
+                    claimed.append(got)
+        else:
+            claimed = self.outbox.claim_waiting(self.worker, queues.MAX_BATCH)
+        for spooled in claimed:
+            outcome = self.deliver(spooled)
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        return ", ".join(f"{n} {what}" for what, n in self.outcomes.items()) or "nothing due"
+
+    def destination(self, env: Envelope) -> tuple[str, int]:
+        host = env.extra.get("relay_host") or self.default.get("host", "127.0.0.1")
+        port = int(env.extra.get("relay_port") or self.default.get("port", 25))
+        return str(host), port
+
+    def deliver(self, spooled: Spooled) -> str:
+        env = spooled.envelope
+        if env.attempts >= self.max_attempts:
+            self.park(spooled, f"{env.attempts} relay workers died holding it; parked after "
+                               f"max_attempts={self.max_attempts}")
+            return "parked"
+        host, port = self.destination(env)
+        rcpts = list(env.rcpt_tos)
+        try:
+            refused = self.smtp.send(host, port, env.mail_from, rcpts, normalise_eol(spooled.data))
+        except smtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients
+        except smtplib.SMTPResponseException as exc:
+            reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) \
+                else str(exc.smtp_error)
+            if 500 <= exc.smtp_code < 600:
+                log.error("5xx from %s:%s for %s: %s %s", host, port, rcpts, exc.smtp_code, reply)
+                sent = self.bounce(spooled, [dsn.Failure(r, exc.smtp_code, reply) for r in rcpts], host, port)
+                self.park(spooled, f"refused by {host}:{port}: {exc.smtp_code} {reply}", dsn_sent=sent)
+                return "bounced"
+            return self.temporary(spooled, rcpts, host, port, exc.smtp_code, reply)
+        except (smtplib.SMTPException, OSError) as exc:
+            return self.temporary(spooled, rcpts, host, port, 0, f"cannot deliver to {host}:{port}: {exc!r}")
+
+        deferred = [r for r, (code, _) in refused.items() if code < 500]
+        failed = [r for r, (code, _) in refused.items() if code >= 500]
+        accepted = len(rcpts) - len(refused)
+        if deferred and accepted == 0 and not failed:
+            return self.temporary(spooled, rcpts, host, port, refused[deferred[0]][0], describe(refused))
+        sent = False
+        if failed:
+            log.error("5xx for %s: %s", failed, describe({r: refused[r] for r in failed}))
+            sent = self.bounce(spooled, [dsn.Failure(r, refused[r][0], refused[r][1].decode("utf-8", "replace"))
+                                         for r in failed], host, port)
+        if deferred:
+            self.split_deferred(spooled, deferred, host, port, describe({r: refused[r] for r in deferred}))
+        if failed:
+            self.park(replace_spooled(spooled, rcpt_tos=tuple(failed)),
+                      f"refused by {host}:{port}: {describe({r: refused[r] for r in failed})}", dsn_sent=sent)
+        else:
+            self.outbox.finish(spooled.key, self.worker)
+        log.info("delivered %s from=<%s> to %d of %d recipient(s) via %s:%s", spooled.key, env.mail_from,
+                 accepted, len(rcpts), host, port)
+        return "delivered" if accepted else "refused"
+
+    def temporary(self, spooled: Spooled, rcpts: list[str], host: str, port: int, code: int, text: str) -> str:
+        """Wait and try again; once the lifetime is over, tell the sender and park it."""
+        env = spooled.envelope
+        waited = time.time() - env.received_at
+        if waited >= self.lifetime:
+            log.error("giving up on %s after %.0fs of temporary failures: %s %s", rcpts, waited, code, text)
+            sent = self.bounce(spooled, [dsn.Failure(r, code, text) for r in rcpts], host, port, expired=True)
+            self.park(spooled, f"expired after {waited:.0f}s (relay_lifetime); last: {code} {text}", dsn_sent=sent)
+            return "expired"
+        tries = int(env.extra.get(TRIES, "0")) + 1
+        delay = self.retries[min(tries - 1, len(self.retries) - 1)]
+        bumped = replace(env, rcpt_tos=tuple(rcpts), extra={**env.extra, TRIES: str(tries)})
+        log.warning("%s to %s deferred (%s %s); try %d again in %ss", spooled.key, rcpts, code, text, tries + 1, delay)
+        if self.outbox.release(spooled, self.worker, delay=delay, envelope=bumped):
+            self.wake_later(spooled.key, delay)
+        return "deferred"
+
+    def split_deferred(self, spooled: Spooled, rcpts: list[str], host: str, port: int, text: str) -> None:
+        """Recipients the server deferred while it accepted others: an outbox file of their own, due later."""
+        env = spooled.envelope
+        tries = int(env.extra.get(TRIES, "0")) + 1
+        delay = self.retries[min(tries - 1, len(self.retries) - 1)]
+        key = self.outbox.put(replace(env, rcpt_tos=tuple(rcpts), extra={**env.extra, TRIES: str(tries)}),
+                              spooled.data, delay=delay)
+        log.warning("recipients %s deferred by %s:%s (%s); queued again as %s in %ss", rcpts, host, port, text,
+                    key, delay)
+        self.wake_later(key, delay)
+
+    def wake_later(self, key: str, delay: float) -> None:
+        try:
+            queues.wake_relay(self.ctx.conn, self.ctx.names, [key], delay=delay)
+        except Exception as exc:  # the sweeper finds it when due
+            log.debug("no delayed wake-up for %s: %s", key, exc)
+
+    def bounce(self, spooled: Spooled, failures: list[dsn.Failure], host: str, port: int, *,
+               expired: bool = False) -> bool:
+        """Put one notification to the sender in the outbox (never for ``<>``, never twice)."""
+        env = spooled.envelope
+        if not env.mail_from:
+            log.warning("no delivery status notification for %s: the sender was <>",
+                        [f.recipient for f in failures])
+            return False
+        if env.extra.get(DSN_SENT):
+            return False
+        report = dsn.build(spooled.data, env.mail_from, failures, remote=f"{host}:{port}", expired=expired,
+                           arrived=env.received_at)
+        record = Envelope(mail_from="", rcpt_tos=(env.mail_from,), queue="outgoing",
+                          extra={k: v for k, v in env.extra.items() if k.startswith("relay_")})
+        key = self.outbox.put(record, report.as_bytes())
+        try:
+            queues.wake_relay(self.ctx.conn, self.ctx.names, [key])
+        except Exception as exc:
+            log.debug("no wake-up for notification %s: %s", key, exc)
+        log.warning("delivery status notification %s queued for <%s> about %s", key, env.mail_from,
+                    [f.recipient for f in failures])
+        return True
+
+    def park(self, spooled: Spooled, reason: str, *, dsn_sent: bool = False) -> None:
+        if dsn_sent:
+            spooled = Spooled(spooled.key, replace(spooled.envelope, extra={**spooled.envelope.extra,
+                                                                            DSN_SENT: "1"}), spooled.data)
+        key = self.outbox.park(spooled, self.worker, reason)
+        log.warning("%s parked as %s in %s: %s", spooled.key, key, self.outbox.parked, reason)
 
 
-def permanent(text: str) -> PermanentFailure:
-    """A PermanentFailure, with the running job's retries cancelled so rq does not retry it."""
-    job = current_job()
-    if job is not None:
-        job.retries_left = 0
-    return PermanentFailure(text)
-
-
-def current_job() -> Any:
-    from rq import get_current_job
-
-    return get_current_job()
-
-
-def first_queued(job: Any) -> float:
-    """When the message this job carries was first queued (its age decides the lifetime)."""
-    if job is None:
-        return time.time()
-    since = job.meta.get(FIRST_QUEUED)
-    if since is not None:
-        return float(since)
-    return job.created_at.timestamp() if job.created_at else time.time()
-
-
-def deliver(data: bytes, mail_from: str, rcpt_tos: list[str], host: str, port: int) -> str:
-    """Deliver one message; returns a short outcome for rq's result (not kept)."""
-    payload = normalise_eol(data)
-    try:
-        refused = CONNECTIONS.send(host, port, mail_from, rcpt_tos, payload)
-    except smtplib.SMTPRecipientsRefused as exc:
-        refused = exc.recipients
-    except smtplib.SMTPResponseException as exc:
-        reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-        if 500 <= exc.smtp_code < 600:
-            log.error("5xx from %s:%s for %s: %s %s", host, port, rcpt_tos, exc.smtp_code, reply)
-            bounce(data, mail_from, [dsn.Failure(r, exc.smtp_code, reply) for r in rcpt_tos], host, port)
-            raise permanent(f"{exc.smtp_code} {reply}") from None
-        return temporary(data, mail_from, rcpt_tos, host, port, exc.smtp_code, reply)
-    except (smtplib.SMTPException, OSError) as exc:
-        return temporary(data, mail_from, rcpt_tos, host, port, 0, f"cannot deliver to {host}:{port}: {exc!r}")
-
-    deferred = [r for r, (code, _) in refused.items() if code < 500]
-    failed = [r for r, (code, _) in refused.items() if code >= 500]
-    if failed:
-        log.error("5xx for %s: %s", failed, describe({r: refused[r] for r in failed}))
-        bounce(data, mail_from, [dsn.Failure(r, refused[r][0], refused[r][1].decode("utf-8", "replace"))
-                                 for r in failed], host, port)
-    accepted = len(rcpt_tos) - len(refused)
-    if deferred and accepted == 0 and not failed:
-        return temporary(data, mail_from, rcpt_tos, host, port, refused[deferred[0]][0], describe(refused))
-    if deferred:
-        requeue_temporary(data, mail_from, deferred, host, port)
-    if accepted == 0 and not deferred:
-        raise permanent(describe(refused))
-    log.info("delivered from=<%s> to %d of %d recipient(s) via %s:%s", mail_from, accepted, len(rcpt_tos), host, port)
-    return f"accepted {accepted}, temporary {len(deferred)}, permanent {len(failed)}"
-
-
-def temporary(data: bytes, mail_from: str, rcpts: list[str], host: str, port: int, code: int, text: str) -> str:
-    """Try again later, or give up and tell the sender once the lifetime is over."""
-    job = current_job()
-    since = first_queued(job)
-    if time.time() - since >= LIFETIME:
-        log.error("giving up on %s after %.0fs of temporary failures: %s %s", rcpts, time.time() - since, code, text)
-        bounce(data, mail_from, [dsn.Failure(r, code, text) for r in rcpts], host, port, expired=True)
-        raise permanent(f"lifetime of {LIFETIME:.0f}s over; last: {code} {text}")
-    if job is not None and not job.retries_left:
-        # rq would fail it now; the lifetime, not the retry list, decides when to give up.
-        requeue_temporary(data, mail_from, rcpts, host, port, last_interval=True)
-        return f"rescheduled after {code} {text}"
-    raise TemporaryFailure(f"{code} {text}" if code else text)
-
-
-def requeue_temporary(data: bytes, mail_from: str, rcpts: list[str], host: str, port: int, *,
-                      last_interval: bool = False) -> None:
-    """A new job for recipients the server deferred, keeping the message's first-queued time."""
-    job = current_job()
-    if job is None:
-        raise TemporaryFailure(f"deferred recipients {rcpts} and no rq job to requeue from")
-    retries = list(job.retry_intervals or [30])
-    if last_interval:
-        retries = retries[-1:]
-    new = queues.enqueue_delivery(job.connection, data, mail_from, rcpts, host=host, port=port, retries=retries,
-                                  delay=retries[0])
-    new.meta[FIRST_QUEUED] = first_queued(job)
-    new.save_meta()  # before it is due: it was scheduled ``delay`` seconds ahead
-    log.warning("recipients %s deferred by %s:%s; queued again in %ss", rcpts, host, port, retries[0])
-
-
-def bounce(data: bytes, mail_from: str, failures: list[dsn.Failure], host: str, port: int, *,
-           expired: bool = False) -> bool:
-    """Queue one notification to the sender (never for ``<>``, never twice for one job)."""
-    if not mail_from:
-        log.warning("no delivery status notification for %s: the sender was <>", [f.recipient for f in failures])
-        return False
-    job = current_job()
-    if job is None:
-        log.error("cannot send a delivery status notification outside a relay job")
-        return False
-    if job.meta.get(DSN_SENT):
-        return False
-    report = dsn.build(data, mail_from, failures, remote=f"{host}:{port}", expired=expired, arrived=first_queued(job))
-    queues.enqueue_delivery(job.connection, report.as_bytes(), "", [mail_from], host=host, port=port,
-                            retries=list(job.retry_intervals or [30]))
-    job.meta[DSN_SENT] = True
-    job.save_meta()
-    log.warning("delivery status notification queued for <%s> about %s", mail_from, [f.recipient for f in failures])
-    return True
+def replace_spooled(spooled: Spooled, **changes: Any) -> Spooled:
+    return Spooled(spooled.key, replace(spooled.envelope, **changes), spooled.data)
 
 
 def describe(refused: dict[str, tuple[int, bytes]]) -> str:

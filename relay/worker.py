@@ -1,59 +1,31 @@
-"""The relay worker process (``lamson relay``): rq SimpleWorker on ``lamson-outgoing``.
+"""The relay worker process (``lamson relay``): delivers the outbox to the smart host.
 
-No fork per job, so the SMTP session to the smart host stays open between
-jobs. It runs rq's scheduler too, which is what brings retried deliveries
-back after their backoff interval.
+A stock rq SimpleWorker (no fork per job, so the SMTP session to the smart
+host stays open between jobs) on the namespace's ``outgoing`` queue, with
+the shared worker start-up (:mod:`lamson.workerbase`). It runs rq's
+scheduler too, which brings delayed wake-ups of retries back when due.
 """
 
 from __future__ import annotations
 
 import logging
 
-from rq import Queue
-
 from lamson import logs
 from lamson import settings as lsettings
-from lamson.connection import connect
-from lamson.queues import OUTGOING, RESULT_TTL
-from lamson.recovery import take_over
-from lamson.relay import jobs
 from lamson.relay.smtp import Connections
-from lamson.workerbase import (
-    MAINTENANCE_INTERVAL,
-    WORKER_TTL,
-    LamsonWorker,
-    rq_log_level,
-    startup_problems,
-    worker_name,
-)
+from lamson.workerbase import build_context, work
 
 log = logging.getLogger("lamson.relay")
 
 
 def run(settings_name: str | None = None, root: str | None = None, burst: bool = False,
         name: str | None = None) -> int:
-    """Entry point of ``lamson relay``; returns the exit code."""
+    """Entry point of ``lamson relay``; returns the exit code (``name`` is accepted and ignored)."""
     logs.setup()
     settings = lsettings.load(settings_name, root)
-    conn = connect(settings.redis_url)
-    for problem in startup_problems(conn):
-        log.warning("WARNING: %s", problem)
-    jobs.CONNECTIONS = Connections(timeout=settings.relay_timeout)
-    jobs.LIFETIME = float(settings.relay_lifetime)
-    wname = worker_name("relay", name)
-    # A predecessor of this name is dead (supervisord restarted us): its jobs run again now.
-    take_over(conn, wname, [OUTGOING], max_deaths=settings.max_worker_deaths)
-    worker = LamsonWorker(
-        [Queue(OUTGOING, connection=conn)],
-        connection=conn,
-        name=wname,
-        worker_ttl=WORKER_TTL,
-        maintenance_interval=MAINTENANCE_INTERVAL,
-        default_result_ttl=RESULT_TTL,
-    )
-    log.info("relay worker %s delivering %s", worker.name, OUTGOING)
+    ctx = build_context(settings, "relay")
+    ctx.smtp = Connections(timeout=settings.relay_timeout)
     try:
-        worker.work(burst=burst, with_scheduler=True, logging_level=rq_log_level())
+        return work(ctx, ["outgoing"], burst=burst)
     finally:
-        jobs.CONNECTIONS.close_all()
-    return 0
+        ctx.smtp.close_all()

@@ -1,42 +1,44 @@
-"""Deferred processing: hand a message to another worker group through rq.
+"""Deferred processing: hand a message to another worker group.
 
 The guide's answer to a slow state function is to drop the message in a
-queue another Lamson reads. ``defer(message, queue="posts")`` spools the
-message (durably, like the receiver does) and enqueues its routing job on
-the rq queue ``posts``; workers started with
-``lamson worker -queue posts -boot config.posts_boot`` load their own
-handler list and route it. (A plain Maildir ``lamson.queue.Queue`` works
-too, for processes that poll a directory.)
+queue another Lamson reads. ``defer(message, queue="posts")`` puts the
+message in the ``posts`` group's spool (``spool_dir/.posts``, durably, as the
+receiver does), in its sender's line, and wakes that group; workers started
+with ``lamson worker -queue posts -boot config.posts_boot`` load their own
+handler list and route it, with the same lifecycle as incoming mail. (A plain
+Maildir ``lamson.queue.Queue`` works too, read by a ``QueueReceiver``.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from lamson import context, queues
 from lamson.envelope import Envelope
-from lamson.queues import enqueue_route
-from lamson.router.routing import Router, bare_address
-from lamson.spool import open_spool
+from lamson.router.routing import bare_address
 
 
 class DeferNotConfigured(RuntimeError):
-    """defer() was called in a process whose Router has no Redis (no setup_worker)."""
+    """defer() was called in a process that is not a Lamson worker (no Context installed)."""
 
 
 def defer(message: Any, queue: str = "posts", *, To: str | None = None, From: str | None = None) -> str:
-    """Spool ``message`` and enqueue it for the worker group on ``queue``; return the spool key.
+    """Spool ``message`` for the worker group ``queue`` and wake it; return the spool key.
 
     ``To``/``From`` override the message's envelope addresses (needed when
     ``message`` is raw bytes).
     """
-    settings, conn = Router.SETTINGS, Router.REDIS
-    if settings is None or conn is None:
+    ctx = context.get()
+    if ctx is None:
         raise DeferNotConfigured(
-            "lamson.router.defer() needs a router worker (setup_worker gives the Router its Redis "
-            "connection and settings); in tests, call the deferred handler directly or use a Maildir Queue"
+            "lamson.router.defer() runs in a router worker (it needs the worker's spool and Redis); "
+            "in tests, call the deferred handler directly or use a Maildir Queue"
         )
     if not queue or not isinstance(queue, str):
-        raise ValueError("defer() needs the name of an rq queue")
+        raise ValueError("defer() needs the name of a worker group")
+    group = ctx.names.short(queue)
+    if group in ("incoming", "outgoing") or not group.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"defer() needs a worker group name of letters, digits, '-' or '_', not {queue!r}")
     data = message if isinstance(message, bytes | bytearray) else getattr(message, "Data", None)
     if data is None:
         from lamson.queue import as_bytes
@@ -47,8 +49,11 @@ def defer(message: Any, queue: str = "posts", *, To: str | None = None, From: st
     if not rcpt:
         raise ValueError("defer() needs a recipient: the message has no To (pass To=...)")
     envelope = Envelope(mail_from=sender, rcpt_tos=(rcpt,), peer=str(getattr(message, "Peer", "") or ""),
-                        queue=queue, extra={"deferred": "1"})
-    key = open_spool(settings, conn).put(envelope, bytes(data))
-    enqueue_route(conn, key, queue=queue, timeout=int(getattr(settings, "job_timeout", 45)),
-                  retries=list(getattr(settings, "route_retries", [10, 60, 300])))
+                        queue=group, extra={"deferred": "1"})
+    key: str = ctx.spool(group).put(envelope, bytes(data))
+    with ctx.conn.pipeline() as pipe:
+        queues.wake_router(ctx.conn, ctx.names, group, [key], timeout=queues.route_timeout(ctx.settings, 1),
+                           pipeline=pipe)  # first: rq opens the MULTI
+        ctx.lines(group).add([(key, sender)], pipeline=pipe)
+        pipe.execute()
     return key

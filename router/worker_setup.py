@@ -13,25 +13,23 @@ from typing import Any
 
 import redis
 
+from lamson.names import names_for
 from lamson.queue import Queue
 from lamson.router.locks import RedisLocks
 from lamson.router.routing import Router
 from lamson.router.state import RedisStorage
 
-#: Prefix of the router's Redis keys when settings has no ``state_prefix``.
-DEFAULT_PREFIX = "lamson:"
-
 
 def setup_worker(conn: redis.Redis, settings: ModuleType | Any) -> None:
-    """Conversation state and locks in Redis; undeliverable mail in a Maildir queue.
+    """Conversation state and locks in Redis under the application's namespace; parked mail in a Maildir.
 
-    Reads ``settings.lock_timeout``, ``settings.lock_wait``,
-    ``settings.undeliverable_dir`` and (optional) ``settings.state_prefix``.
+    Reads ``settings.namespace``, ``settings.lock_timeout``,
+    ``settings.lock_wait`` and ``settings.undeliverable_dir``. (An old
+    ``state_prefix`` setting still wins for the state and lock keys, so state
+    stored by an earlier version is found.)
     """
-    prefix = getattr(settings, "state_prefix", DEFAULT_PREFIX) or DEFAULT_PREFIX
+    prefix = getattr(settings, "state_prefix", None) or names_for(settings).key("")
     Router.STATE_STORE = RedisStorage(conn, prefix=prefix)
     Router.LOCKS = RedisLocks(conn, prefix=prefix, timeout=float(settings.lock_timeout),
                               wait=float(settings.lock_wait))
     Router.UNDELIVERABLE_QUEUE = Queue(settings.undeliverable_dir)
-    Router.SETTINGS = settings
-    Router.REDIS = conn

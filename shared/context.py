@@ -34,6 +34,22 @@ class Context:
     outbox: Any = None
     #: Replies written by handlers during the current routing batch, not yet made durable.
     pending_outbox: list[str] = field(default_factory=list)
+    #: The relay worker's kept-open SMTP sessions (lamson.relay.smtp.Connections).
+    smtp: Any = None
+
+    def spool(self, group: str = "incoming") -> Any:
+        """The spool of a worker group ("incoming", "outgoing", a deferred queue), opened once."""
+        if group not in self.spools:
+            from lamson.spool import open_spool
+
+            self.spools[group] = open_spool(self.settings, self.conn, group)
+        return self.spools[group]
+
+    def lines(self, group: str = "incoming") -> Any:
+        """The per-sender lines (lamson.order) of a worker group."""
+        from lamson.order import Lines
+
+        return Lines(self.conn, self.names, group)
 
 
 _current: Context | None = None

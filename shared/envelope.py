@@ -13,7 +13,9 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 
-SCHEMA = 1
+SCHEMA = 2
+#: Older schemas this Lamson still reads (1: no ``attempts``; queues named "lamson-incoming").
+READABLE = {1, 2}
 
 
 class UnknownSchema(ValueError):
@@ -35,10 +37,14 @@ class Envelope:
     helo: str = ""
     id: str = field(default_factory=new_id)
     received_at: float = field(default_factory=time.time)
-    #: The rq queue whose workers route this message (deferred queues differ).
-    queue: str = "lamson-incoming"
-    #: Receiver + protocol details a handler might want (e.g. "ESMTP", "SMTPUTF8").
+    #: The worker group that handles this message: "incoming", "outgoing", or a deferred
+    #: queue's name (its rq queue is the namespace's: ``lamson-incoming``, ...).
+    queue: str = "incoming"
+    #: Receiver + protocol details a handler might want (e.g. "ESMTP", "SMTPUTF8"); for
+    #: replies, the smart host and the delivery bookkeeping.
     extra: dict[str, str] = field(default_factory=dict)
+    #: How many times handling it failed or a worker died holding it (parked at the limit).
+    attempts: int = 0
 
     def to_json(self) -> bytes:
         """One line of JSON (no newline inside), schema number first."""
@@ -50,7 +56,11 @@ class Envelope:
     def from_json(cls, raw: bytes | str) -> Envelope:
         record = json.loads(raw)
         version = record.pop("v", None)
-        if version != SCHEMA:
-            raise UnknownSchema(f"spool record schema {version!r}; this Lamson reads schema {SCHEMA}")
+        if version not in READABLE:
+            raise UnknownSchema(f"spool record schema {version!r}; this Lamson reads schemas {sorted(READABLE)}")
         record["rcpt_tos"] = tuple(record["rcpt_tos"])
-        return cls(**record)
+        queue = str(record.get("queue", "incoming"))
+        if queue.startswith("lamson-"):  # schema 1 stored the rq queue name
+            record["queue"] = queue[len("lamson-"):]
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in record.items() if k in known})

@@ -55,17 +55,9 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def write(root: str | os.PathLike[str], data: bytes, key: str | None = None, *, sync: bool = True) -> str:
-    """Store ``data`` durably as ``root/new/KEY`` and return KEY.
-
-    On any error the temporary file is removed and the error raised: the
-    caller (the receiver) answers 451 and nothing half-written is left.
-    """
-    key = key or new_key()
-    root = Path(root)
-    tmp = root / "tmp" / key
-    final = root / "new" / key
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def write_file(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> None:
+    """Create ``path`` (which must not exist) holding ``data``, fsynced; removed again on any error."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
             view = memoryview(data)
@@ -76,7 +68,26 @@ def write(root: str | os.PathLike[str], data: bytes, key: str | None = None, *, 
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write(root: str | os.PathLike[str], data: bytes, key: str | None = None, *, sync: bool = True) -> str:
+    """Store ``data`` durably as ``root/new/KEY`` and return KEY.
+
+    On any error the temporary file is removed and the error raised: the
+    caller (the receiver) answers 451 and nothing half-written is left.
+    """
+    key = key or new_key()
+    root = Path(root)
+    tmp = root / "tmp" / key
+    write_file(tmp, data, sync=sync)
+    try:
+        os.rename(tmp, root / "new" / key)
     except BaseException:
         try:
             os.unlink(tmp)

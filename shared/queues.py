@@ -1,168 +1,54 @@
-"""The one place that names the rq queues and the job functions between stages.
+"""The one place that names the job functions between stages and sends wake-ups.
 
-Stages never import each other: the receiver enqueues the routing job and
-handlers enqueue deliveries by dotted name through these functions, so
-``lamson.receiver`` does not import ``lamson.workers`` and ``lamson.router``
-does not import ``lamson.relay``'s worker.
+Stages never import each other: the receiver wakes the router workers, and
+the router wakes the relay, by dotted job name through these functions. A
+wake-up carries spool keys (JSON), never mail: the spool is the record of
+the work, so a lost wake-up loses nothing (the sweeper sends another) and a
+duplicate does nothing (the key is no longer waiting).
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from rq import Queue, Retry
 from rq.job import Job
 
-INCOMING = "lamson-incoming"
-OUTGOING = "lamson-outgoing"
+from lamson import rqcompat
+from lamson.names import Names
 
-ROUTE_JOB = "lamson.workers.jobs.route_message"
-ROUTE_BATCH_JOB = "lamson.workers.jobs.route_messages"
-DELIVER_JOB = "lamson.relay.jobs.deliver"
+ROUTE_JOB = "lamson.workers.jobs.route"
+SEND_JOB = "lamson.relay.jobs.send"
 
-#: The routing job's id is derived from the spool key, so the sweeper can
-#: tell whether a spooled message already has a live job.
-ROUTE_JOB_PREFIX = "route-"
-
-#: spool key -> id of the batch job that carries it (a single message's job id is derived
-#: from its key instead), so the sweeper can tell whether a spooled message has a live job.
-ROUTING_INDEX = "lamson:routing"
-
-#: The most messages one routing job carries (the receiver batches what arrives together).
+#: The most messages one wake-up carries (the receiver batches what arrives together).
 MAX_BATCH = 20
 
-#: How long a finished job stays in Redis. Not 0: rq deletes a job with result_ttl=0
-#: through several extra round trips, while a short expiry costs nothing.
-RESULT_TTL = 30
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-JOB_KEY = "rq:job:"
+
+def route_timeout(settings: Any, count: int) -> int:
+    """A routing wake-up's time limit: each message gets ``job_timeout``, the batch at most an hour."""
+    return min(int(getattr(settings, "job_timeout", 45)) * max(count, 1), 3600)
 
 
-def route_job_id(spool_key: str) -> str:
-    """The rq job id of the routing job for one spooled message.
+def wake_router(conn: redis.Redis, names: Names, group: str, keys: list[str], *, timeout: int = 45,
+                pipeline: Any = None, delay: float = 0.0) -> Job:
+    """Wake a router worker of ``group`` ("incoming" or a deferred queue) for these spool keys.
 
-    rq ids allow only letters, digits, ``_`` and ``-``; spool keys hold dots
-    (time.unique.host), so those become ``_``. Two keys that differ only
-    there would share a time, pid and counter: they cannot both exist.
+    No keys: a drain — the worker claims the oldest waiting messages itself.
     """
-    return ROUTE_JOB_PREFIX + _UNSAFE.sub("_", spool_key)
+    return rqcompat.enqueue(conn, names.queue(group), ROUTE_JOB, [list(keys), group],
+                            timeout=min(timeout * max(len(keys), 1), 3600), pipeline=pipeline, delay=delay,
+                            description=f"route {len(keys) or 'waiting'} message(s) of {group}"
+                                        + (f" from {keys[0]}" if keys else ""))
 
 
-def enqueue_route(
-    conn: redis.Redis,
-    spool_key: str,
-    *,
-    queue: str = INCOMING,
-    timeout: int = 45,
-    retries: list[int] | None = None,
-    pipeline: Any = None,
-) -> Job:
-    """Enqueue the routing job for one spooled message (it carries the key, not the mail)."""
-    retries = retries or [10, 60, 300]
-    return Queue(queue, connection=conn).enqueue_call(
-        func=ROUTE_JOB,
-        args=(spool_key,),
-        kwargs={},
-        job_id=route_job_id(spool_key),
-        timeout=timeout,
-        result_ttl=RESULT_TTL,
-        retry=Retry(max=len(retries), interval=retries),
-        description=f"route {spool_key}",
-        pipeline=pipeline,
-    )
+def wake_relay(conn: redis.Redis, names: Names, keys: list[str], *, timeout: int = 120,
+               pipeline: Any = None, delay: float = 0.0) -> Job:
+    """Wake the relay for these outbox keys (no keys: deliver whatever is due)."""
+    return rqcompat.enqueue(conn, names.outgoing, SEND_JOB, [list(keys)],
+                            timeout=min(timeout * max(len(keys), 1), 3600), pipeline=pipeline, delay=delay,
+                            description=f"send {len(keys) or 'due'} message(s)"
+                                        + (f" from {keys[0]}" if keys else ""))
 
 
-def enqueue_routes(
-    conn: redis.Redis,
-    spool_keys: list[str],
-    *,
-    queue: str = INCOMING,
-    timeout: int = 45,
-    retries: list[int] | None = None,
-) -> Job:
-    """One routing job for several spooled messages: rq's per-job cost (dozens of Redis
-    commands) is paid once per batch instead of once per message.
-
-    One key is an ordinary :func:`enqueue_route`. For more, the job and an index
-    entry per key (``ROUTING_INDEX``) are written in one transaction.
-    """
-    if len(spool_keys) == 1:
-        return enqueue_route(conn, spool_keys[0], queue=queue, timeout=timeout, retries=retries)
-    retries = retries or [10, 60, 300]
-    rq_queue = Queue(queue, connection=conn)
-    job = rq_queue.create_job(
-        func=ROUTE_BATCH_JOB,
-        args=(list(spool_keys),),
-        kwargs={},
-        # Each message gets the time one would; the batch may take them all.
-        timeout=min(timeout * len(spool_keys), 3600),
-        result_ttl=RESULT_TTL,
-        retry=Retry(max=len(retries), interval=retries),
-        description=f"route {len(spool_keys)} messages from {spool_keys[0]}",
-    )
-    with conn.pipeline() as pipe:
-        rq_queue.enqueue_job(job, pipeline=pipe)  # rq opens the MULTI; the index joins the same transaction
-        pipe.hset(ROUTING_INDEX, mapping=dict.fromkeys(spool_keys, job.id))
-        pipe.execute()
-    return job
-
-
-def live_jobs(conn: redis.Redis, spool_keys: list[str]) -> list[bool]:
-    """For each key, whether a routing job that will route it is queued, running, scheduled or failed.
-
-    A key is covered by its own job (``route_job_id``) or by the batch job the
-    index names. A job that finished, or is gone, covers nothing: the message
-    is still spooled only because the job stepped aside (a busy conversation).
-    """
-    if not spool_keys:
-        return []
-    pipe = conn.pipeline(transaction=False)
-    for key in spool_keys:
-        pipe.hget(JOB_KEY + route_job_id(key), "status")
-    pipe.hmget(ROUTING_INDEX, spool_keys)
-    *singles, batch_ids = pipe.execute()
-    batch_status: dict[bytes, bytes | None] = {}
-    wanted = sorted({b for b in batch_ids if b})
-    if wanted:
-        pipe = conn.pipeline(transaction=False)
-        for job_id in wanted:
-            pipe.hget(JOB_KEY + job_id.decode(), "status")
-        batch_status = dict(zip(wanted, pipe.execute(), strict=True))
-    return [_live(single) or (bool(batch) and _live(batch_status.get(batch)))
-            for single, batch in zip(singles, batch_ids, strict=True)]
-
-
-def _live(status: bytes | None) -> bool:
-    return status is not None and status != b"finished"
-
-
-def enqueue_delivery(
-    conn: redis.Redis,
-    data: bytes,
-    mail_from: str,
-    rcpt_tos: list[str],
-    *,
-    host: str,
-    port: int,
-    retries: list[int] | None = None,
-    timeout: int = 120,
-    delay: int = 0,
-) -> Job:
-    """Enqueue one outgoing message for the relay worker (after ``delay`` seconds if given)."""
-    retries = retries or [5, 30, 120, 600, 1800]
-    queue = Queue(OUTGOING, connection=conn)
-    job = queue.create_job(
-        func=DELIVER_JOB,
-        args=(data, mail_from, list(rcpt_tos)),
-        kwargs={"host": host, "port": port},
-        timeout=timeout,
-        result_ttl=RESULT_TTL,
-        retry=Retry(max=len(retries), interval=retries),
-        description=f"deliver to {', '.join(rcpt_tos)[:200]}",
-    )
-    if delay > 0:
-        return queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=delay))
-    return queue.enqueue_job(job)
+def chunks(keys: list[str], size: int = MAX_BATCH) -> list[list[str]]:
+    return [keys[i:i + size] for i in range(0, len(keys), size)]

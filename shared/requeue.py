@@ -1,24 +1,28 @@
 """Sending a parked message back through the pipeline.
 
-The router parks what no handler took, or what a handler crashed on, in
-``run/undeliverable`` with ``X-Lamson-Envelope-From``/``-To`` and
-``X-Lamson-Reason`` headers; the routing job quarantines refused messages
-with ``X-Lamson-Envelope`` (the spool envelope as JSON) and
-``X-Lamson-Quarantined``. Once the handler is fixed, :func:`requeue` strips
-those headers, puts the message back in the spool with its envelope, and
-enqueues its routing job.
+Parked mail carries its envelope: the spool parks with ``X-Lamson-Envelope``
+(the envelope as JSON) and ``X-Lamson-Reason``; the Router parks what no
+handler took, or what a handler crashed on, with ``X-Lamson-Envelope-From``
+/ ``-To`` and ``X-Lamson-Reason`` (older versions also wrote
+``X-Lamson-Quarantined``). Once the cause is fixed, :func:`requeue` strips
+those headers and puts the message back where it was: incoming mail (and a
+deferred queue's) in its spool, in its sender's line, with its routing
+wake-up; a reply in the outbox, with the relay's wake-up. Its attempt count
+starts again.
 """
 
 from __future__ import annotations
 
-import json
 import re
+from dataclasses import replace
 from types import ModuleType
 
 import redis
 
 from lamson import queues
 from lamson.envelope import Envelope
+from lamson.names import names_for
+from lamson.order import Lines
 from lamson.spool import open_spool
 
 _TAG = re.compile(rb"^X-Lamson-(Envelope-From|Envelope-To|Reason|Envelope|Quarantined): ?(.*?)\r?\n", re.I)
@@ -35,10 +39,7 @@ def untag(data: bytes) -> tuple[Envelope, bytes]:
         tags[match.group(1).decode().lower()] = match.group(2).decode("utf-8", "replace")
         data = data[match.end():]
     if "envelope" in tags:
-        record = json.loads(tags["envelope"])
-        envelope = Envelope(mail_from=record.get("mail_from", ""), rcpt_tos=tuple(record.get("rcpt_tos", ())),
-                            peer=record.get("peer", ""), helo=record.get("helo", ""),
-                            queue=record.get("queue", queues.INCOMING))
+        envelope = replace(Envelope.from_json(tags["envelope"]), attempts=0)
     elif "envelope-to" in tags:
         sender = tags.get("envelope-from", "")
         envelope = Envelope(mail_from="" if sender in ("None", "<>") else sender, rcpt_tos=(tags["envelope-to"],),
@@ -49,9 +50,16 @@ def untag(data: bytes) -> tuple[Envelope, bytes]:
 
 
 def requeue(data: bytes, settings: ModuleType, conn: redis.Redis) -> str:
-    """Spool the parked message again and enqueue its routing job; returns the new spool key."""
+    """Put the parked message back in its spool (or the outbox) and wake its workers; returns the new key."""
     envelope, message = untag(data)
-    key = open_spool(settings, conn).put(envelope, message)
-    queues.enqueue_route(conn, key, queue=envelope.queue, timeout=settings.job_timeout,
-                         retries=settings.route_retries)
+    names = names_for(settings)
+    group = envelope.queue or "incoming"
+    key = open_spool(settings, conn, group).put(envelope, message)
+    with conn.pipeline() as pipe:
+        if group == "outgoing":
+            queues.wake_relay(conn, names, [key], pipeline=pipe)
+        else:
+            queues.wake_router(conn, names, group, [key], timeout=queues.route_timeout(settings, 1), pipeline=pipe)
+            Lines(conn, names, group).add([(key, envelope.mail_from)], pipeline=pipe)  # after rq's MULTI
+        pipe.execute()
     return key

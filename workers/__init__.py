@@ -1,7 +1,7 @@
-"""Router workers: rq workers that load the application once and run routing jobs.
+"""Router workers: rq workers that load the application once and route spooled mail.
 
-A worker is a stock rq ``SimpleWorker`` (no fork per job: forking costs
-about four times the throughput, see DESIGN.md) plus a sweeper thread that
-re-enqueues spooled messages with no live job. The job functions live in
-:mod:`lamson.workers.jobs`; the process entry point in :mod:`lamson.workers.worker`.
+The job function lives in :mod:`lamson.workers.jobs` (a wake-up carrying
+spool keys: claim, route in each sender's order, commit replies, finish);
+the process entry point in :mod:`lamson.workers.worker`; what router and
+relay workers share (liveness, sweeps, rq's loop) in :mod:`lamson.workerbase`.
 """

@@ -1,114 +1,244 @@
-"""The routing job: spool key in, handlers run, spool entry removed.
+"""The routing job: a wake-up carrying spool keys; claim, route in order, commit, finish.
 
-Running a job twice is harmless: a key that is gone means the work was done.
-The message leaves the spool only after every recipient has been routed, so
-a worker killed mid-job leaves it to be retried (at-least-once).
+For each message it claims (the keys given, or the oldest waiting ones for a
+drain) a router worker:
+
+1. waits its turn in the sender's line (:mod:`lamson.order`): a message whose
+   sender has an older message waiting is handled after it, in this job; one
+   whose older message is in another worker's hands goes back to wait, and
+   that worker takes it next;
+2. parks it when it has used up its attempts or fails ``screen()``;
+3. routes it once per envelope recipient (``Router.deliver``); replies the
+   handlers send go to the outbox, not yet fsynced;
+4. then, for the whole batch: one group commit of the outbox, the incoming
+   messages removed from the spool, one wake-up for the relay.
+
+So a reply is durable before its message leaves the spool (a crash in
+between handles the message again: at-least-once), and what goes wrong with
+one message stays with it: a busy conversation or Redis trouble puts it
+back to wait without costing an attempt; an error outside the handlers costs
+one attempt and a backoff; at ``max_attempts`` it is parked with the reason.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from dataclasses import replace
+from typing import Any
 
-from lamson.queue import Queue
-from lamson.spool import Spooled
-from lamson.workers.context import current
+from lamson import context, queues
+from lamson.order import sender_of
+from lamson.spool import Spooled, key_time
 
 log = logging.getLogger("lamson.workers")
 
-#: Recipients already routed for a message whose job stopped part-way (ConversationBusy).
-PROGRESS_KEY = "lamson:progress:"
-PROGRESS_TTL = 7 * 24 * 3600
+#: The most messages one job handles by following senders' lines beyond the keys it was given.
+MAX_CHAIN = 200
 
 
-def route_message(spool_key: str) -> str:
-    """Route one spooled message to the handlers, once per envelope recipient."""
-    from lamson.mail import MailRequest, screen
-    from lamson.router import ConversationBusy, Router
+def route(keys: list[str], group: str = "incoming") -> str:
+    """Route the spooled messages ``keys`` of ``group`` (none: the oldest waiting ones)."""
+    ctx = context.current()
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or not isinstance(group, str):
+        log.error("malformed routing wake-up dropped: keys=%r group=%r", keys, group)
+        return "malformed"
+    return RoutingBatch(ctx, group).run(keys)
 
-    ctx = current()
-    spooled = ctx.spool.get(spool_key)
-    if spooled is None:
-        log.info("%s: already routed (not in the spool)", spool_key)
-        return "gone"
-    env = spooled.envelope
-    reason = screen(spooled.data)
-    if reason:
-        quarantine(spooled, reason)
-        return "quarantined"
 
-    several = len(env.rcpt_tos) > 1
-    progress = PROGRESS_KEY + spool_key
-    done = {r.decode() for r in ctx.conn.smembers(progress)} if several else set()
-    for rcpt in env.rcpt_tos:
-        if rcpt in done:
-            continue
+class RoutingBatch:
+    """One job's work: the messages it claimed, in order, and their commit."""
+
+    def __init__(self, ctx: context.Context, group: str) -> None:
+        self.ctx = ctx
+        self.group = group
+        self.spool = ctx.spool(group)
+        self.lines = ctx.lines(group)
+        self.worker = ctx.worker_id
+        self.settings = ctx.settings
+        self.max_attempts = int(getattr(self.settings, "max_attempts", 5))
+        self.retries = list(getattr(self.settings, "route_retries", [10, 60, 300])) or [10]
+        self.done: list[Spooled] = []
+        self.outcomes: dict[str, int] = {}
+
+    def run(self, keys: list[str]) -> str:
+        from lamson.router import INFRASTRUCTURE_ERRORS
+
+        claimed = [got for key in dict.fromkeys(keys) if (got := self._claim(key)) is not None] if keys \
+            else self.spool.claim_waiting(self.worker, queues.MAX_BATCH)
+        todo = deque(sorted(claimed, key=lambda s: (key_time(s.key), s.key)))
+        chained = 0
+        try:
+            while todo:
+                spooled = todo.popleft()
+                turn = self._turn(spooled)
+                if turn is None:
+                    continue
+                if turn is not spooled:  # an older message of the same sender was waiting: it goes first
+                    todo.appendleft(spooled)
+                    todo.appendleft(turn)
+                    continue
+                if self._handle(spooled) and chained < MAX_CHAIN:
+                    following = self._follow(spooled)
+                    if following is not None:
+                        chained += 1
+                        todo.appendleft(following)
+        except INFRASTRUCTURE_ERRORS as exc:
+            log.warning("Redis unavailable (%s): %d claimed message(s) go back to wait", exc, len(todo))
+            self._count("back (Redis)", len(todo))
+            for spooled in todo:
+                self.spool.release(spooled, self.worker, delay=self.retries[0])
+        finally:
+            self.commit()
+        return ", ".join(f"{n} {what}" for what, n in self.outcomes.items()) or "nothing waiting"
+
+    def _claim(self, key: str) -> Spooled | None:
+        try:
+            return self.spool.claim(key, self.worker)
+        except ValueError as exc:  # not a spool key: a forged or corrupt wake-up
+            log.error("routing wake-up names %r: %s", key, exc)
+            return None
+
+    def _count(self, what: str, n: int = 1) -> None:
+        self.outcomes[what] = self.outcomes.get(what, 0) + n
+
+    # -- order ---------------------------------------------------------------
+
+    def _turn(self, spooled: Spooled) -> Spooled | None:
+        """The message to handle now for this one's sender: itself, an older waiting one, or None (wait)."""
+        sender = spooled.envelope.mail_from
+        if not sender_of(sender):
+            return spooled
+        for _ in range(10):
+            head = self.lines.head(sender)
+            if head is None or head == spooled.key:
+                return spooled
+            if key_time(head) > key_time(spooled.key) or (key_time(head) == key_time(spooled.key)
+                                                          and head > spooled.key):
+                return spooled  # we are older than the head: joined the line late (swept back), go now
+            where = self.spool.where(head)
+            if where == "waiting" and not self.spool.is_due(head):
+                # The older one waits for a retry: so does this one. When the older one is
+                # handled (its delayed wake-up), its worker takes this one next.
+                self.spool.release(spooled, self.worker)
+                self._count("waiting behind an older message")
+                return None
+            if where == "waiting":
+                older = self._claim(head)
+                if older is not None:
+                    return older
+                continue  # someone took it just now: look again
+            if where == "claimed":
+                # In another worker's hands: wait behind it. That worker takes us next;
+                # if it finished while we looked, the head is us now and we go on.
+                self.spool.release(spooled, self.worker)
+                if self.lines.head(sender) == spooled.key:
+                    again = self._claim(spooled.key)
+                    if again is not None:
+                        return again
+                self._count("waiting behind an older message")
+                return None
+            self.lines.done(sender, head)  # a stale entry: that message is done
+        return spooled
+
+    def _follow(self, spooled: Spooled) -> Spooled | None:
+        """Leave the sender's line; claim the next message of that sender if it is waiting."""
+        nxt = self.lines.done(spooled.envelope.mail_from, spooled.key)
+        if nxt is None or nxt == spooled.key:
+            return None
+        return self._claim(nxt)
+
+    # -- one message ---------------------------------------------------------
+
+    def _handle(self, spooled: Spooled) -> bool:
+        """Route one message; True when it is done (routed or parked) and its line can move on."""
+        from lamson.mail import screen
+        from lamson.router import INFRASTRUCTURE_ERRORS, ConversationBusy
+
+        env = spooled.envelope
+        if env.attempts >= self.max_attempts:
+            self._park(spooled, f"{env.attempts} attempts failed (workers died or errors outside the handlers); "
+                                f"parked after max_attempts={self.max_attempts}")
+            return True
+        reason = screen(spooled.data)
+        if reason:
+            self._park(spooled, f"quarantined: {reason}")
+            return True
+        rcpts = list(env.rcpt_tos)
+        for index, rcpt in enumerate(rcpts):
+            try:
+                self._deliver(spooled, rcpt)
+            except ConversationBusy as exc:
+                log.info("%s: conversation busy (%s); waits and tries again", env.id, exc)
+                self._back(spooled, replace(env, rcpt_tos=tuple(rcpts[index:])), delay=1.0, what="busy")
+                return False
+            except INFRASTRUCTURE_ERRORS:
+                self._back(spooled, replace(env, rcpt_tos=tuple(rcpts[index:])), delay=self.retries[0],
+                           what="back (Redis)")
+                raise
+            except Exception as exc:
+                attempts = env.attempts + 1
+                if attempts >= self.max_attempts:
+                    self._park(spooled, f"{type(exc).__name__} outside the handlers: {exc} "
+                                        f"(attempt {attempts} of {self.max_attempts})", log_error=True)
+                    return True
+                delay = self.retries[min(attempts - 1, len(self.retries) - 1)]
+                log.exception("%s: error outside the handlers (attempt %d of %d); again in %ss",
+                              env.id, attempts, self.max_attempts, delay)
+                self._back(spooled, replace(env, rcpt_tos=tuple(rcpts[index:]), attempts=attempts),
+                           delay=delay, what="retry")
+                return False
+        self.done.append(spooled)
+        self._count("routed")
+        log.info("%s: routed to %d recipient(s)", env.id, len(rcpts))
+        return True
+
+    def _deliver(self, spooled: Spooled, rcpt: str) -> None:
+        from lamson.mail import MailRequest
+        from lamson.router import Router
+
+        env = spooled.envelope
         message = MailRequest(env.peer, env.mail_from, rcpt, spooled.data)
-        try:
-            Router.deliver(message)
-        except ConversationBusy as exc:
-            # Left in the spool: the sweeper enqueues it again; delayed, not failed.
-            log.info("%s: conversation busy (%s); will retry", env.id, exc)
-            return "busy"
-        if several:
-            ctx.conn.pipeline().sadd(progress, rcpt).expire(progress, PROGRESS_TTL).execute()
-    ctx.spool.remove(spool_key)
-    if several:
-        ctx.conn.delete(progress)
-    log.info("%s: routed to %d recipient(s)", env.id, len(env.rcpt_tos))
-    return "routed"
+        message.envelope = env
+        Router.deliver(message)
 
+    def _back(self, spooled: Spooled, envelope: Any, *, delay: float, what: str) -> None:
+        """Put a message back to wait (its replies so far made durable first); wake a worker when due."""
+        self._commit_outbox()
+        if self.spool.release(spooled, self.worker, delay=delay, envelope=envelope):
+            self._count(what)
+            try:
+                queues.wake_router(self.ctx.conn, self.ctx.names, self.group, [spooled.key], delay=delay,
+                                   timeout=queues.route_timeout(self.settings, 1))
+            except Exception as exc:  # the sweeper wakes it instead
+                log.debug("no delayed wake-up for %s: %s", spooled.key, exc)
 
-def route_messages(spool_keys: list[str]) -> str:
-    """Route a batch of spooled messages (what the receiver accepted together), one by one.
+    def _park(self, spooled: Spooled, reason: str, *, log_error: bool = False) -> None:
+        self._commit_outbox()
+        key = self.spool.park(spooled, self.worker, reason)
+        self._count("parked")
+        (log.error if log_error else log.warning)("%s: parked as %s in %s: %s", spooled.envelope.id, key,
+                                                  self.spool.parked, reason)
 
-    Each message is routed and removed from the spool on its own, as
-    :func:`route_message` does, so a batch cut short (a killed worker, Redis
-    gone) only leaves the rest to do. What goes wrong with one message stays
-    with it: a message that raises outside the handlers is given a job of its
-    own (with its own retries and, in the end, its own entry in rq's failed
-    registry), and a batch whose worker died is split into one job per
-    message before anything else runs, so a message that kills workers can
-    only take itself down.
-    """
-    from rq import get_current_job
+    # -- the batch's commit --------------------------------------------------
 
-    from lamson import queues
-    from lamson.recovery import DEATHS
-    from lamson.router import INFRASTRUCTURE_ERRORS
+    def _commit_outbox(self) -> list[str]:
+        pending = list(self.ctx.pending_outbox)
+        if pending:
+            self.ctx.outbox.commit(pending)
+        return pending
 
-    ctx = current()
-    job = get_current_job()
-    origin = job.origin if job is not None else queues.INCOMING
-    settings = ctx.settings
-    if job is not None and job.meta.get(DEATHS):
-        left = [key for key in spool_keys if ctx.spool.get(key) is not None]
-        for key in left:
-            queues.enqueue_route(ctx.conn, key, queue=origin, timeout=settings.job_timeout,
-                                 retries=settings.route_retries)
-        ctx.conn.hdel(queues.ROUTING_INDEX, *spool_keys)
-        log.warning("batch of %d: a worker died running it; split into %d single jobs", len(spool_keys), len(left))
-        return "split"
-    outcomes: dict[str, int] = {}
-    for key in spool_keys:
-        try:
-            outcome = route_message(key)
-        except INFRASTRUCTURE_ERRORS:
-            raise  # Redis trouble: the whole job is retried; what was routed is already gone from the spool
-        except Exception as exc:
-            log.error("%s: %s outside the handlers; it gets a routing job of its own", key, exc)
-            queues.enqueue_route(ctx.conn, key, queue=origin, timeout=settings.job_timeout,
-                                 retries=settings.route_retries)
-            outcome = "own job"
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    ctx.conn.hdel(queues.ROUTING_INDEX, *spool_keys)
-    return ", ".join(f"{n} {what}" for what, n in outcomes.items())
-
-
-def quarantine(spooled: Spooled, reason: str) -> None:
-    """Move a message no handler should see into the undeliverable queue, with the reason."""
-    ctx = current()
-    safe_reason = reason.replace("\r", " ").replace("\n", " ")[:500]
-    header = f"X-Lamson-Quarantined: {safe_reason}\r\nX-Lamson-Envelope: {spooled.envelope.to_json().decode()}\r\n"
-    key = Queue(ctx.settings.undeliverable_dir).push(header.encode("utf-8", "replace") + spooled.data)
-    ctx.spool.remove(spooled.key)
-    log.warning("%s: quarantined as %s in %s: %s", spooled.envelope.id, key, ctx.settings.undeliverable_dir, reason)
+    def commit(self) -> None:
+        """Replies durable (one group commit), then the routed messages leave the spool, then the relay wakes."""
+        pending = self._commit_outbox()
+        for spooled in self.done:
+            if not self.spool.finish(spooled.key, self.worker):
+                log.warning("%s: was taken back from this worker while it ran (thought dead?); it may be "
+                            "handled twice", spooled.key)
+        self.done.clear()
+        self.ctx.pending_outbox.clear()
+        for batch in queues.chunks(pending):
+            try:
+                queues.wake_relay(self.ctx.conn, self.ctx.names, batch)
+            except Exception as exc:  # the replies are in the outbox: the relay's sweeper finds them
+                log.warning("could not wake the relay for %d repl(ies): %s", len(batch), exc)

@@ -179,11 +179,29 @@ def restart(args: argparse.Namespace) -> int:
 # --- status ------------------------------------------------------------------
 
 def configure_status(parser: Parser) -> None:
+    option(parser, "pid", metavar="FILE", default=None,
+           help="only say whether the process in this pid file runs (Lamson 1.x's form)")
     app_options(parser)
+
+
+def status_of_pidfile(path: str) -> int:
+    """Lamson 1.x's ``status -pid FILE``: one line; exit 0 when that process runs, 3 when not."""
+    pidfile = pidfiles.PidFile(path)
+    pid = pidfile.read()
+    if pid is None:
+        print(f"not running ({'no pid in' if pidfile.exists() else 'no pid file'} {path})")
+        return 3
+    if not (pidfiles.alive(pid) and pidfiles.is_ours(pid)):
+        print(f"not running (stale pid file {path}: pid {pid} is gone or not Lamson's)")
+        return 3
+    print(f"running (pid {pid}, {path})")
+    return 0
 
 
 def status(args: argparse.Namespace) -> int:
     """Programs (state, pid, uptime), the standalone logging server, then queue depths."""
+    if args.pid:
+        return status_of_pidfile(args.pid)
     proj = this_project(args)
     pid = proj.pidfile.live_pid()
     running = 0
@@ -232,12 +250,12 @@ def print_rq_queues(redis_url: str) -> None:
     from rq import Queue
 
     from lamson.connection import connect
-    from lamson.queues import INCOMING, OUTGOING
+    from lamson.names import Names
 
     try:
         conn = connect(redis_url)
         conn.ping()
-        names = sorted({q.name for q in Queue.all(connection=conn)} | {INCOMING, OUTGOING})
+        names = sorted({q.name for q in Queue.all(connection=conn)} | {Names().incoming, Names().outgoing})
         for name in names:
             queue = Queue(name, connection=conn)
             print(f"  {name:<20} {queue.count:>6}  (failed {queue.failed_job_registry.count}, "
@@ -278,11 +296,12 @@ COMMANDS = {
     "status": Command(
         name="status",
         summary="list the programs (state, pid, uptime) and the depth of every queue",
-        examples=("lamson status",),
+        examples=("lamson status", "lamson status -pid run/log.pid"),
         configure=configure_status,
         run=status,
         description="List every supervisord program (state, pid, uptime), a standalone `lamson log`, the\n"
                     "rq queues (waiting, failed, retrying, running jobs) and the Maildirs (spool, run/queue,\n"
-                    "undeliverable). Exit 0 when supervisord runs, 3 when it does not.",
+                    "undeliverable). Exit 0 when supervisord runs, 3 when it does not. With -pid FILE, only\n"
+                    "whether the process in that pid file runs (exit 0) or not (exit 3).",
     ),
 }

@@ -46,7 +46,7 @@ def test_fifty_messages_five_clients_fifty_replies(pipeline: Pipeline) -> None:
     info = subprocess.run([str(BIN / "rq"), "info", "--url", pipeline.redis_url], capture_output=True, text=True,
                           timeout=60, env=pipeline.env)
     assert info.returncode == 0, info.stderr
-    for expected in ("lamson-incoming", "lamson-outgoing", "router-", "relay-"):
+    for expected in ("lamson-incoming", "lamson-outgoing", "lamson.router.", "lamson.relay."):
         assert expected in info.stdout
     assert "0 failed" in info.stdout.splitlines()[0]
 

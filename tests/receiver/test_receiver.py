@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
 
-from lamson import queues
+from lamson import queues, rqcompat
+from lamson.names import Names
+from lamson.order import Lines
 from lamson.spool import MaildirSpool, RedisSpool
 from tests.support import BIN, free_port, make_project, spawn, stop_process, wait_for, wait_port
 
@@ -54,10 +55,13 @@ def test_one_message_many_recipients_one_spool_entry(receiver: dict, redis_conn:
     assert spooled.envelope.mail_from == "sender@example.org"
     assert spooled.envelope.peer.startswith("127.0.0.1:")
     assert spooled.data.startswith(b"Received: from ") and spooled.data.endswith(MESSAGE.encode())
-    # ...and its routing job (enqueued just after the 250) waits in lamson-incoming, carrying the key.
-    incoming = Queue(queues.INCOMING, connection=redis_conn)
-    wait_for(lambda: incoming.job_ids, 10, what="the routing job")
-    assert incoming.job_ids == [queues.route_job_id(keys[0])]
+    # ...and its wake-up (sent just after the 250) waits in lamson-incoming, carrying the key, and the
+    # message is in its sender's line.
+    incoming = rqcompat.queue(redis_conn, Names().incoming)
+    wait_for(lambda: incoming.job_ids, 10, what="the wake-up")
+    (job,) = incoming.jobs
+    assert job.func_name == queues.ROUTE_JOB and job.args == [[keys[0]], "incoming"]
+    assert Lines(redis_conn, Names()).head("sender@example.org") == keys[0]
 
 
 def test_too_many_recipients_get_452(receiver: dict) -> None:
@@ -113,9 +117,14 @@ def test_many_concurrent_sessions(receiver: dict, redis_conn: redis.Redis) -> No
         assert sum(pool.map(session, range(20))) == 200
     keys = receiver["spool"].keys()
     assert len(keys) == 200
-    # Every message is covered by a routing job; what arrived together shares one (a batch).
-    wait_for(lambda: all(queues.live_jobs(redis_conn, keys)), 10, what="a routing job for every message")
-    assert 1 <= len(Queue(queues.INCOMING, connection=redis_conn)) <= 200
+    # Every message is carried by a wake-up; what arrived together shares one (a batch).
+    incoming = rqcompat.queue(redis_conn, Names().incoming)
+
+    def carried() -> set[str]:
+        return {k for job in incoming.jobs for k in job.args[0]}
+
+    wait_for(lambda: carried() == set(keys), 10, what="a wake-up for every message")
+    assert 1 <= len(incoming) < 200
     subjects = {receiver["spool"].get(k).data.split(b"Subject: ")[1].split(b"\r\n")[0] for k in keys}
     assert len(subjects) == 200
 
@@ -142,7 +151,7 @@ def test_redis_spool_stores_in_redis(tmp_path: Path, redis_url: str, redis_conn:
             assert smtp.sendmail("sender@example.org", ["hello@test.com"], MESSAGE) == {}
     finally:
         stop_process(proc)
-    spool = RedisSpool(redis_conn)
+    spool = RedisSpool(redis_conn, Names())
     (key,) = spool.keys()
     assert spool.get(key).data.endswith(MESSAGE.encode())
     assert not (project["root"] / "run" / "spool" / "new").exists() or not any((project["root"] / "run" / "spool" / "new").iterdir())

@@ -1,151 +1,189 @@
-"""The spool's durability protocol and the sweeper, against a real Redis."""
+"""The spool's lifecycle, for both kinds: put, claim, finish, release, park, recover."""
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
 
-from lamson import maildir, queues
+from lamson import maildir
 from lamson.envelope import Envelope, UnknownSchema
-from lamson.spool import MaildirSpool, RedisSpool, decode
-from lamson.workers.sweeper import sweep
+from lamson.names import Names
+from lamson.requeue import untag
+from lamson.spool import Claim, MaildirSpool, RedisSpool, decode, key_time
 
-MESSAGE = b"From: a@example.org\r\nTo: b@test.com\r\nSubject: hi\r\n\r\nbody\r\n"
-
-
-def env(**kw: object) -> Envelope:
-    return Envelope(
-        mail_from="a@example.org", rcpt_tos=("b@test.com", "c@test.com"), peer="127.0.0.1:1", **kw
-    )
+DATA = b"From: a@example.org\r\nTo: b@test.com\r\nSubject: hi\r\n\r\nbody\r\n"
 
 
 @pytest.fixture(params=["maildir", "redis"])
-def spool(request: pytest.FixtureRequest, tmp_path: Path, redis_conn: redis.Redis):
-    return MaildirSpool(tmp_path / "spool") if request.param == "maildir" else RedisSpool(redis_conn)
+def spool(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "maildir":
+        return MaildirSpool(tmp_path / "spool", parked=tmp_path / "parked")
+    conn = request.getfixturevalue("redis_conn")
+    return RedisSpool(conn, Names("t1"), parked=tmp_path / "parked")
 
 
-def test_put_get_remove_round_trip(spool) -> None:
-    e = env()
-    key = spool.put(e, MESSAGE)
-    got = spool.get(key)
-    assert got is not None and got.data == MESSAGE and got.envelope == e
-    assert spool.keys() == [key]
-    spool.remove(key)
-    assert spool.get(key) is None and spool.keys() == []
-    spool.remove(key)  # removing twice is harmless: a job that ran twice
+def env(sender: str = "a@example.org") -> Envelope:
+    return Envelope(sender, ("b@test.com",), peer="127.0.0.1:1")
 
 
-def test_maildir_message_is_visible_only_when_complete(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_put_claim_finish(spool) -> None:
+    key = spool.put(env(), DATA)
+    assert spool.where(key) == "waiting" and spool.waiting() == [key]
+    got = spool.claim(key, "w1")
+    assert got is not None and got.data == DATA and got.envelope.mail_from == "a@example.org"
+    assert spool.where(key) == "claimed" and spool.waiting() == []
+    assert [(c.key, c.worker) for c in spool.claims()] == [(key, "w1")]
+    assert spool.claim(key, "w2") is None  # exactly one worker gets it
+    assert spool.get(key) is not None  # readable while in flight
+    assert spool.finish(key, "w1")
+    assert spool.where(key) is None and spool.get(key) is None and spool.claims() == []
+    assert not spool.finish(key, "w1")
+
+
+def test_release_waits_until_due_and_rewrites_the_envelope(spool) -> None:
+    key = spool.put(env(), DATA)
+    got = spool.claim(key, "w1")
+    assert spool.release(got, "w1", delay=30, envelope=replace(got.envelope, attempts=2))
+    assert spool.where(key) == "waiting"
+    assert spool.waiting() == [key] and spool.waiting(due=True) == []
+    assert spool.claim_waiting("w2", 10) == []  # not due yet
+    again = spool.claim(key, "w2")  # a wake-up naming it may still take it
+    assert again is not None and again.envelope.attempts == 2 and again.data == DATA
+
+
+def test_only_the_holder_finishes_or_releases(spool) -> None:
+    key = spool.put(env(), DATA)
+    got = spool.claim(key, "w1")
+    assert not spool.finish(key, "w2")
+    assert not spool.release(got, "w2")
+    assert spool.where(key) == "claimed"
+
+
+def test_claim_waiting_takes_the_oldest_due(spool) -> None:
+    keys = [spool.put(env(), DATA + str(i).encode()) for i in range(5)]
+    taken = spool.claim_waiting("w1", 3)
+    assert [s.key for s in taken] == keys[:3]
+    assert spool.waiting() == keys[3:]
+
+
+def test_park_keeps_envelope_and_reason_for_requeue(spool, tmp_path: Path) -> None:
+    key = spool.put(env(), DATA)
+    got = spool.claim(key, "w1")
+    parked = spool.park(got, "w1", "handler blew up\r\nX-Injected: no")
+    assert spool.where(key) is None
+    raw = (tmp_path / "parked" / "new" / parked).read_bytes()
+    assert b"X-Lamson-Reason: handler blew up X-Injected: no\r\n" in raw
+    envelope, message = untag(raw)
+    assert message == DATA and envelope.mail_from == "a@example.org" and envelope.rcpt_tos == ("b@test.com",)
+
+
+def test_recover_returns_dead_claims_with_one_more_attempt(spool) -> None:
+    a, b = spool.put(env(), DATA), spool.put(env(), DATA)
+    spool.claim(a, "dead")
+    spool.claim(b, "alive")
+    assert spool.recover(lambda c: c.worker == "dead") == [a]
+    assert spool.where(a) == "waiting" and spool.where(b) == "claimed"
+    again = spool.claim(a, "w3")
+    assert again.envelope.attempts == 1
+
+
+def test_group_commit_of_unsynced_puts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = MaildirSpool(tmp_path / "outbox", group="outgoing")
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    keys = [spool.put(env(), DATA, sync=False) for _ in range(3)]
+    assert synced == []  # nothing fsynced yet: the batch commits at once
+    spool.commit(keys)
+    assert len(synced) == 4  # three files, then the directory once
+
+
+def test_maildir_layout_tells_waiting_from_in_flight(tmp_path: Path) -> None:
     spool = MaildirSpool(tmp_path / "spool")
-    seen_during_write: list[list[str]] = []
-    real_fsync = os.fsync
+    waiting, flying = spool.put(env(), DATA), spool.put(env(), DATA)
+    spool.claim(flying, "lamson.router.web1.42.abc")
+    assert os.listdir(tmp_path / "spool" / "new") == [waiting]
+    assert os.listdir(tmp_path / "spool" / "cur") == [f"{flying},lamson.router.web1.42.abc"]
 
-    def spying_fsync(fd: int) -> None:
-        seen_during_write.append(sorted(os.listdir(tmp_path / "spool" / "new")))
-        real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", spying_fsync)
-    key = spool.put(env(), MESSAGE)
-    # While the file was being synced, new/ did not have it yet; afterwards it is there, whole.
-    assert seen_during_write[0] == []
-    assert os.listdir(tmp_path / "spool" / "tmp") == []
-    assert decode(key, (tmp_path / "spool" / "new" / key).read_bytes()).data == MESSAGE
+def test_release_delay_is_the_file_time(tmp_path: Path) -> None:
+    spool = MaildirSpool(tmp_path / "spool")
+    key = spool.put(env(), DATA, delay=60)
+    assert os.stat(tmp_path / "spool" / "new" / key).st_mtime > time.time() + 50
+    assert spool.waiting(due=True) == [] and spool.waiting() == [key]
+
+
+def test_maildir_message_is_visible_only_when_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = MaildirSpool(tmp_path / "spool")
+    seen: list[list[str]] = []
+    real_rename = os.rename
+
+    def spy(src, dst):  # type: ignore[no-untyped-def]
+        seen.append(os.listdir(tmp_path / "spool" / "new"))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", spy)
+    key = spool.put(env(), DATA)
+    assert seen == [[]] and spool.waiting() == [key]
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spool = MaildirSpool(tmp_path / "spool")
 
-    def broken_fsync(fd: int) -> None:
+    def boom(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError):
-        spool.put(env(), MESSAGE)
-    assert os.listdir(tmp_path / "spool" / "tmp") == [] and os.listdir(tmp_path / "spool" / "new") == []
+        spool.put(env(), DATA)
+    assert os.listdir(tmp_path / "spool" / "tmp") == [] and spool.waiting() == []
 
 
-def test_unknown_schema_is_refused(tmp_path: Path) -> None:
-    spool = MaildirSpool(tmp_path / "spool")
-    key = maildir.write(spool.path, b'{"v":99,"mail_from":""}\nrest')
+def test_unknown_schema_is_refused_and_schema_1_is_read() -> None:
     with pytest.raises(UnknownSchema):
-        spool.get(key)
+        decode("k", b'{"v":99,"mail_from":"","rcpt_tos":[]}\nbody')
+    old = decode("k", b'{"v":1,"mail_from":"a@b","rcpt_tos":["c@d"],"peer":"","helo":"","id":"X",'
+                      b'"received_at":1.0,"queue":"lamson-incoming","extra":{}}\nbody')
+    assert old.envelope.queue == "incoming" and old.envelope.attempts == 0 and old.data == b"body"
 
 
 def test_stale_tmp_files_are_cleaned(tmp_path: Path) -> None:
     spool = MaildirSpool(tmp_path / "spool")
-    stale = spool.path / "tmp" / "123.dead-writer"
-    stale.write_bytes(b"half a mess")
-    old = time.time() - 2 * spool.STALE_TMP
+    stale = tmp_path / "spool" / "tmp" / "1.M1P1Q1.otherhost"
+    stale.write_bytes(b"partial")
+    old = time.time() - 3600
     os.utime(stale, (old, old))
-    fresh = spool.path / "tmp" / "456.writing-now"
-    fresh.write_bytes(b"in progress")
-    assert spool.cleanup() == 1
-    assert not stale.exists() and fresh.exists()
+    assert spool.cleanup() == 1 and not stale.exists()
 
 
-def test_sweeper_enqueues_only_orphans(spool, redis_conn: redis.Redis) -> None:
-    with_job = spool.put(env(), MESSAGE)
-    queues.enqueue_route(redis_conn, with_job)
-    orphans = {spool.put(env(), MESSAGE), spool.put(env(queue="posts"), MESSAGE)}
-
-    assert sweep(spool, redis_conn, grace=0, timeout=30, retries=[1]) == 2
-    incoming = Queue(queues.INCOMING, connection=redis_conn).job_ids
-    posts = Queue("posts", connection=redis_conn).job_ids
-    assert sorted(incoming + posts) == sorted(queues.route_job_id(k) for k in orphans | {with_job})
-    assert len(posts) == 1  # the envelope names the queue a deferred message goes back to
-    # Nothing duplicated: a second pass finds every message with a live job.
-    assert sweep(spool, redis_conn, grace=0, timeout=30, retries=[1]) == 0
-    assert len(Queue(queues.INCOMING, connection=redis_conn)) == 2
-
-
-def test_sweeper_leaves_fresh_messages_to_the_receiver(spool, redis_conn: redis.Redis) -> None:
-    spool.put(env(), MESSAGE)
-    assert sweep(spool, redis_conn, grace=60, timeout=30, retries=[1]) == 0
-
-
-def test_only_one_sweep_at_a_time(spool, redis_conn: redis.Redis) -> None:
-    spool.put(env(), MESSAGE)
-    held = redis_conn.lock("lamson:sweeper", timeout=30)
-    assert held.acquire(blocking=False)
-    try:
-        assert sweep(spool, redis_conn, grace=0, timeout=30, retries=[1]) == 0
-    finally:
-        held.release()
-    assert sweep(spool, redis_conn, grace=0, timeout=30, retries=[1]) == 1
-
-
-def test_maildir_keys_are_checked(tmp_path: Path) -> None:
-    root = maildir.ensure(tmp_path / "q")
-    for bad in ["../../etc/passwd", "/etc/passwd", "a\x00b", ".hidden", "", "a/b"]:
+def test_keys_are_checked(tmp_path: Path) -> None:
+    spool = MaildirSpool(tmp_path / "spool")
+    for bad in ("../x", "a/b", "", ".hidden", "x\x00y"):
         with pytest.raises(maildir.BadKey):
-            maildir.locate(root, bad)
-    outside = tmp_path / "secret"
-    outside.write_text("x")
-    (root / "new" / "link").symlink_to(outside)
-    with pytest.raises(maildir.BadKey):
-        maildir.locate(root, "link")
+            spool.claim(bad, "w")
 
 
-def test_a_symlinked_maildir_folder_is_refused(tmp_path: Path) -> None:
-    """new/ itself pointing elsewhere must not let keys/pop/get read (and delete) outside files."""
-    from lamson.queue import Queue
+def test_key_time_orders_by_acceptance() -> None:
+    a, b = maildir.new_key(), maildir.new_key()
+    assert key_time(a) <= key_time(b) and abs(key_time(a) - time.time()) < 5
+    assert key_time("garbage") == 0.0
 
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "1.A.b").write_text("secret")
-    root = tmp_path / "q"
-    maildir.ensure(root)
-    (root / "new").rmdir()
-    (root / "new").symlink_to(outside)
-    queue = Queue(root)
-    for action in (queue.keys, queue.pop, lambda: queue.get("1.A.b")):
-        with pytest.raises(maildir.BadKey):
-            action()
-    assert (outside / "1.A.b").read_text() == "secret"
+
+def test_two_namespaces_never_see_each_others_redis_spool(redis_conn: redis.Redis, tmp_path: Path) -> None:
+    one, two = RedisSpool(redis_conn, Names("one")), RedisSpool(redis_conn, Names("two"))
+    key = one.put(env(), DATA)
+    assert two.waiting() == [] and two.claim(key, "w") is None and two.get(key) is None
+    assert one.claim(key, "w") is not None
+
+
+def test_claims_report_when_they_were_taken(spool) -> None:
+    key = spool.put(env(), DATA)
+    before = time.time()
+    spool.claim(key, "w1")
+    (claim,) = spool.claims()
+    assert isinstance(claim, Claim) and claim.since >= before - 2

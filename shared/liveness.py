@@ -1,0 +1,125 @@
+"""Which workers are alive: unique worker ids and a short-lived key per worker.
+
+A worker id names the application, the role, the host and the process, plus
+a random part, so it never collides across hosts, applications or restarts
+(``lamson.router.web1.4242.x7f3k2``). It names the worker's claims in the
+spool (``cur/KEY,ID``) and its rq registration.
+
+Every worker keeps ``NAMESPACE:alive:ID`` in Redis with a TTL of
+``TTL`` seconds, refreshed every ``BEAT`` seconds. A claim belongs to a dead
+worker when its process on this host is gone (known at once), or when its
+key has lapsed — but only once this worker has itself been beating for
+``SETTLE`` seconds, so a Redis that restarted without the keys (or was
+unreachable for a while) does not make every live worker look dead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+
+import redis
+
+from lamson.names import Names
+from lamson.process import alive
+
+TTL = 15
+BEAT = 5.0
+#: How long this worker must have reached Redis without a break before it judges others.
+SETTLE = 2 * TTL
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def this_host() -> str:
+    return _UNSAFE.sub("-", socket.gethostname()).strip("-") or "host"
+
+
+def new_worker_id(names: Names, role: str) -> str:
+    """``NAMESPACE.ROLE.HOST.PID.RANDOM``: unique, and readable in ``ls cur/`` and ``rq info``."""
+    return f"{names.namespace}.{role}.{this_host()}.{os.getpid()}.{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class WorkerId:
+    namespace: str
+    role: str
+    host: str
+    pid: int
+
+    @classmethod
+    def parse(cls, worker: str) -> WorkerId | None:
+        try:
+            namespace, role, rest = worker.split(".", 2)
+            host, pid, _ = rest.rsplit(".", 2)
+            return cls(namespace, role, host, int(pid))
+        except ValueError:
+            return None
+
+
+class Liveness:
+    """This worker's liveness key, and the judgement of other workers' claims."""
+
+    def __init__(self, conn: redis.Redis, names: Names, worker_id: str) -> None:
+        self.conn = conn
+        self.names = names
+        self.worker_id = worker_id
+        self._beating_since: float | None = None
+
+    def key(self, worker_id: str) -> str:
+        return self.names.key("alive", worker_id)
+
+    def beat(self) -> bool:
+        """Refresh this worker's key; False (and the settling starts again) when Redis is unreachable."""
+        try:
+            self.conn.set(self.key(self.worker_id), b"1", ex=TTL)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._beating_since = None
+            return False
+        if self._beating_since is None:
+            self._beating_since = time.monotonic()
+        return True
+
+    def forget(self) -> None:
+        """At a clean exit: this worker is gone now, not in TTL seconds."""
+        try:
+            self.conn.delete(self.key(self.worker_id))
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+
+    @property
+    def settled(self) -> bool:
+        return self._beating_since is not None and time.monotonic() - self._beating_since >= SETTLE
+
+    def dead(self, workers: list[str], *, claimed_since: dict[str, float] | None = None) -> set[str]:
+        """Which of ``workers`` are dead (never this one).
+
+        On this host a worker whose process is gone is dead at once. Otherwise
+        a worker is dead when its key is missing, this worker is settled, and
+        its claim is older than the key's TTL.
+        """
+        verdict: set[str] = set()
+        unknown: list[str] = []
+        host = this_host()
+        for worker in dict.fromkeys(workers):
+            if worker == self.worker_id:
+                continue
+            wid = WorkerId.parse(worker)
+            if wid is not None and wid.host == host and not alive(wid.pid):
+                verdict.add(worker)
+            else:
+                unknown.append(worker)
+        if unknown and self.settled:
+            pipe = self.conn.pipeline(transaction=False)
+            for worker in unknown:
+                pipe.exists(self.key(worker))
+            now = time.time()
+            for worker, present in zip(unknown, pipe.execute(), strict=True):
+                since = (claimed_since or {}).get(worker, 0.0)
+                if not present and now - since > TTL:
+                    verdict.add(worker)
+        return verdict

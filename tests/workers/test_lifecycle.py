@@ -1,0 +1,159 @@
+"""The routing job on the spool's lifecycle, in-process: order, outbox commit, attempts, parking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import redis
+
+from lamson import context, queues, rqcompat
+from lamson.envelope import Envelope
+from lamson.names import Names
+from lamson.order import Lines
+from lamson.queue import Queue
+from lamson.router import ConversationBusy, Router
+from lamson.settings import DEFAULTS
+from lamson.testing import router_snapshot
+from lamson.workers import jobs
+from tests.workers import lifecycle_handlers as handlers
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, redis_conn: redis.Redis) -> Iterator[context.Context]:
+    settings = SimpleNamespace(**{**DEFAULTS, "spool_dir": str(tmp_path / "spool"),
+                                  "outbox_dir": str(tmp_path / "outbox"),
+                                  "undeliverable_dir": str(tmp_path / "undeliverable"),
+                                  "route_retries": [30], "max_attempts": 3})
+    c = context.Context(settings=settings, conn=redis_conn, names=Names("t"), worker_id="t.router.h.1.me")
+    c.outbox = c.spool("outgoing")
+    context.install(c)
+    handlers.CALLS.clear()
+    handlers.FAIL.clear()
+    with router_snapshot():
+        Router.clear_routes()
+        Router.defaults(host=r"test\.com")
+        Router.load(["tests.workers.lifecycle_handlers"])
+        Router.UNDELIVERABLE_QUEUE = Queue(settings.undeliverable_dir)
+        yield c
+    context.install(None)
+
+
+def accept(c: context.Context, subject: str, sender: str = "a@example.org") -> str:
+    """What the receiver does: spool, then join the sender's line."""
+    data = f"From: {sender}\r\nTo: bot@test.com\r\nSubject: {subject}\r\n\r\nhi\r\n".encode()
+    key = c.spool().put(Envelope(sender, ("bot@test.com",)), data)
+    c.lines().add([(key, sender)])
+    return key
+
+
+def test_routed_message_leaves_the_spool_after_its_reply_is_in_the_outbox(ctx: context.Context) -> None:
+    key = accept(ctx, "one")
+    assert jobs.route([key]) == "1 routed"
+    assert handlers.CALLS == ["one"]
+    assert ctx.spool().where(key) is None and ctx.spool().claims() == []
+    (reply,) = ctx.outbox.waiting()
+    assert b"Subject: Re: one" in ctx.outbox.get(reply).data
+    assert ctx.outbox.get(reply).envelope.rcpt_tos == ("a@example.org",)
+    assert rqcompat.length(ctx.conn, ctx.names.outgoing) == 1  # one wake-up for the relay
+    assert jobs.route([key]) == "nothing waiting"  # a duplicate wake-up does nothing
+
+
+def test_one_senders_messages_in_acceptance_order_whatever_the_wake_ups(ctx: context.Context) -> None:
+    keys = [accept(ctx, f"m{i}") for i in range(6)]
+    other = accept(ctx, "x0", sender="b@example.org")
+    jobs.route([keys[4], other, keys[2]])  # the older waiting ones go first, and the line is followed
+    assert handlers.CALLS == ["m0", "m1", "m2", "m3", "m4", "m5", "x0"]
+
+
+def test_a_message_waits_behind_an_older_one_in_another_workers_hands(ctx: context.Context) -> None:
+    first, second, third = (accept(ctx, f"m{i}") for i in range(3))
+    held = ctx.spool().claim(first, "t.router.h.2.other")
+    assert jobs.route([second, third]) == "2 waiting behind an older message"
+    assert handlers.CALLS == [] and ctx.spool().where(second) == "waiting"
+    # The other worker finishes m0 (as its job would) and takes the next in line: m1, then m2 follows.
+    ctx.spool().finish(first, "t.router.h.2.other")
+    nxt = ctx.lines().done(held.envelope.mail_from, first)
+    assert nxt == second
+    jobs.route([nxt])
+    assert handlers.CALLS == ["m1", "m2"]
+
+
+def test_a_stale_line_entry_does_not_block(ctx: context.Context) -> None:
+    key = accept(ctx, "m1")
+    ctx.lines().add([("1.M1P1Q1.gone", "a@example.org")])  # older, and no such message any more
+    jobs.route([key])
+    assert handlers.CALLS == ["m1"]
+
+
+def test_a_parked_message_does_not_block_those_after_it(ctx: context.Context) -> None:
+    handlers.FAIL.add("bad")
+    bad, good = accept(ctx, "bad"), accept(ctx, "good")
+    jobs.route([bad, good])
+    assert handlers.CALLS == ["bad", "good"]
+    (parked,) = Router.UNDELIVERABLE_QUEUE.keys()
+    assert b"handler fails on bad" in Router.UNDELIVERABLE_QUEUE.get_bytes(parked)
+
+
+def test_errors_outside_the_handlers_cost_attempts_then_park(ctx: context.Context,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    key = accept(ctx, "m1")
+    later = accept(ctx, "m2")
+
+    def broken(self, spooled, rcpt):  # type: ignore[no-untyped-def]
+        if "m1" in spooled.data.decode():
+            raise ValueError("mail model bug")
+        return real(self, spooled, rcpt)
+
+    real = jobs.RoutingBatch._deliver
+    monkeypatch.setattr(jobs.RoutingBatch, "_deliver", broken)
+    assert jobs.route([key, later]) == "1 retry, 1 waiting behind an older message"
+    assert ctx.spool().get(key).envelope.attempts == 1 and handlers.CALLS == []  # m2 waits behind m1
+    jobs.route([key])
+    outcome = jobs.route([key])  # the third attempt of max_attempts=3: parked, and m2 goes on
+    assert "parked" in outcome and handlers.CALLS == ["m2"]
+    parked = list((Path(ctx.settings.undeliverable_dir) / "new").iterdir())
+    assert len(parked) == 1 and b"ValueError outside the handlers: mail model bug" in parked[0].read_bytes()
+
+
+def test_busy_conversation_waits_without_costing_an_attempt(ctx: context.Context,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    key = accept(ctx, "m1")
+
+    def busy(message):  # type: ignore[no-untyped-def]
+        raise ConversationBusy("held elsewhere", 10.0)
+
+    monkeypatch.setattr(Router, "deliver", busy)
+    assert jobs.route([key]) == "1 busy"
+    got = ctx.spool().get(key)
+    assert ctx.spool().where(key) == "waiting" and got.envelope.attempts == 0
+    assert ctx.conn.zcard("rq:scheduled:" + ctx.names.incoming) >= 0  # a delayed wake-up (rq's scheduler)
+
+
+def test_a_message_at_its_attempt_limit_is_parked_with_the_reason(ctx: context.Context) -> None:
+    data = b"From: a@example.org\r\nTo: bot@test.com\r\nSubject: s\r\n\r\nhi\r\n"
+    key = ctx.spool().put(Envelope("a@example.org", ("bot@test.com",), attempts=3), data)
+    assert jobs.route([key]) == "1 parked"
+    (parked,) = (Path(ctx.settings.undeliverable_dir) / "new").iterdir()
+    assert b"X-Lamson-Reason: 3 attempts failed" in parked.read_bytes()
+
+
+def test_a_drain_takes_the_oldest_waiting(ctx: context.Context) -> None:
+    for i in range(3):
+        accept(ctx, f"m{i}")
+    jobs.route([])
+    assert handlers.CALLS == ["m0", "m1", "m2"]
+
+
+def test_malformed_wake_ups_are_dropped(ctx: context.Context) -> None:
+    assert jobs.route("not a list") == "malformed"  # type: ignore[arg-type]
+    assert jobs.route(["../../etc/passwd"]) == "nothing waiting"
+
+
+def test_lines_and_queues_are_per_namespace(ctx: context.Context) -> None:
+    key = accept(ctx, "m1")
+    assert Lines(ctx.conn, Names("other")).head("a@example.org") is None
+    queues.wake_router(ctx.conn, ctx.names, "incoming", [key])
+    assert rqcompat.length(ctx.conn, "t-incoming") == 1 and rqcompat.length(ctx.conn, "lamson-incoming") == 0
