@@ -42,7 +42,11 @@ DEFAULTS: dict[str, Any] = {
     "spool_dir": "run/spool",
     # The Maildir the logging server (`lamson log`) fills and mutt reads.
     "queue_dir": "run/queue",
+    # Parked incoming mail (no handler took it, a handler crashed, attempts used up).
     "undeliverable_dir": "run/undeliverable",
+    # Replies waiting for the relay (the outbox), and replies parked after bouncing or expiring.
+    "outbox_dir": "run/outbox",
+    "bounced_dir": "run/bounced",
     "log_dir": "logs",
     "run_dir": "run",
     # Receiver limits.
@@ -58,11 +62,12 @@ DEFAULTS: dict[str, Any] = {
     # Conversation locks (seconds): expiry of a lock whose holder died, and wait.
     "lock_timeout": 30,
     "lock_wait": 10,
-    # Sweeper: spooled messages older than this with no live job are re-enqueued.
+    # Sweeper: messages due this long with no worker on them get a wake-up.
     "sweep_grace": 10,
     "sweep_interval": 15,
-    # A job whose worker died this many times with it in hand is parked in rq's failed registry.
-    "max_worker_deaths": 5,
+    # A message is parked (with the reason) after this many failed attempts: workers that died
+    # holding it, or errors outside the handlers. A busy conversation or Redis trouble costs none.
+    "max_attempts": 5,
     # Relay: how long (seconds) temporary failures may go on before the sender gets a DSN.
     "relay_lifetime": 5 * 24 * 3600,
     # Receiver defences (docs/security.md). Domains (or regexes) the application receives
