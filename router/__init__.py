@@ -11,8 +11,8 @@ from lamson.router.decorators import nolocking, route, route_like, state_key_gen
 from lamson.router.deferred import DeferNotConfigured, defer
 from lamson.router.locks import ConversationBusy, LocalLocks, RedisLocks
 from lamson.router.patterns import RoutingError
-from lamson.router.routing import INFRASTRUCTURE_ERRORS, Router, RouterClass
-from lamson.router.state import MemoryStorage, RedisStorage
+from lamson.router.routing import INFRASTRUCTURE_ERRORS, Router, RouterClass, RoutingBase
+from lamson.router.state import MemoryStorage, RedisStorage, ShelveStorage, StateStorage
 from lamson.router.worker_setup import setup_worker
 
 __all__ = [
@@ -25,7 +25,10 @@ __all__ = [
     "RedisStorage",
     "Router",
     "RouterClass",
+    "RoutingBase",
     "RoutingError",
+    "ShelveStorage",
+    "StateStorage",
     "defer",
     "nolocking",
     "route",

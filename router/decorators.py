@@ -20,12 +20,20 @@ KEYGEN_ATTR = "_lamson_state_key_generator"
 
 @dataclass
 class RouteSpec:
-    """What the decorators said about one state function."""
+    """What the decorators said about one state function.
+
+    ``routes`` holds every ``@route`` stacked on the function, in the order
+    they were applied (the bottom decorator first), because that is the order
+    Lamson 1.x registers them in. ``pattern``/``captures`` are the *recorded*
+    route, the topmost one: what ``@route_like`` copies and what a reader of
+    the source sees first.
+    """
 
     pattern: str | None = None
     captures: dict[str, str] = field(default_factory=dict)
     stateless: bool = False
     nolocking: bool = False
+    routes: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
 
 def spec_of(func: Any) -> RouteSpec | None:
@@ -46,12 +54,19 @@ def route(pattern: str, **captures: str) -> Callable[[F], F]:
 
     Each ``(name)`` becomes a named group whose regex is ``captures[name]`` or
     the router default; the values matched are passed as keyword arguments.
+    Several ``@route`` lines on one function all count (the guide's one-shot
+    blog routes ``(post_name)@(host)`` and ``(post_name)-(action)@(host)`` to
+    the same state), so each decorator adds a route instead of replacing one.
     """
     if not isinstance(pattern, str) or not pattern:
         raise TypeError("@route needs a non-empty pattern string")
 
     def decorate(func: F) -> F:
         spec = _spec(func)
+        route_entry = (pattern, dict(captures))
+        if route_entry not in spec.routes:
+            spec.routes.append(route_entry)
+        # Decorators apply bottom-up, so the last one applied is the topmost line.
         spec.pattern = pattern
         spec.captures = dict(captures)
         return func
@@ -60,7 +75,11 @@ def route(pattern: str, **captures: str) -> Callable[[F], F]:
 
 
 def route_like(other: Callable[..., Any]) -> Callable[[F], F]:
-    """Use the same pattern and captures as another routed state function."""
+    """Use the same pattern and captures as another routed state function.
+
+    Only the other function's recorded (topmost) route is copied, as in
+    Lamson 1.x: stacked routes are a property of that function, not a family.
+    """
     other_spec = spec_of(other)
     if other_spec is None or other_spec.pattern is None:
         raise TypeError(f"@route_like({getattr(other, '__name__', other)!r}): that function has no @route")
@@ -94,4 +113,5 @@ def state_key_generator(func: F) -> F:
 
 
 def is_state_key_generator(func: Any) -> bool:
+    """True for a function marked with :func:`state_key_generator`."""
     return bool(getattr(func, KEYGEN_ATTR, False))

@@ -2,13 +2,16 @@
 
 It keeps the handler modules the application loaded, the routes their
 decorated state functions declare (in registration order), and delivers each
-message as the guide's loop does: for every route whose regex matches
-``message.To``, run its stateless functions and, per handler module, the
-state function named like the sender's current state; a state function
-returns the next one. Conversation state goes to ``STATE_STORE`` and every
-call runs under the conversation locks of ``LOCKS`` (taken all at once before
-anything runs, so contention raises :class:`ConversationBusy` and the message
-is simply routed again later).
+message as Lamson 1.x does, once per recipient: walk the routes in order and,
+in every route whose regex matches the recipient, take each ``@stateless``
+function and the *first* stateful function whose module is in that state. At
+most one stateful function runs per message and recipient, across all
+modules and routes, and the state it returns is for the sender's next
+message: a conversation advances one step per message, however many routes
+match. Conversation state goes to ``STATE_STORE`` and every call runs under
+the conversation locks of ``LOCKS`` (taken all at once before anything runs,
+so contention raises :class:`ConversationBusy` and the message is simply
+routed again later).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import redis
 
-from lamson.router.decorators import RouteSpec, is_state_key_generator, spec_of
+from lamson.router.decorators import is_state_key_generator, spec_of
 from lamson.router.locks import ConversationBusy, LocalLocks, Locks
 from lamson.router.patterns import RoutingError, compile_route
 from lamson.router.state import START, MemoryStorage, StateStorage
@@ -38,11 +41,37 @@ from lamson.router.state import START, MemoryStorage, StateStorage
 #: outgoing queue), which say nothing about the message.
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
 
+#: Errors that fail the routing job (to be retried) instead of parking the message.
+_NOT_THE_HANDLERS_FAULT: tuple[type[BaseException], ...] = (ConversationBusy, *INFRASTRUCTURE_ERRORS)
+
 LOG = logging.getLogger("lamson.router")
 
 ERROR = "ERROR"
 
 StateFunction = Callable[..., Any]
+
+
+def _is_smtp_error(exc: BaseException) -> bool:
+    """True for :class:`lamson.server.SMTPError`, the handler's way to refuse a message.
+
+    Looked up in ``sys.modules`` rather than imported: a handler can only
+    raise it once ``lamson.server`` is imported, and the router's error
+    handling must not depend on that module (and the relay it re-exports)
+    importing cleanly.
+    """
+    server = sys.modules.get("lamson.server")
+    smtp_error = getattr(server, "SMTPError", None)
+    return isinstance(smtp_error, type) and isinstance(exc, smtp_error)
+
+
+def _flag(func: StateFunction, name: str) -> bool:
+    """A decorator flag of a state function; False for one registered by hand without decorators."""
+    return bool(getattr(spec_of(func), name, False))
+
+
+def _default_state_key(module_name: str, message: Any) -> str:
+    """The state key of a module without a ``@state_key_generator``: its name."""
+    return module_name
 
 
 def bare_address(address: Any) -> str:
@@ -81,10 +110,12 @@ def _file_stamp(path: str | None) -> tuple[int, int] | None:
 class RouterClass:
     """Routes, conversation state and locks for one process.
 
-    The guide's names are kept: ``defaults``, ``load``, ``reload``,
-    ``deliver``, ``match``, ``get_state``, ``set_state``, ``clear_states``,
-    ``clear_routes``, ``STATE_STORE``, ``UNDELIVERABLE_QUEUE``, ``RELOAD``,
-    ``LOG_EXCEPTIONS``.
+    The names of Lamson 1.x's ``RoutingBase`` are kept: ``defaults``,
+    ``load``, ``reload``, ``register_route``, ``deliver``, ``match``,
+    ``state_key``, ``get_state``, ``set_state``, ``in_state``, ``in_error``,
+    ``call_safely``, ``clear_states``, ``clear_routes``, ``REGISTERED``,
+    ``ORDER``, ``DEFAULT_CAPTURES``, ``HANDLERS``, ``STATE_STORE``,
+    ``UNDELIVERABLE_QUEUE``, ``RELOAD``, ``LOG_EXCEPTIONS``.
     """
 
     def __init__(self) -> None:
@@ -102,6 +133,8 @@ class RouterClass:
         self._defaults: dict[str, str] = {}
         self._modules: dict[str, _Loaded] = {}
         self._functions: list[StateFunction] = []
+        #: Every (function, pattern, captures) in registration order: what the table is built from.
+        self._routes: list[tuple[StateFunction, str, dict[str, str]]] = []
         self._keygens: dict[str, StateFunction] = {}
         self._table: list[tuple[re.Pattern[str], list[StateFunction]]] | None = None
 
@@ -141,12 +174,25 @@ class RouterClass:
             if spec.pattern is None:
                 LOG.warning("%s is marked stateless/nolocking but has no @route: ignored", function_name(value))
                 continue
-            if value not in self._functions:
-                self._functions.append(value)
+            if value in self._functions:
+                continue
+            self._functions.append(value)
+            # Stacked @route lines: the bottom one registers first, as in Lamson 1.x.
+            for pattern, captures in spec.routes or [(spec.pattern, spec.captures)]:
+                self._routes.append((value, pattern, captures))
 
-    def _unregister_module(self, name: str) -> None:
-        self._functions = [f for f in self._functions if f.__module__ != name]
-        self._keygens.pop(name, None)
+    def register_route(self, format: str, func: StateFunction, **captures: str) -> None:  # noqa: A002
+        """Route ``format`` to ``func`` by hand (what ``@route`` does at load time).
+
+        A regex already in the table gets ``func`` appended and keeps its
+        place in ORDER; a new one goes last. ``captures`` fill ``(name)``
+        placeholders before the router defaults do. The table is rebuilt at
+        once, so a bad pattern fails here rather than on the next message.
+        """
+        if func not in self._functions:
+            self._functions.append(func)
+        self._routes.append((func, format, dict(captures)))
+        self._build()
 
     def reload(self) -> None:
         """Reload every loaded handler module from its file and rebuild the table."""
@@ -182,6 +228,7 @@ class RouterClass:
             LOG.info("reloaded handler module %s", name)
         # Rebuild everything in load order so the routing ORDER stays stable.
         self._functions = []
+        self._routes = []
         self._keygens = {}
         for name in self._modules:
             module = sys.modules.get(name)
@@ -193,6 +240,7 @@ class RouterClass:
         """Forget every loaded module and route (the defaults stay)."""
         self._modules.clear()
         self._functions.clear()
+        self._routes.clear()
         self._keygens.clear()
         self._table = None
 
@@ -204,14 +252,14 @@ class RouterClass:
 
     def _build(self) -> list[tuple[re.Pattern[str], list[StateFunction]]]:
         table: dict[str, tuple[re.Pattern[str], list[StateFunction]]] = {}
-        for func in self._functions:
-            spec: RouteSpec = spec_of(func)  # type: ignore[assignment]
+        for func, pattern, captures in self._routes:
             try:
-                regex = compile_route(spec.pattern or "", spec.captures, self._defaults)
+                regex = compile_route(pattern, captures, self._defaults)
             except RoutingError as exc:
                 raise RoutingError(f"{function_name(func)}: {exc}") from None
             entry = table.setdefault(regex.pattern, (regex, []))
-            entry[1].append(func)
+            if func not in entry[1]:
+                entry[1].append(func)
         self._table = list(table.values())
         return self._table
 
@@ -229,6 +277,26 @@ class RouterClass:
     def TABLE(self) -> dict[str, list[StateFunction]]:  # noqa: N802 - the guide's name
         """Each routing regex and the state functions it maps to."""
         return {regex.pattern: list(funcs) for regex, funcs in self.table}
+
+    @property
+    def REGISTERED(self) -> dict[str, tuple[re.Pattern[str], list[StateFunction]]]:  # noqa: N802 - 1.x name
+        """Lamson 1.x's view of the table: ``{regex: (compiled regex, [functions])}``, a copy."""
+        return {regex.pattern: (regex, list(funcs)) for regex, funcs in self.table}
+
+    @property
+    def DEFAULT_CAPTURES(self) -> dict[str, str]:  # noqa: N802 - 1.x name
+        """The default capture regexes (a copy: change them with :meth:`defaults`)."""
+        return dict(self._defaults)
+
+    @DEFAULT_CAPTURES.setter
+    def DEFAULT_CAPTURES(self, captures: dict[str, str]) -> None:  # noqa: N802 - 1.x name
+        self._defaults = dict(captures)
+        self._table = None
+
+    @property
+    def HANDLERS(self) -> dict[str, StateFunction]:  # noqa: N802 - 1.x name
+        """Each loaded handler module and the function that makes its state keys."""
+        return {name: self._keygens.get(name, _default_state_key) for name in self._modules}
 
     @property
     def modules(self) -> list[str]:
@@ -252,12 +320,12 @@ class RouterClass:
 
     def get_state(self, module_name: str, message: Any) -> str:
         """The sender's state name in that module's conversation (``"START"`` if none)."""
-        return self.STATE_STORE.get(self.state_key(module_name, message), bare_address(message.From))
+        return self.STATE_STORE.get(self.state_key(module_name, message), sender_of(message))
 
     def set_state(self, module_name: str, message: Any, state: str | StateFunction) -> None:
         """Set the sender's state in a module's conversation (a name or a state function)."""
         name = state if isinstance(state, str) else state.__name__
-        self.STATE_STORE.set(self.state_key(module_name, message), bare_address(message.From), name)
+        self.STATE_STORE.set(self.state_key(module_name, message), sender_of(message), name)
 
     def state_names(self, module_name: str) -> set[str]:
         """The names of the routed state functions of one module."""
@@ -280,62 +348,106 @@ class RouterClass:
         """True when the sender's state in ``func``'s module is ``func``'s name."""
         return self.current_state(func.__module__, message) == func.__name__
 
+    def in_error(self, func: StateFunction, message: Any) -> bool:
+        """True when the sender's conversation with ``func``'s module is in ``ERROR``.
+
+        A state function that failed puts its module in ERROR when the module
+        routes an ERROR state (see :meth:`call_safely`).
+        """
+        return self.get_state(func.__module__, message) == ERROR
+
     # -- delivery --------------------------------------------------------
 
     def lock_name(self, func: StateFunction, message: Any) -> str:
         """The conversation lock a call of ``func`` for this message needs."""
-        return f"{self.state_key(func.__module__, message)}\x1f{bare_address(message.From)}"
+        return f"{self.state_key(func.__module__, message)}\x1f{sender_of(message)}"
 
     def deliver(self, message: Any) -> int:
         """Route one message; return how many state functions ran.
 
-        A message whose ``To`` is a list is routed once per recipient. Raises
-        ConversationBusy (before running anything) when a conversation lock
-        cannot be taken within the lock wait.
+        A message whose ``To`` is a list is routed once per recipient, in
+        order. Raises ConversationBusy (before running anything for that
+        recipient) when a conversation lock cannot be taken within the lock
+        wait.
+
+        A handler that raises :class:`lamson.server.SMTPError` refuses the
+        message: nothing more runs for it. With ``LOG_EXCEPTIONS`` the
+        message is parked in ``UNDELIVERABLE_QUEUE`` with the refusal as its
+        reason (it was accepted long before a router worker saw it, so there
+        is no SMTP client left to answer); without, the error propagates, as
+        in Lamson 1.x, so tests can assert on it.
         """
         if self.RELOAD:
             self.reload_changed()
-        if isinstance(message.To, list | tuple):
-            called = 0
-            for rcpt in message.To:
-                single = copy.copy(message)
-                single.To = rcpt
-                called += self._deliver_one(single)
-            return called
-        return self._deliver_one(message)
+        called = [0]
+        try:
+            if isinstance(message.To, list | tuple):
+                for rcpt in message.To:
+                    single = copy.copy(message)
+                    single.To = rcpt
+                    self._deliver_one(single, called)
+            else:
+                self._deliver_one(message, called)
+        except Exception as exc:
+            if not _is_smtp_error(exc):
+                raise
+            LOG.warning("message to %r from %r refused by a handler: %s", message.To, message.From, exc)
+            if not self.LOG_EXCEPTIONS:
+                raise
+            self.park(message, f"refused by a handler: {exc}")
+        return called[0]
 
-    def _deliver_one(self, message: Any) -> int:
-        matched = list(self.match(message.To))
-        locks = sorted({self.lock_name(f, message) for funcs, _ in matched for f in funcs
-                        if not spec_of(f).nolocking})  # type: ignore[union-attr]
-        called = 0
+    def select(self, message: Any) -> list[tuple[StateFunction, dict[str, str]]]:
+        """What routing one recipient's message runs: ``[(function, captures)]`` in call order.
+
+        Walks every matching route in ORDER and, within a route, its
+        functions in registration order: each ``@stateless`` function is
+        taken, and the first stateful function whose module is in that
+        function's state, once for the whole walk (Lamson 1.x's rule). The
+        states are read before anything runs, so a state set by this
+        message never selects another function for this same message.
+        """
+        chosen: list[tuple[StateFunction, dict[str, str]]] = []
+        stateful_found = False
+        states: dict[str, str] = {}  # read once per module
+        for funcs, captures in self.match(message.To):
+            for func in funcs:
+                if _flag(func, "stateless"):
+                    chosen.append((func, captures))
+                    continue
+                if stateful_found:
+                    continue
+                module_name = func.__module__
+                if module_name not in states:
+                    states[module_name] = self.current_state(module_name, message)
+                if states[module_name] == func.__name__:
+                    chosen.append((func, captures))
+                    stateful_found = True
+        return chosen
+
+    def _deliver_one(self, message: Any, called: list[int]) -> None:
+        matched = [f for funcs, _ in self.match(message.To) for f in funcs]
+        locks = sorted({self.lock_name(f, message) for f in matched
+                        if not _flag(f, "nolocking")})
+        ran = 0
         with self.LOCKS.hold(locks):
-            for funcs, captures in matched:
-                to_call: list[StateFunction] = []
-                states: dict[str, str] = {}  # read once per module and route, not per function
-                found_state: set[str] = set()
-                for func in funcs:
-                    module_name = func.__module__
-                    if spec_of(func).stateless:  # type: ignore[union-attr]
-                        to_call.append(func)
-                        continue
-                    if module_name in found_state:
-                        continue
-                    if module_name not in states:
-                        states[module_name] = self.current_state(module_name, message)
-                    if states[module_name] == func.__name__:
-                        to_call.append(func)
-                        found_state.add(module_name)
-                called += len(to_call)
-                for func in to_call:
-                    self.call_safely(func, message, captures)
-        if called == 0:
+            # Chosen under the locks: the states read are the ones no other process is changing.
+            for func, captures in self.select(message):
+                ran += 1
+                called[0] += 1
+                self.call_safely(func, message, captures)
+        if ran == 0:
             self.undeliverable(message, "no route matched in the current state")
-        return called
 
     def call_safely(self, func: StateFunction, message: Any, captures: dict[str, str]) -> None:
-        """Run one state function and apply its transition; park the message if it fails."""
-        stateless = spec_of(func).stateless if spec_of(func) else False  # type: ignore[union-attr]
+        """Run one state function and apply its transition; park the message if it fails.
+
+        A failure puts the module in its ERROR state (when it routes one),
+        logs the traceback and parks the message, or re-raises when
+        ``LOG_EXCEPTIONS`` is false. ``SMTPError`` (a deliberate refusal,
+        not a bug) and infrastructure errors always propagate untouched.
+        """
+        stateless = _flag(func, "stateless")
         module_name = func.__module__
         try:
             next_state = func(message, **captures)
@@ -348,11 +460,13 @@ class RouterClass:
             else:
                 raise TypeError(f"{function_name(func)} returned {next_state!r}: "
                                 "return the next state function (or None to stay)")
-        except (ConversationBusy, *INFRASTRUCTURE_ERRORS):
+        except _NOT_THE_HANDLERS_FAULT:
             # Not the handler's fault: the job fails and is retried with the message
             # still in the spool, instead of parking it (and its lost reply) as a crash.
             raise
         except Exception as exc:
+            if _is_smtp_error(exc):
+                raise  # deliver() decides: park (LOG_EXCEPTIONS) or propagate
             if not stateless and ERROR in self.state_names(module_name):
                 self.set_state(module_name, message, ERROR)
             LOG.error("%s failed on message from %r to %r:\n%s", function_name(func), message.From,
@@ -386,6 +500,19 @@ class RouterClass:
         return f"<Router modules={self.modules} store={self.STATE_STORE!r} locks={self.LOCKS!r}>"
 
 
+def sender_of(message: Any) -> str:
+    """The bare, lowercased sender a conversation is keyed by.
+
+    The envelope sender (``message.From``), else a ``route_from`` the
+    message may carry (Lamson 1.x's name), else the empty string (the null
+    sender ``<>`` of bounces).
+    """
+    sender = bare_address(getattr(message, "From", None))
+    if not sender:
+        sender = bare_address(getattr(message, "route_from", None))
+    return sender
+
+
 def _header_value(text: Any) -> bytes:
     clean = " ".join(str(text).split())[:900]
     return clean.encode("ascii", "backslashreplace")
@@ -406,6 +533,9 @@ def tagged(message: Any, reason: str) -> bytes:
             + b"X-Lamson-Reason: " + _header_value(reason) + eol)
     return head + bytes(data)
 
+
+#: Lamson 1.x's name for the class.
+RoutingBase = RouterClass
 
 #: The process-wide router, as in the guide.
 Router = RouterClass()

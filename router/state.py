@@ -7,34 +7,57 @@ deletes the record, so storage only holds conversations in progress.
 
 ``MemoryStorage`` is for one process (unit tests, ``config/testing.py``);
 ``RedisStorage`` is what router workers use, so that every process and host
-sees the same conversations.
+sees the same conversations. ``ShelveStorage`` is Lamson 1.x's file-backed
+store, kept for applications that set it in their boot; it is safe across
+the router worker processes of one host (a file lock), not across hosts.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shelve
 import threading
 from collections.abc import Iterator
-from typing import Protocol
+from contextlib import contextmanager
+from typing import Literal
 
 import redis
 
 START = "START"
 
 
-class StateStorage(Protocol):
-    """The interface both storages implement."""
+class StateStorage:
+    """Base class of conversation stores, as Lamson 1.x's ``lamson.routing.StateStorage``.
 
-    def get(self, key: str, sender: str) -> str: ...
+    An application may subclass it to keep state elsewhere (a database) and
+    assign an instance to ``Router.STATE_STORE`` in its boot. ``get`` returns
+    ``"START"`` for an unknown conversation; ``set`` with ``"START"`` should
+    forget the conversation, so storage only holds conversations in progress.
+    """
 
-    def set(self, key: str, sender: str, state: str) -> None: ...
+    def get(self, key: str, sender: str) -> str:
+        """The state of ``sender``'s conversation under ``key`` (``"START"`` if none)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement get(key, sender)")
 
-    def clear(self) -> None: ...
+    def set(self, key: str, sender: str, state: str) -> None:
+        """Record the next state of a conversation."""
+        raise NotImplementedError(f"{type(self).__name__} must implement set(key, sender, state)")
 
-    def conversations(self) -> Iterator[tuple[str, str, str]]: ...
+    def clear(self) -> None:
+        """Forget every conversation (``Router.clear_states``, tests)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement clear()")
+
+    def conversations(self) -> Iterator[tuple[str, str, str]]:
+        """``(key, sender, state)`` of every conversation not in START, if the store can list them.
+
+        Optional: a 1.x store that cannot list simply yields nothing.
+        """
+        return iter(())
 
 
-class MemoryStorage:
+class MemoryStorage(StateStorage):
     """Conversation state in a dict, guarded for threads."""
 
     def __init__(self) -> None:
@@ -67,7 +90,64 @@ class MemoryStorage:
         return f"MemoryStorage({len(self.states)} conversations)"
 
 
-class RedisStorage:
+class ShelveStorage(StateStorage):
+    """Conversation state in a :mod:`shelve` file, as Lamson 1.x's ``ShelveStorage(database_path)``.
+
+    Each operation opens the file under an exclusive ``flock`` on
+    ``database_path + ".lock"`` (plus a thread lock) and closes it again, so
+    the several router worker processes of one host read each other's
+    writes instead of a stale cached copy. It is slower than Redis and not
+    shared between hosts: use it only when an application asks for it.
+    """
+
+    def __init__(self, database_path: str | os.PathLike[str]) -> None:
+        self.database_path = os.fspath(database_path)
+        self.lock_path = self.database_path + ".lock"
+        self._lock = threading.RLock()
+
+    @staticmethod
+    def field(key: str, sender: str) -> str:
+        """The shelve key of a conversation: unambiguous whatever the state key holds."""
+        return json.dumps([key, sender], ensure_ascii=False, separators=(",", ":"))
+
+    @contextmanager
+    def _open(self, flag: Literal["c", "n"] = "c") -> Iterator[shelve.Shelf[str]]:
+        with self._lock, open(self.lock_path, "a+b") as lock_file:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                with shelve.open(self.database_path, flag=flag) as db:
+                    yield db
+            finally:
+                fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+    def get(self, key: str, sender: str) -> str:
+        with self._open() as db:
+            return str(db.get(self.field(key, sender), START))
+
+    def set(self, key: str, sender: str, state: str) -> None:
+        with self._open() as db:
+            name = self.field(key, sender)
+            if state == START:
+                db.pop(name, None)
+            else:
+                db[name] = state
+
+    def clear(self) -> None:
+        with self._open(flag="n"):
+            pass  # "n": always a new, empty database
+
+    def conversations(self) -> Iterator[tuple[str, str, str]]:
+        """``(key, sender, state)`` for every conversation not in START."""
+        with self._open() as db:
+            items = [(json.loads(name), str(state)) for name, state in db.items()]
+        for (key, sender), state in items:
+            yield key, sender, state
+
+    def __repr__(self) -> str:
+        return f"ShelveStorage({self.database_path!r})"
+
+
+class RedisStorage(StateStorage):
     """Conversation state in one Redis hash, ``{prefix}states``.
 
     A field is the JSON array ``[key, sender]`` (unambiguous whatever

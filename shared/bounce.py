@@ -9,6 +9,12 @@ message is. Handlers use :func:`bounce_to` to route bounces to states, and
 This module reads messages only through the small :class:`MailRequest`
 surface (``to_message()``, ``From``, ``msg[name]``, ``body()``), so it does
 not import :mod:`lamson.mail`.
+
+Lamson 1.x's ``BounceAnalyzer`` names are all here (``probable``,
+``primary_status``/``secondary_status``/``combined_status`` as ``(code,
+text)``, ``diagnostic_codes``, ``notification``/``report``/``original``,
+``is_hard``/``is_soft``/``error_for_humans``), so 1.x bounce handlers run
+unchanged; ``BounceAnalyzer`` is an alias of :class:`BounceAnalysis`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BounceAnalysis",
+    "BounceAnalyzer",
     "auto_reply_allowed",
     "auto_reply_refusal",
     "bounce_to",
@@ -128,9 +135,19 @@ def status_meaning(status: str | None) -> str:
     return f"{CLASSES.get(klass, 'Unknown class')}: {detail}"
 
 
+#: What a status code means when there is none: Lamson 1.x's ``(None, None)``.
+NO_STATUS: tuple[None, None] = (None, None)
+
+
 @dataclass
 class BounceAnalysis:
-    """What a delivery report says. ``score`` is 0..1: how bounce-like the message is."""
+    """What a delivery report says. ``score`` is 0..1: how bounce-like the message is.
+
+    ``notification``, ``report`` and ``original`` are the parts of the
+    report as :class:`email.message.Message` (the human-readable text, the
+    ``message/delivery-status`` part, the returned message or its headers),
+    None when the bounce has no such part.
+    """
 
     score: float = 0.0
     status: str | None = None
@@ -143,6 +160,9 @@ class BounceAnalysis:
     #: "dsn" (RFC 3464), "heuristic" (non-standard formats) or None.
     kind: str | None = None
     reasons: list[str] = field(default_factory=list)
+    notification: Message | None = field(default=None, repr=False, compare=False)
+    report: Message | None = field(default=None, repr=False, compare=False)
+    original: Message | None = field(default=None, repr=False, compare=False)
 
     @property
     def meaning(self) -> str:
@@ -150,11 +170,71 @@ class BounceAnalysis:
         return status_meaning(self.status)
 
     @property
-    def primary_status(self) -> tuple[int, int, int] | None:
+    def status_code(self) -> tuple[int, int, int] | None:
+        """The enhanced status as numbers, ``"5.1.1"`` → ``(5, 1, 1)``; None without one."""
         if not self.status:
             return None
         a, b, c = (int(x) for x in self.status.split("."))
         return a, b, c
+
+    @property
+    def primary_status(self) -> tuple[int, str] | tuple[None, None]:
+        """The status class and its meaning: ``(5, "Permanent failure")``, or ``(None, None)``.
+
+        Lamson 1.x's shape, which bounce handlers compare (``primary_status[0] == 5``).
+        """
+        code = self.status_code
+        if code is None:
+            return NO_STATUS
+        return code[0], CLASSES.get(str(code[0]), "Unknown class")
+
+    @property
+    def secondary_status(self) -> tuple[int, str] | tuple[None, None]:
+        """The status subject and its meaning: ``(1, "Addressing status")``, or ``(None, None)``."""
+        code = self.status_code
+        if code is None:
+            return NO_STATUS
+        return code[1], SUBJECTS.get(str(code[1]), "Unknown status")
+
+    @property
+    def combined_status(self) -> tuple[int, str] | tuple[None, None]:
+        """Subject and detail together, as 1.x numbered them: ``5.1.1`` → ``(11, "Bad destination mailbox address")``.
+
+        A detail with no name of its own gets its subject's meaning.
+        """
+        code = self.status_code
+        if code is None:
+            return NO_STATUS
+        detail = f"{code[1]}.{code[2]}"
+        text = DETAILS.get(detail) or SUBJECTS.get(str(code[1]), "Unknown status")
+        return int(f"{code[1]}{code[2]}"), text
+
+    @property
+    def diagnostic_codes(self) -> tuple[str, str] | tuple[str | None, str | None]:
+        """The remote server's answer split as 1.x did: ``("550", "5.1.1 <x@y>: User unknown")``.
+
+        The first item is the leading reply code (None if the text starts
+        with none), the second the rest; ``(None, None)`` without a
+        Diagnostic-Code.
+        """
+        if not self.diagnostic_code:
+            return NO_STATUS
+        found = re.match(r"\s*([0-9][0-9.\-]*)\s*(.*)", self.diagnostic_code, re.DOTALL)
+        if not found:
+            return None, self.diagnostic_code
+        return found.group(1), found.group(2)
+
+    @property
+    def content_parts(self) -> dict[str, Message | None]:
+        """The report's parts by role: ``notification``, ``report``, ``original``."""
+        return {"notification": self.notification, "report": self.report, "original": self.original}
+
+    def probable(self, threshold: float = 0.3) -> bool:
+        """True when the message is probably a bounce: its score reaches ``threshold``.
+
+        The same test as ``MailRequest.is_bounce(threshold)``.
+        """
+        return self.score >= threshold
 
     def is_hard(self) -> bool:
         """A permanent failure: status 5.x.x (or ``Action: failed`` with no status)."""
@@ -201,6 +281,27 @@ def _status_parts(message: Message) -> list[Message]:
                     Parser().parsestr(block, headersonly=True) for block in re.split(r"\r?\n\r?\n", payload)
                 ]
     return []
+
+
+def _read_parts(message: Message, found: BounceAnalysis) -> None:
+    """Find the notification, report and original parts (RFC 3464 order, or by type)."""
+    if message.get_content_type() == "multipart/report":
+        payload = message.get_payload()
+        parts = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+        if parts and parts[0].get_content_maintype() in ("text", "multipart"):
+            found.notification = parts[0]
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind == "message/delivery-status" and found.report is None:
+            found.report = part
+        elif kind in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers") and found.original is None:
+            found.original = part
+    if found.notification is None and found.score > 0:
+        # A non-standard bounce: its text is the notification.
+        for part in message.walk():
+            if part.get_content_type() == "text/plain":
+                found.notification = part
+                break
 
 
 def _read_dsn(message: Message, found: BounceAnalysis) -> None:
@@ -270,6 +371,7 @@ def _detect(message: MailRequest) -> BounceAnalysis:
             found.reasons.append("bounce-like body text")
         _read_text_report(body, failed, found)
     found.score = min(score, 1.0)
+    _read_parts(parsed, found)
     return found
 
 
@@ -294,10 +396,15 @@ def _read_text_report(body: str, failed: str | None, found: BounceAnalysis) -> N
 def bounce_to(soft: Callable[..., Any] | None = None, hard: Callable[..., Any] | None = None) -> Callable:
     """Send bounces to other states: ``@bounce_to(soft=SOFT_BOUNCE, hard=HARD_BOUNCE)``.
 
-    A hard bounce calls ``hard(message, *args, **kwargs)`` and a soft one
-    ``soft(...)`` instead of the decorated state, whose return value (the next
-    state) they supply. A bounce with no state for its kind, or a message that
-    is not a bounce, goes to the decorated state as usual.
+    Put it under the state's ``@route``. A hard bounce calls
+    ``hard(message)`` and a soft one ``soft(message)`` (only the message: a
+    bounce handler routed on ``".+"`` has no captures to receive, as in
+    Lamson 1.x) instead of the decorated state, and what they return is the
+    next state. A bounce that says neither (no status, no action) counts as
+    soft: uncertain evidence should not trigger what a hard bounce does
+    (unsubscribing someone), and it is where 1.x sent it too. A bounce with
+    no handler for its kind, or a message that is not a bounce, goes to the
+    decorated state as usual.
     """
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -305,10 +412,11 @@ def bounce_to(soft: Callable[..., Any] | None = None, hard: Callable[..., Any] |
         def wrapper(message: Any, *args: Any, **kwargs: Any) -> Any:
             if message.is_bounce():
                 report = detect(message)
-                if hard is not None and report.is_hard():
-                    return hard(message, *args, **kwargs)
-                if soft is not None and report.is_soft():
-                    return soft(message, *args, **kwargs)
+                if report.is_hard():
+                    if hard is not None:
+                        return hard(message)
+                elif soft is not None:
+                    return soft(message)
             return func(message, *args, **kwargs)
 
         return wrapper
@@ -323,8 +431,8 @@ _SUPPRESS = {"all", "autoreply", "oof"}
 def auto_reply_refusal(message: MailRequest) -> str | None:
     """Why an automatic reply to ``message`` must not be sent (RFC 3834), or None.
 
-    Refused: bounces; the null sender (envelope ``<>``, or ``Return-Path:
-    <>`` when there is no envelope); ``Auto-Submitted`` other than ``no``;
+    Refused: bounces; the null sender (envelope ``<>``, or a ``Return-Path:
+    <>`` header); ``Auto-Submitted`` other than ``no``;
     ``Precedence: bulk/list/junk``; mailing-list mail (``List-Id``,
     ``List-Post``, ``List-Unsubscribe``); Microsoft's ``X-Auto-Response-Suppress``
     naming All, AutoReply or OOF; other autoresponders' ``X-Autoreply`` /
@@ -334,7 +442,9 @@ def auto_reply_refusal(message: MailRequest) -> str | None:
     sender = getattr(message, "From", None)
     if sender == "":
         return "null envelope sender <>"
-    if sender is None and (message["Return-Path"] or "").strip() == "<>":
+    # Return-Path is written by the delivering MTA; whoever wrote "<>" meant
+    # "do not answer", and honouring a forged one only suppresses a reply.
+    if (message["Return-Path"] or "").strip() == "<>":
         return "null Return-Path <>"
     auto = (message["Auto-Submitted"] or "").split(";")[0].strip().lower()
     if auto and auto != "no":
@@ -368,3 +478,7 @@ def _header_address(value: str | None) -> str:
     import email.utils
 
     return email.utils.parseaddr(value or "")[1]
+
+
+#: Lamson 1.x's name for the analysis ``detect`` returns.
+BounceAnalyzer = BounceAnalysis

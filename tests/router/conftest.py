@@ -8,12 +8,12 @@ import pytest
 
 from lamson.router import RouterClass
 from lamson.testing import reset_router, router_snapshot
-from tests.router.handlers import keyed, noerror, other, sample, target
+from tests.router.handlers import blog, keyed, noerror, other, sample, target, twostep
 
 
 @pytest.fixture
 def router() -> Iterator[RouterClass]:
     with router_snapshot():
-        for module in (sample, noerror, keyed, other, target):
+        for module in (sample, noerror, keyed, other, target, twostep, blog):
             module.CALLS.clear()
         yield reset_router()

@@ -21,7 +21,7 @@ def test_standard_hard_dsn() -> None:
     assert msg.is_bounce()
     report = msg.bounce
     assert report.kind == "dsn" and report.score == 1.0
-    assert report.status == "5.1.1" and report.primary_status == (5, 1, 1)
+    assert report.status == "5.1.1" and report.status_code == (5, 1, 1)
     assert report.meaning == "Permanent failure: Bad destination mailbox address"
     assert report.final_recipient == "nobody@example.net"
     assert report.original_recipient == "nobody@example.net"
@@ -59,6 +59,38 @@ def test_non_standard_bounces(name: str, recipient: str, status: str) -> None:
     assert report.status == status and report.is_hard()
 
 
+def test_lamson1_analyzer_names_on_a_hard_dsn() -> None:
+    report = sample("hard_5.1.1.eml").bounce
+    assert report.probable() and report.probable(0.9) and not report.probable(1.01)
+    assert report.primary_status == (5, "Permanent failure")
+    assert report.secondary_status == (1, "Addressing status")
+    assert report.combined_status == (11, "Bad destination mailbox address")
+    code, text = report.diagnostic_codes
+    assert code == "550" and text.startswith("5.1.1 <nobody@example.net>")
+    assert "could not" in report.notification.get_payload()
+    assert report.report.get_content_type() == "message/delivery-status"
+    assert report.original.get_content_type() == "text/rfc822-headers"
+    assert "Subject: hello" in report.original.get_payload()
+    assert report.content_parts["report"] is report.report
+
+
+def test_lamson1_analyzer_names_on_a_soft_dsn_and_a_normal_message() -> None:
+    soft = sample("soft_4.2.2.eml").bounce
+    assert soft.primary_status == (4, "Persistent transient failure")
+    assert soft.combined_status == (22, "Mailbox full")
+    normal = sample("normal.eml", sender="bob@example.org").bounce
+    assert not normal.probable()
+    assert normal.primary_status == normal.secondary_status == normal.combined_status == (None, None)
+    assert normal.diagnostic_codes == (None, None)
+    assert normal.notification is None and normal.report is None and normal.original is None
+
+
+def test_non_standard_bounce_notification_is_its_text() -> None:
+    report = sample("qmail_nonstandard.eml", sender=None).bounce
+    assert report.notification is not None and report.report is None
+    assert "gone@qmail.example.com" in report.notification.get_payload()
+
+
 def test_normal_message_is_not_a_bounce() -> None:
     msg = sample("normal.eml", sender="bob@example.org")
     assert not msg.is_bounce()
@@ -73,11 +105,12 @@ def test_status_meaning() -> None:
     assert status_meaning(None) == ""
 
 
-def HARD(message: MailRequest, *args: object) -> str:  # noqa: N802 - states are named in capitals
+def HARD(message: MailRequest) -> str:  # noqa: N802 - states are named in capitals
+    """Lamson 1.x's bounce handler signature: the message only."""
     return "hard"
 
 
-def SOFT(message: MailRequest, *args: object) -> str:  # noqa: N802
+def SOFT(message: MailRequest) -> str:  # noqa: N802
     return "soft"
 
 
@@ -92,6 +125,8 @@ def test_bounce_to_routes_by_kind() -> None:
     assert START(sample("soft_4.2.2.eml")) == "soft"
     assert START(sample("qmail_nonstandard.eml")) == "hard"
     assert START(sample("normal.eml", sender="bob@example.org"), "extra") == "start"
+    # The route's captures go to the state, never to a bounce handler (1.x: handler(message)).
+    assert START(sample("hard_5.1.1.eml"), address="nobody", host="test.com") == "hard"
     assert START.__name__ == "START" and START.__doc__ == "The decorated state."
 
 
@@ -102,6 +137,13 @@ def test_bounce_to_without_a_state_for_the_kind_falls_through() -> None:
 
     assert STATE(sample("soft_4.2.2.eml")) == "state"
     assert STATE(sample("hard_5.1.1.eml")) == "hard"
+
+
+def test_bounce_that_says_neither_hard_nor_soft_goes_to_soft() -> None:
+    unclear = plain("Subject: Undeliverable: hello\r\nX-Failed-Recipients: gone@example.net\r\n", sender="")
+    assert unclear.is_bounce()
+    assert not unclear.bounce.is_hard() and not unclear.bounce.is_soft()
+    assert START(unclear) == "soft"
 
 
 def plain(headers: str, sender: str | None = "bob@example.org") -> MailRequest:

@@ -1,4 +1,9 @@
-"""The module whose state ``other`` sets."""
+"""The module whose state ``other`` sets.
+
+WAITING also answers ``target@``, an address ``other`` does not route: with
+one stateful function per message (the first in route order), mail to
+``handoff@`` always reaches ``other.START`` first.
+"""
 
 from lamson.router import route
 
@@ -10,7 +15,7 @@ def START(message, host=None):
     CALLS.append("target.START")
 
 
-@route("handoff@(host)")
+@route("(?:handoff|target)@(host)")
 def WAITING(message, host=None):
     CALLS.append("target.WAITING")
     return START
