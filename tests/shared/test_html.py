@@ -12,7 +12,7 @@ import pytest
 
 from lamson import view
 from lamson.html import HtmlMail, inline_css, parse_css
-from lamson.mail import MailRequest
+from lamson.mail import MailRequest, part_text
 
 TEMPLATES = {"dir": "tests.shared", "module": "data/templates"}
 
@@ -133,7 +133,7 @@ def test_respond_has_html_and_a_text_alternative() -> None:
     assert alternative.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in alternative.iter_parts()] == ["text/plain", "text/html"]
     assert msg.body().startswith("Hello Zoë <z>,\n\nWelcome to **example.com**.")  # text: not escaped
-    html_part = [p for p in msg.all_parts() if p.get_content_type() == "text/html"][0].get_content()
+    html_part = part_text([p for p in msg.all_parts() if p.get_content_type() == "text/html"][0])
     assert "Hello Zoë &lt;z&gt;," in html_part and 'style="' in html_part
 
 
