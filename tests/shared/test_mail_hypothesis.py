@@ -52,6 +52,10 @@ def exercise(msg: MailRequest) -> None:
     msg.to_message()
     msg.as_bytes()
     assert msg.Data == msg.original
+    assert all(isinstance(a, str) and a == a.lower() for a in msg.route_to)
+    assert msg.route_from is None or msg.route_from == msg.route_from.lower()
+    for name in ("return-path", "delivered-to", "errors-to"):
+        msg.addresses(name)
 
 
 @SETTINGS
@@ -66,6 +70,7 @@ def test_arbitrary_bytes_parse_without_exception(data: bytes) -> None:
 def test_message_like_bytes_parse_without_exception(data: bytes) -> None:
     screen(data)
     exercise(MailRequest("peer", None, None, data))
+    exercise(MailRequest("peer", None, None, b"To: a@b\r\nFrom: c@d\r\n" + data))  # header fallback
 
 
 @SETTINGS
