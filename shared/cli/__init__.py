@@ -25,11 +25,13 @@ COMMAND_MODULES: dict[str, str] = {
     "queue": "queuecmd",
     "routes": "routes",
     "blast": "blast",
+    "cleanse": "cleanse",
     "receiver": "processes",
     "worker": "processes",
     "relay": "processes",
     "redis": "processes",
     "help": "helpcmd",
+    "version": "helpcmd",
 }
 
 

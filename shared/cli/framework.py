@@ -11,8 +11,10 @@ way: it exits by itself on errors, it prints multi-line usage, and it treats
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -121,7 +123,35 @@ class Command:
         if self.prepare is not None:
             argv = self.prepare(argv)
         args = self.parser().parse_args(argv)
-        return self.run(args)
+        with application_environment(args):
+            return self.run(args)
+
+
+@contextmanager
+def application_environment(args: argparse.Namespace) -> Iterator[None]:
+    """While a command runs, ``-config``/``-root`` are also LAMSON_SETTINGS/LAMSON_ROOT.
+
+    Everything the command starts or imports then agrees on the application:
+    the boot module's ``lamson.settings.load()`` (which reads the variables),
+    and the supervisord and programs that ``lamson start -config ...`` runs.
+    The previous values come back afterwards (commands also run in-process,
+    e.g. from tests).
+    """
+    wanted = {}
+    if getattr(args, "config", None):
+        wanted["LAMSON_SETTINGS"] = args.config
+    if getattr(args, "root", None):
+        wanted["LAMSON_ROOT"] = os.path.abspath(args.root)
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def guarded(command: Command, argv: list[str]) -> int:

@@ -1,8 +1,9 @@
-"""``lamson help [-for COMMAND]``: the list of commands, or one command explained."""
+"""``lamson help [-for COMMAND]`` and ``lamson version``: what this Lamson is and can do."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lamson.cli.framework import Command, CommandError, Parser, option
 
@@ -32,6 +33,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_version(parser: Parser) -> None:
+    """No options: the guide's ``lamson version`` takes none."""
+
+
+def version(args: argparse.Namespace) -> int:
+    """The version of this Lamson (one source: ``lamson.__version__``) and of the Python running it."""
+    import platform
+
+    import lamson
+
+    print(f"Lamson {lamson.__version__} (Python {platform.python_version()}, {Path(lamson.__file__).parent})")
+    return 0
+
+
 COMMANDS = {
     "help": Command(
         name="help",
@@ -39,5 +54,12 @@ COMMANDS = {
         examples=("lamson help", "lamson help -for send"),
         configure=configure,
         run=run,
+    ),
+    "version": Command(
+        name="version",
+        summary="print the version of Lamson (and of the Python it runs on)",
+        examples=("lamson version",),
+        configure=configure_version,
+        run=version,
     ),
 }

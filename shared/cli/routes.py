@@ -1,8 +1,10 @@
-"""``lamson routes [-test ADDRESS]``: the routing table of the booted application.
+"""``lamson routes [-test ADDRESS] [MODULE ...]``: the routing table of the booted application.
 
 The application is booted exactly as a router worker boots it (settings,
 then ``config.boot``), without Redis: the Router keeps its in-memory state,
-which is all a report needs.
+which is all a report needs. Lamson 1.x took the modules to import as
+arguments after ``--`` (``lamson routes -- config.testing``): given, they are
+imported, in order, after the settings and instead of the boot module.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lamson.cli.framework import Command, Parser, app_options, option
+from lamson.cli.framework import Command, CommandError, Parser, UsageError, app_options, option
 
 
 def configure(parser: Parser) -> None:
     option(parser, "test", metavar="ADDRESS", default=None, help="show what this address would match")
     option(parser, "boot", metavar="MODULE", default=None, help="boot module (default: config.boot)")
+    option(parser, "path", metavar="DIR", default=None, help="project root (Lamson 1.x's name for -root)")
     app_options(parser)
+    parser.add_argument("modules", nargs="*", metavar="MODULE",
+                        help="modules to import instead of the boot module (e.g. config.testing)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,11 +30,24 @@ def run(args: argparse.Namespace) -> int:
     from lamson import settings as lsettings
     from lamson.router import report
 
-    if args.boot:
-        lsettings.load(args.config, args.root)
-        importlib.import_module(args.boot)
+    if args.path and args.root and args.path != args.root:
+        raise UsageError("lamson routes: -path and -root name the project twice; give one")
+    root = args.root or args.path
+    if args.boot and args.modules:
+        raise UsageError("lamson routes: give -boot MODULE or module names, not both")
+    if args.modules:
+        lsettings.load(args.config, root)
+        for name in args.modules:
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name and name.startswith(exc.name):
+                    raise CommandError(f"cannot import {name!r} from {lsettings.project_root(root)}") from None
+                raise
+    elif args.boot:
+        lsettings.run_boot(lsettings.load(args.config, root), args.boot)
     else:
-        lsettings.boot(args.config, args.root)
+        lsettings.boot(args.config, root)
     return int(report.routes(sys.stdout, args.test))
 
 
@@ -37,11 +55,13 @@ COMMANDS = {
     "routes": Command(
         name="routes",
         summary="print the routing ORDER and TABLE; -test ADDRESS shows what an address matches",
-        examples=("lamson routes", "lamson routes -test hello@test.com"),
+        examples=("lamson routes", "lamson routes -test hello@test.com", "lamson routes -- config.testing"),
         configure=configure,
         run=run,
         description="Boot the application (config/settings.py, then config/boot.py) and print every route's\n"
                     "full regular expression with the state functions it maps to. With -test ADDRESS,\n"
-                    "also what that address matches and when each function runs (exit 1 if nothing).",
+                    "also what that address matches and when each function runs (exit 1 if nothing).\n"
+                    "Module names given as arguments (Lamson 1.x: after --) are imported instead of the\n"
+                    "boot module, e.g. config.testing to see the routes your tests run with.",
     ),
 }

@@ -5,6 +5,7 @@ your own services here (a database, a spam filter, ...); change
 config/testing.py the same way so tests get a stand-in.
 """
 
+import sys
 from pathlib import Path
 
 import jinja2
@@ -15,11 +16,17 @@ from lamson.receiver import SMTPReceiver
 from lamson.relay import Relay
 from lamson.router import Router
 
-# The settings with Lamson's defaults and the LAMSON_* environment overrides applied.
-settings = lamson_settings.load("config.settings", Path(__file__).resolve().parent.parent)
+# The settings with Lamson's defaults and the LAMSON_* environment overrides applied:
+# config.settings, or the module named by -config / LAMSON_SETTINGS.
+settings = lamson_settings.load(None, Path(__file__).resolve().parent.parent)
+if settings.__name__ != "config.settings":
+    # Handlers write `from config.settings import relay`: under -config that name
+    # must be the settings chosen, with the services assigned below.
+    sys.modules["config.settings"] = settings
+    sys.modules["config"].settings = settings
 
-# Where replies go: handlers call relay.deliver(), which enqueues the message
-# for the relay worker; the relay worker delivers it to relay_config.
+# Where replies go: handlers call relay.deliver(), which hands the message to
+# the relay worker; the relay worker delivers it to relay_config.
 settings.relay = Relay(host=settings.relay_config["host"], port=settings.relay_config["port"],
                        redis_url=settings.redis_url)
 
@@ -28,15 +35,18 @@ settings.relay = Relay(host=settings.relay_config["host"], port=settings.relay_c
 settings.receiver = SMTPReceiver(settings.receiver_config["host"], settings.receiver_config["port"])
 
 # Routing: default capture patterns, then the handlers. RELOAD re-imports a
-# handler module whose file changed, so edits need no restart in development;
-# set it to False in production.
+# handler module whose file changed, so edits need no restart: a development
+# setting (router_reload in config/settings.py, on with LAMSON_RELOAD=1 or
+# `lamson start -reload`), off under the deploy files.
 Router.defaults(**settings.router_defaults)
 Router.load(settings.handlers)
-Router.RELOAD = True
+Router.RELOAD = bool(getattr(settings, "router_reload", False))
 
 # Templates for lamson.view: Jinja2 from the app/templates package folder.
+# .html (and .xml) templates are autoescaped, so what a sender wrote cannot
+# become markup in a reply; .txt templates are plain text and left as they are.
 view.LOADER = jinja2.Environment(
     loader=jinja2.PackageLoader(settings.template_config["dir"], settings.template_config["module"]),
-    autoescape=False,
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm", "xml"), default_for_string=False),
     keep_trailing_newline=True,
 )

@@ -8,8 +8,10 @@ services on this module (settings.relay, ...), so handlers can write
 
 For deployment, environment variables override: LAMSON_RECEIVER_HOST,
 LAMSON_RECEIVER_PORT, LAMSON_RELAY_HOST, LAMSON_RELAY_PORT, LAMSON_REDIS_URL,
-LAMSON_SPOOL, LAMSON_SPOOL_DIR.
+LAMSON_SPOOL, LAMSON_SPOOL_DIR (and LAMSON_RELOAD, below).
 """
+
+import os
 
 # Where the receiver listens for incoming SMTP (`lamson start` runs it).
 # In production: port 25 on your public address.
@@ -29,6 +31,13 @@ router_defaults = {"host": "test\\.com"}
 
 # Jinja2 templates: package "app", folder "templates" (config/boot.py).
 template_config = {"dir": "app", "module": "templates"}
+
+# Development only: re-import a handler module when its file changes, so edits
+# need no restart (the guide's Router.RELOAD; config/boot.py applies it). It
+# costs a check per message and swaps code under running conversations, so it
+# is off unless LAMSON_RELOAD=1 is set (`lamson start -reload` sets it);
+# deploy/supervisord.conf never does.
+router_reload = os.environ.get("LAMSON_RELOAD", "") == "1"
 
 # Your database, if you use one (Lamson itself needs none): a URL your
 # model code in app/model can hand to the library of your choice.

@@ -1,8 +1,9 @@
 """config/boot.py for tests: the same services, but no servers and no Redis.
 
-tests/conftest.py imports this module once. The Router keeps conversation
-state in memory and settings.relay is a CapturingRelay, so what handlers send
-can be checked with lamson.testing.delivered() / queue().
+conftest.py imports this module once. The Router keeps conversation state in
+memory and settings.relay is a CapturingRelay, so what handlers send can be
+checked with lamson.testing.delivered() / queue() (the test queue: run/queue
+plus what was captured in the test process).
 """
 
 from pathlib import Path
@@ -15,7 +16,8 @@ from lamson.receiver import SMTPReceiver
 from lamson.router import LocalLocks, MemoryStorage, Router
 from lamson.testing import CapturingRelay
 
-settings = lamson_settings.load("config.settings", Path(__file__).resolve().parent.parent)
+# config.settings, or the module named by LAMSON_SETTINGS, as in config/boot.py.
+settings = lamson_settings.load(None, Path(__file__).resolve().parent.parent)
 
 settings.relay = CapturingRelay(host=settings.relay_config["host"], port=settings.relay_config["port"])
 settings.receiver = SMTPReceiver(settings.receiver_config["host"], settings.receiver_config["port"])
@@ -26,8 +28,9 @@ Router.defaults(**settings.router_defaults)
 Router.load(settings.handlers)
 Router.RELOAD = False
 
+# The same template setup as config/boot.py, so tests see what production sends.
 view.LOADER = jinja2.Environment(
     loader=jinja2.PackageLoader(settings.template_config["dir"], settings.template_config["module"]),
-    autoescape=False,
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm", "xml"), default_for_string=False),
     keep_trailing_newline=True,
 )

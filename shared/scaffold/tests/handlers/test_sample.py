@@ -32,9 +32,9 @@ def test_other_hosts_are_not_routed(lamson_router):
     client = RouterConversation(SENDER, "Lost")
     client.begin()
     client.say("hello@elsewhere.org", "Anyone?")
-    assert delivered(SENDER) is None
+    assert not delivered(SENDER)
 
 
 def test_auto_replies_get_no_answer(lamson_router):
     lamson_router.deliver(make_message(SENDER, ADDRESS, "Out of office", "Away.", Auto_Submitted="auto-replied"))
-    assert delivered(SENDER) is None
+    assert not delivered(SENDER)
