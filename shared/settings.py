@@ -195,11 +195,21 @@ def boot(name: str | None = None, root: str | os.PathLike[str] | None = None) ->
 
 
 def run_boot(settings_module: ModuleType, boot_name: str | None = None) -> None:
-    """Import the boot module: ``boot_name``, else LAMSON_BOOT, else ``boot`` beside the settings."""
+    """Import the boot module: ``boot_name``, else LAMSON_BOOT, else ``boot`` beside the settings.
+
+    A boot module that configures logging with ``logging.config.fileConfig``
+    (as the guide's does) keeps its handlers and levels, but cannot mute the
+    loggers that existed before it ran (Lamson's, rq's): fileConfig's
+    ``disable_existing_loggers`` default would otherwise silence the very
+    messages that explain a failure (see :func:`lamson.logs.loggers_kept_enabled`).
+    """
+    from lamson.logs import loggers_kept_enabled
+
     base = settings_module.__name__
     name = boot_name or os.environ.get("LAMSON_BOOT") or (base.rsplit(".", 1)[0] + ".boot" if "." in base else "boot")
     try:
-        importlib.import_module(name)
+        with loggers_kept_enabled():
+            importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name != name:
             raise

@@ -9,6 +9,7 @@ guide shows, including a ``lamson log`` started on its own.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -38,11 +39,16 @@ def configure_start(parser: Parser) -> None:
     option(parser, "FORCE", "force", action="store_true", dest="force", help="start over a stale pid file")
     option(parser, "wait", type=float, default=60.0, metavar="SECONDS",
            help="how long to wait for every program to be up (default 60)")
+    option(parser, "reload", action="store_true",
+           help="development: router workers re-import changed handler files (LAMSON_RELOAD=1)")
     app_options(parser)
 
 
 def start(args: argparse.Namespace) -> int:
     proj = this_project(args)
+    if args.reload:
+        # supervisord inherits it, and with it every program; the generated settings read it.
+        os.environ["LAMSON_RELOAD"] = "1"
     refuse_live_or_stale(proj.pidfile, args.force, "supervisord")
     if args.force and proj.socket.exists() and supervision.programs(proj) is None:
         proj.socket.unlink()
@@ -163,6 +169,7 @@ def stop_files(files: list[Path], timeout: float, kill: bool) -> int:
 def configure_restart(parser: Parser) -> None:
     option(parser, "timeout", type=float, default=180.0, metavar="SECONDS", help="how long stop waits")
     option(parser, "wait", type=float, default=60.0, metavar="SECONDS", help="how long start waits")
+    option(parser, "reload", action="store_true", help="as start -reload")
     app_options(parser)
 
 
@@ -268,7 +275,7 @@ COMMANDS = {
     "start": Command(
         name="start",
         summary="start the application: its supervisord runs redis, receiver, router, relay and log",
-        examples=("lamson start", "lamson start -FORCE"),
+        examples=("lamson start", "lamson start -FORCE", "lamson start -reload"),
         configure=configure_start,
         run=start,
         description="Run `supervisord -c deploy/supervisord.conf` for the project in the current directory\n"
