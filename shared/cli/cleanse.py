@@ -67,18 +67,22 @@ def _rebuild(part: Message) -> EmailMessage:
     maintype, subtype = ctype.split("/", 1)
     if part.is_multipart() and maintype == "multipart":
         new["Content-Type"] = ctype
-        for child in part.get_payload():
+        children: list[Message] = part.get_payload()  # type: ignore[assignment]  # a list when multipart
+        for child in children:
             new.attach(_rebuild(child))
     elif part.is_multipart():  # message/rfc822 and friends: the enclosed message, canonical too
-        new.set_content(_rebuild(part.get_payload()[0]), subtype=subtype)
+        enclosed: list[Message] = part.get_payload()  # type: ignore[assignment]
+        new.set_content(_rebuild(enclosed[0]), subtype=subtype)
     else:
         name = part.get_param("name")
-        extra = {"disposition": part.get_content_disposition(), "filename": part.get_filename(),
-                 "params": {"name": name} if isinstance(name, str) else None}
+        params = {"name": name} if isinstance(name, str) else None
+        disposition, filename = part.get_content_disposition(), part.get_filename()
         if maintype == "text":
-            new.set_content(part_text(part), subtype=subtype, charset="utf-8", **extra)
+            new.set_content(part_text(part), subtype=subtype, charset="utf-8", disposition=disposition,
+                            filename=filename, params=params)
         else:
-            new.set_content(part_bytes(part), maintype=maintype, subtype=subtype, **extra)
+            new.set_content(part_bytes(part), maintype=maintype, subtype=subtype, disposition=disposition,
+                            filename=filename, params=params)
     del new["MIME-Version"]  # set_content adds it to every part; only the message itself has one
     present = {k.lower() for k in new.keys()}
     _copy_headers(part, new, lambda name: not name.startswith("content-") or name in present)

@@ -211,7 +211,7 @@ def test_relay_sends_over_smtp_now() -> None:
 
 
 def test_relay_raises_when_it_cannot_send() -> None:
-    relay = lamson.testing.relay(port=free_port())  # type: ignore[operator] - the 1.x call form
+    relay = lamson.testing.relay(port=free_port())  # type: ignore[operator]  # the 1.x call form
     with pytest.raises(ConnectionRefusedError):
         relay.send("a@example.org", "app@test.com", "s", "b")
     with smtp_sink(rcpt_replies={"bad@example.org": "550 no such user"}) as sink:
