@@ -90,7 +90,7 @@ class SMTPReceiver:
     :meth:`close` log what does the listening instead of doing it.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8825) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | str = 8825) -> None:
         self.host = host
         self.port = int(port)
 

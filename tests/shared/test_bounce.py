@@ -66,7 +66,8 @@ def test_lamson1_analyzer_names_on_a_hard_dsn() -> None:
     assert report.secondary_status == (1, "Addressing status")
     assert report.combined_status == (11, "Bad destination mailbox address")
     code, text = report.diagnostic_codes
-    assert code == "550" and text.startswith("5.1.1 <nobody@example.net>")
+    assert code == "550" and text is not None and text.startswith("5.1.1 <nobody@example.net>")
+    assert report.notification is not None and report.report is not None and report.original is not None
     assert "could not" in report.notification.get_payload()
     assert report.report.get_content_type() == "message/delivery-status"
     assert report.original.get_content_type() == "text/rfc822-headers"
