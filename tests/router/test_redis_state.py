@@ -76,7 +76,7 @@ def test_threads_on_redis_locks_serialise(redis_conn: redis.Redis) -> None:
     def work() -> None:
         for _ in range(25):
             with locks.hold(["conv"]):
-                n = int(redis_conn.get("counter"))
+                n = int(redis_conn.get("counter") or 0)
                 redis_conn.set("counter", n + 1)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -84,7 +84,7 @@ def test_threads_on_redis_locks_serialise(redis_conn: redis.Redis) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert int(redis_conn.get("counter")) == 100
+    assert int(redis_conn.get("counter") or 0) == 100
 
 
 def test_setup_worker_puts_router_on_redis(router: RouterClass, redis_conn: redis.Redis, tmp_path) -> None:
