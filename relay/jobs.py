@@ -30,7 +30,7 @@ from lamson import context, queues
 from lamson.envelope import Envelope
 from lamson.relay import dsn
 from lamson.relay.smtp import Connections, normalise_eol
-from lamson.spool import Spooled
+from lamson.spool import Spooled, UnreadableRecord
 
 log = logging.getLogger("lamson.relay")
 
@@ -65,18 +65,21 @@ class Delivery:
         self.outcomes: dict[str, int] = {}
 
     def run(self, keys: list[str]) -> str:
-        if keys:
-            claimed = []
-            for key in dict.fromkeys(keys):
-                try:
-                    got = self.outbox.claim(key, self.worker)
-                except ValueError as exc:
-                    log.error("relay wake-up names %r: %s", key, exc)
-                    continue
-                if got is not None:
-                    claimed.append(got)
-        else:
-            claimed = self.outbox.claim_waiting(self.worker, queues.MAX_BATCH)
+        if not keys:  # whatever is due
+            keys = self.outbox.waiting(due=True)[:queues.MAX_BATCH]
+        claimed = []
+        for key in dict.fromkeys(keys):
+            try:
+                got = self.outbox.claim(key, self.worker)
+            except UnreadableRecord as exc:
+                parked = self.outbox.park_unreadable(key, self.worker, str(exc))
+                log.error("%s; parked as %s in %s", exc, parked, self.outbox.parked)
+                continue
+            except ValueError as exc:
+                log.error("relay wake-up names %r: %s", key, exc)
+                continue
+            if got is not None:
+                claimed.append(got)
         for spooled in claimed:
             outcome = self.deliver(spooled)
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1

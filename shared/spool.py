@@ -64,6 +64,28 @@ class Spooled:
     data: bytes
 
 
+class UnreadableRecord(Exception):
+    """A claimed record whose envelope cannot be read: it is parked as it is, never retried."""
+
+    def __init__(self, key: str, cause: Exception) -> None:
+        super().__init__(f"unreadable spool record {key}: {type(cause).__name__}: {cause}")
+        self.key = key
+        self.cause = cause
+
+
+def _decode_claimed(key: str, record: bytes) -> Spooled:
+    try:
+        return decode(key, record)
+    except (ValueError, TypeError, KeyError) as exc:  # bad JSON, unknown schema, missing fields
+        raise UnreadableRecord(key, exc) from exc
+
+
+def raw_tag(reason: str, data: bytes) -> bytes:
+    """A parked record that could not be read: only the reason is added, the bytes kept as they were."""
+    safe = " ".join(reason.replace("\x00", " ").split())[:900]
+    return b"X-Lamson-Reason: " + safe.encode("ascii", "backslashreplace") + b"\r\n" + data
+
+
 @dataclass(frozen=True)
 class Claim:
     """A message in flight: who holds it and since when."""
@@ -94,6 +116,8 @@ class Spool(Protocol):
                 envelope: Envelope | None = None) -> bool: ...
 
     def park(self, spooled: Spooled, worker: str, reason: str) -> str: ...
+
+    def park_unreadable(self, key: str, worker: str, reason: str) -> str | None: ...
 
     def where(self, key: str) -> str | None: ...
 
@@ -276,9 +300,10 @@ class MaildirSpool:
         except FileNotFoundError:
             return None
         try:
-            return decode(key, target.read_bytes())
+            record = target.read_bytes()
         except FileNotFoundError:
             return None  # recovered from under us by a worker that thought we were dead
+        return _decode_claimed(key, record)
 
     def claim_waiting(self, worker: str, limit: int) -> list[Spooled]:
         """Claim up to ``limit`` of the oldest messages that are due (a drain)."""
@@ -330,6 +355,17 @@ class MaildirSpool:
         self.finish(spooled.key, worker)
         return key
 
+    def park_unreadable(self, key: str, worker: str, reason: str) -> str | None:
+        """Park a claimed record that cannot be decoded, byte for byte, with the reason."""
+        claimed = self._cur / f"{key}{CLAIM_SEP}{worker}"
+        try:
+            raw = claimed.read_bytes()
+        except FileNotFoundError:
+            return None
+        parked = maildir.write(maildir.ensure(self.parked), raw_tag(reason, raw), sync=self.sync)
+        self._unlink(claimed)
+        return parked
+
     def recover(self, is_dead: Callable[[Claim], bool]) -> list[str]:
         """Return dead workers' claims to new/, counting one more attempt; the keys recovered."""
         recovered = []
@@ -345,7 +381,12 @@ class MaildirSpool:
                 # A rewrite before an earlier recovery finished: the waiting copy wins.
                 self._unlink(self._cur / name)
                 continue
-            spooled = decode(claim.key, record)
+            try:
+                spooled = decode(claim.key, record)
+            except (ValueError, TypeError, KeyError):
+                os.rename(self._cur / name, self._new / claim.key)  # whoever claims it next parks it
+                recovered.append(claim.key)
+                continue
             bumped = replace(spooled.envelope, attempts=spooled.envelope.attempts + 1)
             if self.release(spooled, claim.worker, envelope=bumped):
                 recovered.append(claim.key)
@@ -470,7 +511,7 @@ class RedisSpool:
                           args=[key, f"{worker}|{time.time():.3f}"])
         if not got or got[0] is None:
             return None
-        return Spooled(key, Envelope.from_json(got[0]), got[1] or b"")
+        return _decode_claimed(key, got[0] + b"\n" + (got[1] or b""))
 
     def claim_waiting(self, worker: str, limit: int) -> list[Spooled]:
         taken = []
@@ -494,12 +535,24 @@ class RedisSpool:
         self.finish(spooled.key, worker)
         return key
 
+    def park_unreadable(self, key: str, worker: str, reason: str) -> str | None:
+        env, data = self.conn.hmget(self._prefix + key, ["envelope", "data"])
+        parked = maildir.write(maildir.ensure(self.parked), raw_tag(reason, (env or b"") + b"\n" + (data or b"")))
+        self._finish(keys=[self._waiting, self._claims, self._prefix + key], args=[key, worker + "|"])
+        return parked
+
     def recover(self, is_dead: Callable[[Claim], bool]) -> list[str]:
         recovered = []
         for claim in self.claims():
             if not is_dead(claim):
                 continue
-            spooled = self.get(claim.key)
+            try:
+                spooled = self.get(claim.key)
+            except (ValueError, TypeError, KeyError):
+                self._release(keys=[self._waiting, self._claims, self._prefix + claim.key],
+                              args=[claim.key, claim.worker + "|", time.time(), b""])
+                recovered.append(claim.key)
+                continue
             if spooled is None:
                 self.conn.hdel(self._claims, claim.key)
                 continue

@@ -76,7 +76,7 @@ def wake(ctx: Context, group: str, keys: list[str]) -> None:
         try:
             spooled = spool.get(key)
         except Exception as exc:  # an unreadable record must not stop the sweep of every other message
-            log.error("%s: spooled %s cannot be read (%s); a worker will park it", group, key, exc)
+            log.error("%s: spooled %s cannot be read (%s); the worker woken for it parks it", group, key, exc)
             continue
         if spooled is not None:
             entries.append((key, spooled.envelope.mail_from))

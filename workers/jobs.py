@@ -29,7 +29,7 @@ from typing import Any
 
 from lamson import context, queues
 from lamson.order import sender_of
-from lamson.spool import Spooled, key_time
+from lamson.spool import Spooled, UnreadableRecord, key_time
 
 log = logging.getLogger("lamson.workers")
 
@@ -64,8 +64,9 @@ class RoutingBatch:
     def run(self, keys: list[str]) -> str:
         from lamson.router import INFRASTRUCTURE_ERRORS
 
-        claimed = [got for key in dict.fromkeys(keys) if (got := self._claim(key)) is not None] if keys \
-            else self.spool.claim_waiting(self.worker, queues.MAX_BATCH)
+        if not keys:  # a drain: the oldest waiting ones
+            keys = self.spool.waiting(due=True)[:queues.MAX_BATCH]
+        claimed = [got for key in dict.fromkeys(keys) if (got := self._claim(key)) is not None]
         todo = deque(sorted(claimed, key=lambda s: (key_time(s.key), s.key)))
         chained = 0
         try:
@@ -95,6 +96,11 @@ class RoutingBatch:
     def _claim(self, key: str) -> Spooled | None:
         try:
             return self.spool.claim(key, self.worker)
+        except UnreadableRecord as exc:
+            parked = self.spool.park_unreadable(key, self.worker, str(exc))
+            self._count("parked")
+            log.error("%s; parked as %s in %s", exc, parked, self.spool.parked)
+            return None
         except ValueError as exc:  # not a spool key: a forged or corrupt wake-up
             log.error("routing wake-up names %r: %s", key, exc)
             return None

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from lamson import queues
+from lamson import rqcompat
+from lamson.names import Names
 from lamson.receiver import server
 from lamson.spool import MaildirSpool
 from tests.reliability.test_attacks_receiver import start_receiver
@@ -58,8 +59,10 @@ def test_receiver_drops_to_receiver_user_and_still_spools(tmp_path: Path, redis_
             for entry in (spool_dir / "new").iterdir():
                 assert entry.stat().st_uid == nobody.pw_uid
             assert spool.get(keys[0]).data.endswith(MESSAGE.encode())
-            # Redis reached as nobody too: every message gets its routing job (enqueued just after the 250).
-            wait_for(lambda: all(queues.live_jobs(redis_conn, keys)), 10, what="routing jobs for the 3 messages")
+            # Redis reached as nobody too: every message gets its wake-up (sent just after the 250).
+            incoming = rqcompat.queue(redis_conn, Names().incoming)
+            wait_for(lambda: {k for job in incoming.jobs for k in job.args[0]} == set(keys), 10,
+                     what="wake-ups for the 3 messages")
         finally:
             stop_process(proc)
         log = (project["root"] / "receiver.log").read_text()

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import redis
-from rq.job import Job
-from rq.registry import FailedJobRegistry
 
 from lamson import maildir, queues
-from lamson.envelope import Envelope
-from lamson.spool import MaildirSpool, encode
+from lamson.names import Names
+from lamson.requeue import requeue
+from lamson.spool import MaildirSpool
 from tests.router.test_workers import procs, spool_message, worker_args, write_app  # noqa: F401 - procs: fixture
-from tests.support import BIN, run_lamson, spawn, wait_for
+from tests.support import run_lamson, spawn, stop_process, wait_for
 
 FAST = """
 lock_timeout = 3
@@ -29,7 +27,7 @@ lock_wait = 1
 sweep_grace = 1
 sweep_interval = 1
 route_retries = [1, 1]
-max_worker_deaths = 3
+max_attempts = 3
 """
 
 FAULTY = '''\
@@ -47,8 +45,8 @@ conn = redis.Redis.from_url(settings.redis_url)
 @route("(address)@(host)", address="hang|note|poison|fatal")
 def START(message, address=None, host=None):
     conn.rpush("started", f"{address} {os.getpid()}")
-    if address == "hang":
-        time.sleep(120)
+    if address == "hang" and conn.incr("hangs") == 1:
+        time.sleep(120)  # the first time only: its worker is killed meanwhile
     if address == "poison":
         raise RuntimeError("this message always breaks its handler")
     if address == "fatal":
@@ -81,9 +79,12 @@ def test_killed_lock_holder_delays_its_conversation_only_until_the_lock_expires(
     killed_at = time.monotonic()
     spool_message(root, redis_conn, "alice@example.org", "note@test.com")
     spool_message(root, redis_conn, "bob@example.org", "note@test.com")
+    # The dead worker's claim comes back at the survivor's next sweep, and alice's messages are
+    # handled in order once the lock has expired: the one it held first, then the next.
     wait_for(lambda: "note alice@example.org" in handled(redis_conn), 3 + 15, 0.1,
              "alice's next message within lock_timeout + a few seconds")
     assert time.monotonic() - killed_at < 3 + 15
+    assert handled(redis_conn).index("hang alice@example.org") < handled(redis_conn).index("note alice@example.org")
     assert "note bob@example.org" in handled(redis_conn)  # other conversations never waited
     assert all(redis_conn.pttl(k) > 0 for k in redis_conn.keys("itest:lock:*"))
 
@@ -107,52 +108,56 @@ def test_poison_message_is_parked_once_and_the_rest_keeps_flowing(
     assert b"always breaks its handler" in shown and b"mallory@example.org" in shown
 
 
-def test_a_job_that_crashes_outside_the_handler_fails_in_rq_keeps_its_file_and_requeues(
+def test_an_unreadable_record_is_parked_with_the_reason_and_the_rest_flows(
         tmp_path: Path, redis_url: str, redis_conn: redis.Redis, procs: list) -> None:  # noqa: F811
     root = app(tmp_path, redis_url)
     spool = MaildirSpool(root / "run" / "spool")
-    # A record the job cannot read (a bad envelope line): the job itself raises, not a handler.
+    # A record the job cannot read (a bad envelope line): not a handler's failure, and no retry helps.
     key = maildir.write(spool.path, b"{not json\nFrom: x@example.org\r\n\r\nbody\r\n")
-    queues.enqueue_route(redis_conn, key, retries=[1, 1])
+    queues.wake_router(redis_conn, Names(), "incoming", [key])
     procs.append(spawn(worker_args(root), cwd=root, log=root / "worker.log"))
     spool_message(root, redis_conn, "user@example.org", "note@test.com")
-
-    failed = FailedJobRegistry(queues.INCOMING, connection=redis_conn)
-    wait_for(lambda: failed.get_job_ids(), 30, 0.2, "the job in the failed registry after its retries")
-    assert failed.get_job_ids() == [queues.route_job_id(key)]
-    assert "note user@example.org" in handled(redis_conn)
-    time.sleep(2.5)  # two sweeps: a failed job's file is left alone, not enqueued again
-    assert spool.keys() == [key] and failed.get_job_ids() == [queues.route_job_id(key)]
-
-    # The operator repairs the record and sends the job back with rq's own command.
-    (spool.path / "new" / key).write_bytes(encode(Envelope("x@example.org", ("note@test.com",)),
-                                                  b"From: x@example.org\r\n\r\nbody\r\n"))
-    out = subprocess.run([str(BIN / "rq"), "requeue", "--all", "--url", redis_url, "--queue", queues.INCOMING],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    wait_for(lambda: "note x@example.org" in handled(redis_conn), 30, 0.2, "the requeued message routed")
-    wait_for(lambda: not spool.keys(), 30, 0.2, "its spool file removed")
+    wait_for(lambda: "note user@example.org" in handled(redis_conn), 30, 0.2, "the other message")
+    parked = root / "run" / "undeliverable" / "new"
+    wait_for(lambda: parked.exists() and list(parked.iterdir()), 30, 0.2, "the bad record parked")
+    (found,) = parked.iterdir()
+    assert b"X-Lamson-Reason: unreadable spool record" in found.read_bytes()
+    assert b"{not json" in found.read_bytes()  # kept as it was, for whoever repairs it
+    assert spool.keys() == [] and spool.claims() == []
 
 
-def test_a_message_that_kills_its_worker_is_parked_after_max_worker_deaths(
+def test_a_message_that_kills_its_worker_is_parked_after_max_attempts(
         tmp_path: Path, redis_url: str, redis_conn: redis.Redis, procs: list) -> None:  # noqa: F811
     root = app(tmp_path, redis_url)
-    key = spool_message(root, redis_conn, "mallory@example.org", "fatal@test.com")
+    spool_message(root, redis_conn, "mallory@example.org", "fatal@test.com")
     spool_message(root, redis_conn, "user@example.org", "note@test.com")
-    failed = FailedJobRegistry(queues.INCOMING, connection=redis_conn)
-    # Play supervisord: restart the worker under its name whenever it dies.
+    parked = root / "run" / "undeliverable" / "new"
+    # Play supervisord: start the worker again whenever it dies; the new one takes back the dead one's claim.
     for _ in range(6):
-        proc = spawn(worker_args(root, "-name", "router-test-00"), cwd=root, log=root / "worker.log")
+        proc = spawn(worker_args(root), cwd=root, log=root / "worker.log")
         procs.append(proc)
         deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline and not failed.get_job_ids():
+        while proc.poll() is None and time.monotonic() < deadline and not (parked.exists() and any(parked.iterdir())):
             time.sleep(0.1)
-        if failed.get_job_ids():
+        if parked.exists() and any(parked.iterdir()):
             break
-    assert failed.get_job_ids() == [queues.route_job_id(key)]
-    job = Job.fetch(queues.route_job_id(key), connection=redis_conn)
-    assert job.meta["worker_deaths"] == 3
+    (found,) = parked.iterdir()
+    assert b"X-Lamson-Reason: 3 attempts failed" in found.read_bytes()
     starts = [x.decode().split()[0] for x in redis_conn.lrange("started", 0, -1)]
-    assert starts.count("fatal") == 3  # run max_worker_deaths times: the third death parks it
+    assert starts.count("fatal") == 3  # run max_attempts times: the third death parks it
     wait_for(lambda: "note user@example.org" in handled(redis_conn), 30, 0.2, "the other message")
-    assert key in MaildirSpool(root / "run" / "spool").keys()  # kept for inspection and `rq requeue`
+    # Fixed (here: the handler no longer kills), the operator sends it back and it is handled.
+    (root / "app" / "handlers" / "faulty.py").write_text(FAULTY.replace("os._exit(3)", "pass"))
+    for proc in procs:
+        stop_process(proc)
+    procs.append(spawn(worker_args(root), cwd=root, log=root / "worker.log"))
+    requeue(found.read_bytes(), _settings(root), redis_conn)
+    wait_for(lambda: "fatal mallory@example.org" in handled(redis_conn), 30, 0.2, "the requeued message")
+
+
+def _settings(root: Path):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from lamson.settings import DEFAULTS
+
+    return SimpleNamespace(**{**DEFAULTS, "spool_dir": str(root / "run" / "spool")})

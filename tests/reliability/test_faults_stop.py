@@ -10,7 +10,7 @@ from rq import Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from lamson import maildir
-from lamson.queues import INCOMING, OUTGOING
+from lamson.names import Names
 from tests.e2e.conftest import Pipeline
 from tests.reliability.ledger import Ledger, replies, session
 from tests.support import wait_for
@@ -29,10 +29,12 @@ def test_stopping_workers_mid_traffic_abandons_nothing(pipeline: Pipeline) -> No
 
     pipeline.ctl("stop", "router:*", "relay")  # SIGTERM: rq's warm shutdown finishes the job in hand
 
-    for q in (INCOMING, OUTGOING):
+    for q in (Names().incoming, Names().outgoing):
         assert StartedJobRegistry(q, connection=conn).get_job_ids() == [], q
         assert FailedJobRegistry(q, connection=conn).get_job_ids() == [], q
     assert Worker.all(connection=conn) == []  # each worker said goodbye (no registration left to expire)
+    assert maildir.keys(spool, "cur") == []  # and left no claim behind
+    assert conn.keys("lamson:alive:*") == []  # nor a liveness key
 
     pipeline.ctl("start", "router:*", "relay")
     queue = pipeline.root / "run" / "queue"

@@ -1,7 +1,7 @@
 """The router in real worker processes: locks across processes, RELOAD, deferred queues.
 
 Each test builds a small application in a temporary directory, spools
-messages as the receiver would (MaildirSpool + enqueue_route) and runs
+messages as the receiver would (spool, sender's line, wake-up) and runs
 ``lamson worker`` processes against the private Redis.
 """
 
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue as RQueue
-from rq.registry import FailedJobRegistry
 
+from lamson import queues, rqcompat
 from lamson.envelope import Envelope
-from lamson.queues import INCOMING, enqueue_route
+from lamson.names import Names
+from lamson.order import Lines
 from lamson.spool import MaildirSpool
 from tests.support import BIN, spawn, stop_process, wait_for
 
@@ -63,7 +63,7 @@ def START(message, address=None, host=None):
     n = int(conn.get("counter:" + message.From) or 0)
     time.sleep(0.002 if address == "count" else 0.3)
     conn.set("counter:" + message.From, n + 1)
-    conn.rpush("calls", f"{os.getpid()} {message.From} {started} {time.time()}")
+    conn.rpush("calls", f"{os.getpid()} {message.From} {started} {time.time()} {message['subject']}")
 '''
 
 
@@ -84,11 +84,12 @@ def write_app(root: Path, redis_url: str, handlers: list[str], files: dict[str, 
 
 
 def spool_message(root: Path, conn: redis.Redis, sender: str, rcpt: str, subject: str = "hi",
-                  queue: str = INCOMING) -> str:
+                  queue: str = "incoming") -> str:
     data = f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
     key = MaildirSpool(root / "run" / "spool", sync=False).put(
         Envelope(mail_from=sender, rcpt_tos=(rcpt,), queue=queue), data)
-    enqueue_route(conn, key, queue=queue)
+    Lines(conn, Names(), queue).add([(key, sender)])
+    queues.wake_router(conn, Names(), queue, [key])
     return key
 
 
@@ -118,13 +119,13 @@ def run_burst(root: Path, procs: list[subprocess.Popen], count: int, *extra: str
 def intervals(conn: redis.Redis) -> list[tuple[int, str, float, float]]:
     rows = []
     for raw in conn.lrange("calls", 0, -1):
-        pid, sender, start, end = raw.decode().split()
+        pid, sender, start, end, _subject = raw.decode().split()
         rows.append((int(pid), sender, float(start), float(end)))
     return rows
 
 
-def test_one_conversation_at_a_time_across_two_workers(tmp_path: Path, redis_url: str,
-                                                      redis_conn: redis.Redis, procs: list) -> None:
+def test_one_conversation_at_a_time_and_in_order_across_two_workers(tmp_path: Path, redis_url: str,
+                                                                   redis_conn: redis.Redis, procs: list) -> None:
     write_app(tmp_path, redis_url, ["app.handlers.counter"], {"app/handlers/counter.py": COUNTER})
     for i in range(200):
         spool_message(tmp_path, redis_conn, "Same@Example.org", "count@test.com", subject=str(i))
@@ -133,7 +134,8 @@ def test_one_conversation_at_a_time_across_two_workers(tmp_path: Path, redis_url
     assert int(redis_conn.get("counter:same@example.org")) == 200
     calls = intervals(redis_conn)
     assert len(calls) == 200
-    assert len({pid for pid, *_ in calls}) == 2, "both workers must have routed messages"
+    subjects = [int(raw.decode().split()[4]) for raw in redis_conn.lrange("calls", 0, -1)]
+    assert subjects == list(range(200)), "one sender's messages handled out of order"
     ordered = sorted(calls, key=lambda c: c[2])
     assert all(a[3] <= b[2] for a, b in zip(ordered, ordered[1:], strict=False)), "calls overlapped"
     assert MaildirSpool(tmp_path / "run" / "spool").keys() == []
@@ -234,8 +236,9 @@ def test_deferred_queue_processed_by_a_second_worker_group(tmp_path: Path, redis
     run_burst(tmp_path, procs, 1)
     assert redis_conn.lrange("front", 0, -1) == [b"writer@example.org"]
     assert redis_conn.lrange("posted", 0, -1) == []
-    assert RQueue("posts", connection=redis_conn).count == 1
-    spool = MaildirSpool(tmp_path / "run" / "spool")
+    assert rqcompat.length(redis_conn, "lamson-posts") == 1
+    assert MaildirSpool(tmp_path / "run" / "spool").keys() == []
+    spool = MaildirSpool(tmp_path / "run" / "spool" / ".posts")  # the posts group's own spool
     (key,) = spool.keys()
     assert spool.get(key).envelope.queue == "posts"
 
@@ -259,7 +262,7 @@ def test_busy_conversation_is_delayed_never_failed_or_lost(tmp_path: Path, redis
     held.release()
     wait_for(lambda: redis_conn.lrange("seen", 0, -1) == [b"done"], 60, what="message routed after the lock freed")
     wait_for(lambda: MaildirSpool(tmp_path / "run" / "spool").keys() == [], 30, what="spool emptied")
-    assert FailedJobRegistry(INCOMING, connection=redis_conn).count == 0
+    assert rqcompat.queue(redis_conn, "lamson-incoming").failed_job_registry.count == 0
 
 
 def test_lamson_routes_command(tmp_path: Path, redis_url: str) -> None:

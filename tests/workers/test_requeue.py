@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
 
-from lamson import queues
+from lamson import queues, rqcompat
+from lamson.names import Names
 from lamson.queue import Queue as Maildir
 from lamson.requeue import NotParked, untag
 from lamson.spool import MaildirSpool
@@ -50,7 +50,8 @@ def test_crashed_message_is_parked_then_requeued_and_handled(tmp_path: Path, red
     spool = MaildirSpool(root / "run" / "spool")
     from lamson.envelope import Envelope
 
-    queues.enqueue_route(redis_conn, spool.put(Envelope("a@example.org", ("help@test.com",)), MESSAGE))
+    queues.wake_router(redis_conn, Names(), "incoming",
+                       [spool.put(Envelope("a@example.org", ("help@test.com",)), MESSAGE)])
     worker = [str(BIN / "lamson"), "worker", "-root", str(root), "-burst"]
     import subprocess
 
@@ -63,7 +64,7 @@ def test_crashed_message_is_parked_then_requeued_and_handled(tmp_path: Path, red
     result = run_lamson("queue", "-name", "run/undeliverable", "-requeue", key, "-root", str(root), cwd=root)
     assert result.returncode == 0, result.stderr
     assert parked.count() == 0 and len(spool.keys()) == 1
-    assert len(Queue(queues.INCOMING, connection=redis_conn)) == 1
+    assert rqcompat.length(redis_conn, Names().incoming) == 1
 
     subprocess.run(worker, cwd=root, check=True, timeout=120, capture_output=True)
     assert (root / "handled").read_text() == "a@example.org help@test.com"
