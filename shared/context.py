@@ -36,6 +36,8 @@ class Context:
     pending_outbox: list[str] = field(default_factory=list)
     #: The relay worker's kept-open SMTP sessions (lamson.relay.smtp.Connections).
     smtp: Any = None
+    #: A QueueReceiver's size_limit (bytes; 0: none).
+    queue_size_limit: int = 0
 
     def spool(self, group: str = "incoming") -> Any:
         """The spool of a worker group ("incoming", "outgoing", a deferred queue), opened once."""

@@ -6,10 +6,10 @@ a random part, so it never collides across hosts, applications or restarts
 spool (``cur/KEY,ID``) and its rq registration.
 
 Every worker keeps ``NAMESPACE:alive:ID`` in Redis with a TTL of
-``TTL`` seconds, refreshed every ``BEAT`` seconds. A claim belongs to a dead
+``worker_ttl`` seconds (default ``TTL``), refreshed three times per TTL. A claim belongs to a dead
 worker when its process on this host is gone (known at once), or when its
 key has lapsed — but only once this worker has itself been beating for
-``SETTLE`` seconds, so a Redis that restarted without the keys (or was
+two TTLs, so a Redis that restarted without the keys (or was
 unreachable for a while) does not make every live worker look dead.
 """
 
@@ -28,15 +28,16 @@ from lamson.names import Names
 from lamson.process import alive
 
 TTL = 15
-BEAT = 5.0
-#: How long this worker must have reached Redis without a break before it judges others.
-SETTLE = 2 * TTL
+#: How long (in TTLs) this worker must have reached Redis without a break before it judges others.
+SETTLE = 2.0
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 
 
 def this_host() -> str:
-    return _UNSAFE.sub("-", socket.gethostname()).strip("-") or "host"
+    """This host's name in worker ids: ``LAMSON_HOSTNAME`` (containers, tests), else the host name."""
+    name = os.environ.get("LAMSON_HOSTNAME") or socket.gethostname()
+    return _UNSAFE.sub("-", name).strip("-") or "host"
 
 
 def new_worker_id(names: Names, role: str) -> str:
@@ -64,10 +65,11 @@ class WorkerId:
 class Liveness:
     """This worker's liveness key, and the judgement of other workers' claims."""
 
-    def __init__(self, conn: redis.Redis, names: Names, worker_id: str) -> None:
+    def __init__(self, conn: redis.Redis, names: Names, worker_id: str, ttl: float = TTL) -> None:
         self.conn = conn
         self.names = names
         self.worker_id = worker_id
+        self.ttl = max(int(ttl), 1)
         self._beating_since: float | None = None
 
     def key(self, worker_id: str) -> str:
@@ -76,7 +78,7 @@ class Liveness:
     def beat(self) -> bool:
         """Refresh this worker's key; False (and the settling starts again) when Redis is unreachable."""
         try:
-            self.conn.set(self.key(self.worker_id), b"1", ex=TTL)
+            self.conn.set(self.key(self.worker_id), b"1", ex=self.ttl)
         except (redis.ConnectionError, redis.TimeoutError):
             self._beating_since = None
             return False
@@ -93,7 +95,8 @@ class Liveness:
 
     @property
     def settled(self) -> bool:
-        return self._beating_since is not None and time.monotonic() - self._beating_since >= SETTLE
+        return (self._beating_since is not None
+                and time.monotonic() - self._beating_since >= SETTLE * self.ttl)
 
     def dead(self, workers: list[str], *, claimed_since: dict[str, float] | None = None) -> set[str]:
         """Which of ``workers`` are dead (never this one).
@@ -120,6 +123,6 @@ class Liveness:
             now = time.time()
             for worker, present in zip(unknown, pipe.execute(), strict=True):
                 since = (claimed_since or {}).get(worker, 0.0)
-                if not present and now - since > TTL:
+                if not present and now - since > self.ttl:
                     verdict.add(worker)
         return verdict

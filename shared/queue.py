@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import logging
 import os
+import re
 import shutil
 import socket
 import time
@@ -62,6 +63,39 @@ def safe_key() -> str:
     return f"{sec}.M{int((now - sec) * 1_000_000)}P{os.getpid()}Q{next(_counter)}.{safe_host()}"
 
 
+_SLUG = re.compile(r"[^a-z0-9_-]+")
+
+
+def queue_group(queue_dir: str | os.PathLike[str]) -> str:
+    """The worker group that serves a Maildir queue: ``q-`` and the folder's name (``run/posts`` → ``q-posts``)."""
+    name = _SLUG.sub("-", Path(queue_dir).name.lower()).strip("-") or "queue"
+    return "q-" + name[:40]
+
+
+def receivers_key(names: Any) -> str:
+    """The Redis set of the queue groups some QueueReceiver serves (so pushes elsewhere wake nobody)."""
+    return str(names.key("queue-receivers"))
+
+
+def wake_receiver(queue_dir: str | os.PathLike[str], key: str) -> bool:
+    """In a worker process: wake the QueueReceiver of this folder, if one is announced. Never raises."""
+    from lamson import context
+
+    ctx = context.get()
+    if ctx is None:
+        return False
+    group = queue_group(queue_dir)
+    try:
+        if not ctx.conn.sismember(receivers_key(ctx.names), group):
+            return False
+        from lamson import queues
+
+        queues.wake_router(ctx.conn, ctx.names, group, [key])
+        return True
+    except Exception:  # Redis trouble: the receiver's sweep finds the message
+        return False
+
+
 class Queue:
     """A Maildir used as a queue of messages.
 
@@ -93,8 +127,14 @@ class Queue:
         self.sync = sync
 
     def push(self, message: Any) -> str:
-        """Store a message durably; return its key."""
-        return maildir.write(self.path, as_bytes(message), key=safe_key() if self.safe else None, sync=self.sync)
+        """Store a message durably; return its key.
+
+        Inside a Lamson worker, a QueueReceiver serving this folder is woken at
+        once (otherwise its sweep finds the message within its ``sleep``).
+        """
+        key = maildir.write(self.path, as_bytes(message), key=safe_key() if self.safe else None, sync=self.sync)
+        wake_receiver(self.path, key)
+        return key
 
     def pop(self) -> tuple[str | None, Any]:
         """Claim and remove the oldest message: ``(key, MailRequest)``, or ``(None, None)`` when empty.

@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     # Sweeper: messages due this long with no worker on them get a wake-up.
     "sweep_grace": 10,
     "sweep_interval": 15,
+    # Seconds a worker's liveness key lives (refreshed three times as often): the claims of a
+    # worker or host that died go back to waiting about two TTLs after it stopped answering.
+    "worker_ttl": 15,
     # A message is parked (with the reason) after this many failed attempts: workers that died
     # holding it, or errors outside the handlers. A busy conversation or Redis trouble costs none.
     "max_attempts": 5,

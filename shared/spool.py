@@ -142,6 +142,21 @@ def decode(key: str, record: bytes) -> Spooled:
     return Spooled(key, Envelope.from_json(head), data)
 
 
+def decode_plain(key: str, record: bytes, group: str, peer: str) -> Spooled:
+    """A record, or a plain message (what ``Queue.push`` writes): its envelope from its headers."""
+    if record.startswith(b'{"v":'):
+        return decode(key, record)
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+    from email.utils import getaddresses, parseaddr
+
+    headers = BytesHeaderParser(policy=compat32).parsebytes(record)
+    sender = parseaddr(str(headers.get("From") or ""))[1].lower()
+    rcpts = [a.lower() for _, a in getaddresses([str(v) for v in headers.get_all("To", [])]) if a]
+    return Spooled(key, Envelope(mail_from=sender, rcpt_tos=tuple(dict.fromkeys(rcpts)), peer=peer, queue=group,
+                                 received_at=key_time(key), extra={"plain": "1"}), record)
+
+
 def key_time(key: str) -> float:
     """The time a key was made (its name starts with seconds and ``M``microseconds)."""
     try:
@@ -167,9 +182,11 @@ class MaildirSpool:
     STALE_TMP = 15 * 60
 
     def __init__(self, path: str | os.PathLike[str], *, group: str = "incoming",
-                 parked: str | os.PathLike[str] | None = None, sync: bool = True) -> None:
+                 parked: str | os.PathLike[str] | None = None, sync: bool = True, plain: bool = False) -> None:
         self.path = maildir.ensure(path)
         self.group = group
+        #: A Maildir queue of plain messages (QueueReceiver): no envelope line, read from the headers.
+        self.plain = plain
         self.parked = Path(parked) if parked is not None else self.path.parent / "undeliverable"
         self.sync = sync
         self._new = self.path / "new"
@@ -214,12 +231,12 @@ class MaildirSpool:
         """Read a message, waiting or in flight, without claiming it."""
         maildir.check_key(key)
         try:
-            return decode(key, (self._new / key).read_bytes())
+            return self._decode(key, (self._new / key).read_bytes())
         except FileNotFoundError:
             pass
         for claim in self._claim_names(key):
             try:
-                return decode(key, (self._cur / claim).read_bytes())
+                return self._decode(key, (self._cur / claim).read_bytes())
             except FileNotFoundError:
                 continue
         return None
@@ -303,7 +320,15 @@ class MaildirSpool:
             record = target.read_bytes()
         except FileNotFoundError:
             return None  # recovered from under us by a worker that thought we were dead
-        return _decode_claimed(key, record)
+        try:
+            return self._decode(key, record)
+        except (ValueError, TypeError, KeyError) as exc:  # bad JSON, unknown schema, missing fields
+            raise UnreadableRecord(key, exc) from exc
+
+    def _decode(self, key: str, record: bytes) -> Spooled:
+        if self.plain:
+            return decode_plain(key, record, self.group, str(self.path))
+        return decode(key, record)
 
     def claim_waiting(self, worker: str, limit: int) -> list[Spooled]:
         """Claim up to ``limit`` of the oldest messages that are due (a drain)."""
@@ -382,7 +407,7 @@ class MaildirSpool:
                 self._unlink(self._cur / name)
                 continue
             try:
-                spooled = decode(claim.key, record)
+                spooled = self._decode(claim.key, record)
             except (ValueError, TypeError, KeyError):
                 os.rename(self._cur / name, self._new / claim.key)  # whoever claims it next parks it
                 recovered.append(claim.key)

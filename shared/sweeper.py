@@ -150,12 +150,3 @@ class Housekeeper(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
-
-
-def start(ctx: Context, liveness: Liveness, groups: list[str], settings: Any) -> Housekeeper:
-    from lamson.liveness import BEAT
-
-    keeper = Housekeeper(ctx, liveness, groups, interval=float(settings.sweep_interval),
-                         grace=float(settings.sweep_grace), beat=min(BEAT, float(settings.sweep_interval)))
-    keeper.start()
-    return keeper

@@ -79,11 +79,12 @@ def work(ctx: context.Context, groups: list[str], *, burst: bool = False, schedu
     """Beat, sweep once, then run rq's loop on the groups' queues until stopped."""
     for problem in startup_problems(ctx.conn):
         log.warning("WARNING: %s", problem)
-    liveness = Liveness(ctx.conn, ctx.names, ctx.worker_id)
+    ttl = float(getattr(ctx.settings, "worker_ttl", 15))
+    liveness = Liveness(ctx.conn, ctx.names, ctx.worker_id, ttl=ttl)
     liveness.beat()
     keeper = sweeper.Housekeeper(ctx, liveness, groups, interval=float(ctx.settings.sweep_interval),
                                  grace=float(ctx.settings.sweep_grace),
-                                 beat=min(5.0, float(ctx.settings.sweep_interval)))
+                                 beat=min(ttl / 3, float(ctx.settings.sweep_interval)))
     try:
         keeper.sweep_all()  # a restarted worker's own dead predecessor is on this host: its claims come back now
     except Exception as exc:  # Redis down at start: rq's loop waits for it; the thread sweeps later

@@ -5,3 +5,7 @@ spool keys: claim, route in each sender's order, commit replies, finish);
 the process entry point in :mod:`lamson.workers.worker`; what router and
 relay workers share (liveness, sweeps, rq's loop) in :mod:`lamson.workerbase`.
 """
+
+from lamson.workers.queue_receiver import QueueReceiver, queue_group
+
+__all__ = ["QueueReceiver", "queue_group"]

@@ -58,6 +58,9 @@ class RoutingBatch:
         self.settings = ctx.settings
         self.max_attempts = int(getattr(self.settings, "max_attempts", 5))
         self.retries = list(getattr(self.settings, "route_retries", [10, 60, 300])) or [10]
+        #: Maildir queues (QueueReceiver) keep no per-sender order; the spool and deferred groups do.
+        self.ordered = not group.startswith("q-")
+        self.size_limit = int(getattr(ctx, "queue_size_limit", 0) or 0) if not self.ordered else 0
         self.done: list[Spooled] = []
         self.outcomes: dict[str, int] = {}
 
@@ -75,10 +78,11 @@ class RoutingBatch:
                 turn = self._turn(spooled)
                 if turn is None:
                     continue
-                if turn is not spooled:  # an older message of the same sender was waiting: it goes first
+                if turn.key != spooled.key:  # an older message of the same sender was waiting: it goes first
                     todo.appendleft(spooled)
                     todo.appendleft(turn)
                     continue
+                spooled = turn  # itself (re-claimed, if it had stepped back for a moment)
                 if self._handle(spooled) and chained < MAX_CHAIN:
                     following = self._follow(spooled)
                     if following is not None:
@@ -113,7 +117,7 @@ class RoutingBatch:
     def _turn(self, spooled: Spooled) -> Spooled | None:
         """The message to handle now for this one's sender: itself, an older waiting one, or None (wait)."""
         sender = spooled.envelope.mail_from
-        if not sender_of(sender):
+        if not self.ordered or not sender_of(sender):
             return spooled
         for _ in range(10):
             head = self.lines.head(sender)
@@ -149,6 +153,8 @@ class RoutingBatch:
 
     def _follow(self, spooled: Spooled) -> Spooled | None:
         """Leave the sender's line; claim the next message of that sender if it is waiting."""
+        if not self.ordered:
+            return None
         nxt = self.lines.done(spooled.envelope.mail_from, spooled.key)
         if nxt is None or nxt == spooled.key:
             return None
@@ -165,6 +171,12 @@ class RoutingBatch:
         if env.attempts >= self.max_attempts:
             self._park(spooled, f"{env.attempts} attempts failed (workers died or errors outside the handlers); "
                                 f"parked after max_attempts={self.max_attempts}")
+            return True
+        if self.size_limit and len(spooled.data) > self.size_limit:
+            self._park(spooled, f"{len(spooled.data)} bytes, over the queue's size_limit of {self.size_limit}")
+            return True
+        if not env.rcpt_tos:
+            self._park(spooled, "no recipient: a queued message needs a To header")
             return True
         reason = screen(spooled.data)
         if reason:

@@ -15,6 +15,7 @@ import logging
 from lamson import logs
 from lamson import settings as lsettings
 from lamson.workerbase import build_context, work
+from lamson.workers.queue_receiver import QueueReceiver, serve
 
 log = logging.getLogger("lamson.workers")
 
@@ -37,4 +38,8 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
 
     setup_worker(ctx.conn, settings)
     lsettings.run_boot(settings, boot)
+    receiver = getattr(settings, "receiver", None)
+    if isinstance(receiver, QueueReceiver):  # a queue boot (the guide's config/queue.py)
+        log.info("serving the Maildir queue %s as worker group %s", receiver.queue_dir, receiver.group)
+        return serve(ctx, receiver, burst=burst)
     return work(ctx, groups, burst=burst)

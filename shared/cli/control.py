@@ -41,11 +41,39 @@ def configure_start(parser: Parser) -> None:
            help="how long to wait for every program to be up (default 60)")
     option(parser, "reload", action="store_true",
            help="development: router workers re-import changed handler files (LAMSON_RELOAD=1)")
+    option(parser, "boot", default=None, metavar="MODULE",
+           help="start the program of another boot module (config.queue: the queue processor) "
+                "under the running supervisord")
     app_options(parser)
+
+
+def start_boot(args: argparse.Namespace, proj: supervision.Project) -> int:
+    """``lamson start -boot config.queue``: the guide's second server, as the project's supervisord program.
+
+    The program is named after the module's last part (``queue``) and is in
+    deploy/supervisord.conf with autostart=false; the project must be running.
+    """
+    name = str(args.boot).rsplit(".", 1)[-1]
+    infos = supervision.programs(proj)
+    if infos is None:
+        raise CommandError(f"the project is not running: run `lamson start` first, then `lamson start -boot {args.boot}`")
+    if name not in {info["group"] for info in infos}:
+        raise CommandError(f"deploy/supervisord.conf has no [program:{name}] for boot module {args.boot} "
+                           f"(add one running `lamson worker -boot {args.boot}`)")
+    try:
+        supervision.rpc(proj).supervisor.startProcessGroup(name, True)
+    except Exception as exc:  # ALREADY_STARTED and friends: say it plainly
+        text = str(exc)
+        if "ALREADY_STARTED" not in text:
+            raise CommandError(f"cannot start {name}: {text} (see logs/{name}.log)") from None
+    infos = supervision.programs(proj) or []
+    return report_programs([i for i in infos if i["group"] == name], proj)
 
 
 def start(args: argparse.Namespace) -> int:
     proj = this_project(args)
+    if getattr(args, "boot", None) and args.boot != "config.boot":
+        return start_boot(args, proj)
     if args.reload:
         # supervisord inherits it, and with it every program; the generated settings read it.
         os.environ["LAMSON_RELOAD"] = "1"

@@ -20,11 +20,9 @@ from email import message_from_bytes
 from email.policy import default
 
 import redis
-from rq import Queue
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from lamson import maildir
-from lamson.queues import INCOMING, OUTGOING
+from lamson import maildir, rqcompat
+from lamson.names import Names
 from tests.e2e.conftest import Pipeline
 from tests.reliability.ledger import Ledger, replies, session
 from tests.support import wait_for
@@ -60,13 +58,12 @@ def killer(pipeline: Pipeline, kills: list[tuple[float, str, int]], stop: thread
 def describe(pipeline: Pipeline) -> str:
     """Where things stand, for a failure message."""
     conn = redis.Redis.from_url(pipeline.redis_url)
-    parts = [f"spool {len(maildir.keys(pipeline.root / 'run' / 'spool'))}",
-             f"undeliverable {len(maildir.keys(pipeline.root / 'run' / 'undeliverable'))}"]
-    for q in (INCOMING, OUTGOING):
-        parts.append(f"{q}: queued {Queue(q, connection=conn).count} "
-                     f"started {StartedJobRegistry(q, connection=conn).get_job_ids(cleanup=False)} "
-                     f"scheduled {len(ScheduledJobRegistry(q, connection=conn).get_job_ids())} "
-                     f"failed {FailedJobRegistry(q, connection=conn).get_job_ids()}")
+    parts = []
+    for folder in ("spool", "outbox", "undeliverable", "bounced"):
+        path = pipeline.root / "run" / folder
+        parts.append(f"{folder} waiting {len(maildir.keys(path))} in flight {len(maildir.keys(path, 'cur'))}")
+    for q in (Names().incoming, Names().outgoing):
+        parts.append(f"{q}: queued {rqcompat.length(conn, q)}")
     conn.close()
     return "; ".join(parts) + f"; logs in {pipeline.root / 'logs'}"
 
@@ -74,7 +71,7 @@ def describe(pipeline: Pipeline) -> str:
 #: Appended to the demo's settings. Each worker dies every few seconds here (its own kills plus
 #: Redis's), far more often than any real message could be blamed for, so the poison-message
 #: bound is raised; a shorter sweep interval only shortens the wait for the backlog.
-TUNING = "\nmax_worker_deaths = 20\nsweep_interval = 5\n"
+TUNING = "\nmax_attempts = 20\nsweep_interval = 5\n"
 
 
 def tune(pipeline: Pipeline) -> None:
@@ -116,23 +113,21 @@ def test_kill_every_process_type_mid_traffic(pipeline: Pipeline) -> None:
         raise AssertionError(f"{len(missing)} accepted message(s) without a reply, e.g. {sorted(missing)[:5]}; "
                              f"{describe(pipeline)}") from None
 
-    # Settled: nothing left in the spool or in any rq queue or registry.
+    # Settled: nothing waiting or in flight in the spool or the outbox, nothing parked, no wake-up queued.
     conn = redis.Redis.from_url(pipeline.redis_url)
     spool = pipeline.root / "run" / "spool"
+    outbox = pipeline.root / "run" / "outbox"
 
     def settled() -> bool:
-        return not maildir.keys(spool) and all(
-            Queue(q, connection=conn).count == 0
-            and not StartedJobRegistry(q, connection=conn).get_job_ids()
-            and not ScheduledJobRegistry(q, connection=conn).get_job_ids()
-            for q in (INCOMING, OUTGOING))
+        return (not maildir.keys(spool) and not maildir.keys(spool, "cur")
+                and not maildir.keys(outbox) and not maildir.keys(outbox, "cur")
+                and all(rqcompat.length(conn, q) == 0 for q in (Names().incoming, Names().outgoing)))
 
     try:
-        wait_for(settled, 90, 0.5, "spool, queues, started and scheduled registries empty")
+        wait_for(settled, 90, 0.5, "spool, outbox and queues empty")
     except AssertionError:
         raise AssertionError(f"not settled: {describe(pipeline)}") from None
-    for q in (INCOMING, OUTGOING):
-        assert FailedJobRegistry(q, connection=conn).get_job_ids() == [], q
+    assert maildir.keys(pipeline.root / "run" / "undeliverable") == []  # no innocent message parked
 
     # No partial file anywhere: every reply is complete; stale tmp/ files were removed.
     got = replies(queue)

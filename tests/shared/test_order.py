@@ -66,14 +66,14 @@ def test_elsewhere_dead_means_key_lapsed_and_judge_settled(redis_conn: redis.Red
     me.beat()
     old = {other_alive: time.time() - 100, other_dead: time.time() - 100}
     assert me.dead([other_alive, other_dead], claimed_since=old) == set()  # not settled: judges nobody
-    monkeypatch.setattr(liveness, "SETTLE", 0)
+    monkeypatch.setattr(liveness, "SETTLE", 0.0)
     assert me.dead([other_alive, other_dead], claimed_since=old) == {other_dead}
     fresh = {other_dead: time.time()}
     assert me.dead([other_dead], claimed_since=fresh) == set()  # a claim younger than the TTL: wait
 
 
 def test_losing_redis_restarts_the_settling(redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(liveness, "SETTLE", 0)
+    monkeypatch.setattr(liveness, "SETTLE", 0.0)
     me = Liveness(redis_conn, Names("t"), "t.router.h.1.a")
     assert me.beat() and me.settled
     me.conn = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)

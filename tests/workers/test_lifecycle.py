@@ -157,3 +157,21 @@ def test_lines_and_queues_are_per_namespace(ctx: context.Context) -> None:
     assert Lines(ctx.conn, Names("other")).head("a@example.org") is None
     queues.wake_router(ctx.conn, ctx.names, "incoming", [key])
     assert rqcompat.length(ctx.conn, "t-incoming") == 1 and rqcompat.length(ctx.conn, "lamson-incoming") == 0
+
+
+def test_a_message_that_stepped_back_and_was_taken_again_runs_once(ctx: context.Context,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = accept(ctx, "m0"), accept(ctx, "m1")
+    held = ctx.spool().claim(first, "t.router.h.2.other")
+    real_release = ctx.spool().release
+
+    def release_then_other_finishes(spooled, worker, **kw):  # type: ignore[no-untyped-def]
+        done = real_release(spooled, worker, **kw)
+        # The other worker finishes m0 in the window between stepping back and looking again.
+        ctx.spool().finish(first, "t.router.h.2.other")
+        ctx.lines().done(held.envelope.mail_from, first)
+        return done
+
+    monkeypatch.setattr(ctx.spool(), "release", release_then_other_finishes)
+    jobs.route([second])
+    assert handlers.CALLS == ["m1"]  # once, not twice

@@ -58,3 +58,11 @@ spool = "maildir"
 
 # Listen on port 25 as root, then run as this user (the spool must be writable by it).
 # receiver_user = "lamson"
+
+# The guide's "Deferred Processing To Queues": handlers push slow work into a
+# Maildir queue (lamson.queue.Queue(queue_config["queue"]).push(message)) and
+# a QueueReceiver (config/queue.py; `lamson start -boot config.queue`) routes
+# it with queue_handlers. "sleep": how often (seconds) it also sweeps the
+# folder for messages written by processes that could not wake it.
+queue_config = {"queue": "run/posts", "sleep": 10}
+queue_handlers = []

@@ -1,0 +1,92 @@
+"""The guide's "Deferred Processing To Queues": a worker group that consumes a Maildir queue.
+
+A handler drops a message into a queue (``Queue("run/posts").push(message)``)
+and another Lamson process, booted with its own handlers, routes what lands
+there. In Lamson 1.x that process polled the directory; here it is a router
+worker on the queue's own rq queue, with the spool's lifecycle: a message is
+claimed by renaming it into ``cur/KEY,WORKER``, removed when routed, put back
+when its worker dies, parked in ``undeliverable_dir`` with the reason after
+``max_attempts``. ``Queue.push`` inside a Lamson worker wakes it at once when
+a QueueReceiver serves that queue; anything else that writes into the folder
+(a script, another host without Redis) is found by its sweep, every
+``sleep`` seconds.
+
+A queue boot reads as in the guide::
+
+    settings.receiver = QueueReceiver(settings.queue_config["queue"], settings.queue_config["sleep"])
+    Router.load(settings.queue_handlers)
+
+and runs with ``lamson worker -boot config.queue`` (the ``queue`` program of
+the generated deploy/supervisord.conf). Messages in a queue are plain mail,
+routed by their To header (1.x: ``ROUTABLE_TO_HEADER``) with the From header
+as sender; they carry no per-sender order (1.x queues were not FIFO either).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from lamson.names import Names
+from lamson.queue import queue_group, receivers_key
+
+
+def announce(conn: redis.Redis, names: Names, group: str) -> None:
+    """Tell handlers' ``Queue.push`` that this group has a receiver to wake."""
+    conn.sadd(receivers_key(names), group)
+
+
+class QueueReceiver:
+    """Lamson 1.x's ``QueueReceiver(queue_dir, sleep=10, size_limit=0, oversize_dir=None)``.
+
+    Built in a queue boot module, it tells the worker process which Maildir
+    to serve. ``sleep`` is how often the folder is swept for messages nobody
+    woke the workers for; ``size_limit`` (bytes, 0: none) parks bigger
+    messages instead of routing them (``oversize_dir`` is accepted and, as
+    there, where they go: by default the undeliverable queue).
+    """
+
+    def __init__(self, queue_dir: str | os.PathLike[str], sleep: float = 10, size_limit: int = 0,
+                 oversize_dir: str | os.PathLike[str] | None = None) -> None:
+        self.queue_dir = Path(queue_dir)
+        self.sleep = float(sleep)
+        self.size_limit = int(size_limit)
+        self.oversize_dir = Path(oversize_dir) if oversize_dir is not None else None
+        self.group = queue_group(self.queue_dir)
+
+    def spool(self, settings: Any) -> Any:
+        """The queue folder as a spool of plain messages, parking where the settings say."""
+        from lamson.spool import MaildirSpool
+
+        parked = self.oversize_dir or Path(getattr(settings, "undeliverable_dir", "run/undeliverable"))
+        return MaildirSpool(self.queue_dir, group=self.group, parked=parked, plain=True)
+
+    def start(self, one_shot: bool = False) -> int:
+        """Serve the queue in this process (1.x's API): until stopped, or until it is empty with ``one_shot``."""
+        from lamson import context
+        from lamson.workerbase import build_context
+
+        ctx = context.get()
+        if ctx is None:
+            from lamson import settings as lsettings
+
+            ctx = build_context(lsettings.load(), "queue")
+        return serve(ctx, self, burst=one_shot)
+
+    def __repr__(self) -> str:
+        return f"QueueReceiver({str(self.queue_dir)!r}, sleep={self.sleep:g})"
+
+
+def serve(ctx: Any, receiver: QueueReceiver, *, burst: bool = False) -> int:
+    """Run this worker process on a queue: its spool registered, announced, swept every ``sleep`` seconds."""
+    from lamson.workerbase import work
+
+    ctx.spools[receiver.group] = receiver.spool(ctx.settings)
+    ctx.settings.sweep_interval = min(float(ctx.settings.sweep_interval), receiver.sleep)
+    ctx.settings.sweep_grace = min(float(ctx.settings.sweep_grace), receiver.sleep)
+    ctx.queue_size_limit = receiver.size_limit
+    announce(ctx.conn, ctx.names, receiver.group)
+    return work(ctx, [receiver.group], burst=burst)
