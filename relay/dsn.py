@@ -84,7 +84,7 @@ def build(original: bytes, sender: str, failures: list[Failure], *, remote: str,
     per_message["Reporting-MTA"] = f"dns; {host}"
     if arrived is not None:
         per_message["Arrival-Date"] = format_datetime(datetime.fromtimestamp(arrived, UTC))
-    blocks = [per_message]
+    blocks: list[Message | str] = [per_message]
     for failure in failures:
         block = Message(policy=SMTP_POLICY)
         block["Final-Recipient"] = f"rfc822; {failure.recipient}"

@@ -42,12 +42,12 @@ def routes(out: TextIO, test: str | None = None, router: RouterClass | None = No
         print(f"TEST address {test!r} matches no route.", file=out)
         return 1
     print(f"TEST address {test!r} matches:", file=out)
-    for regex, funcs in router.table:
-        found = regex.match(address)
+    for pattern, funcs in router.table:
+        found = pattern.match(address)
         if not found:
             continue
         captures = {k: v for k, v in found.groupdict().items() if v is not None}
-        print(f"  {regex.pattern!r} -- {captures!r}", file=out)
+        print(f"  {pattern.pattern!r} -- {captures!r}", file=out)
         for func in funcs:
             spec = spec_of(func)
             if spec is not None and spec.stateless:

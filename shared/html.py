@@ -236,7 +236,7 @@ def _wiki_function(wiki: Wiki) -> Callable[[str], str]:
         function = getattr(wiki, "markdown", None)
         if not callable(function):
             raise TypeError(f"wiki module {wiki.__name__} has no markdown() function")
-        return function  # type: ignore[no-any-return]
+        return function
     if not callable(wiki):
         raise TypeError("wiki must be a function turning Markdown (or other markup) text into HTML")
     return wiki

@@ -25,7 +25,7 @@ from email.headerregistry import Address, AddressHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from lamson import bounce
 from lamson.encoding import (
@@ -43,6 +43,9 @@ from lamson.encoding import (
     screen,
     walk_with_depth,
 )
+
+if TYPE_CHECKING:
+    from lamson.envelope import Envelope
 
 __all__ = [
     "ROUTABLE_TO_HEADER",
@@ -118,6 +121,9 @@ class MailRequest:
     message over the limits keeps its raw bytes and the reason in
     :attr:`refused`, and reads as having fewer (or no) headers and parts.
     """
+
+    #: The spool envelope the message arrived with (set by the router worker), else None.
+    envelope: Envelope | None = None
 
     def __init__(
         self,
@@ -473,6 +479,11 @@ def _idna(domain: str) -> str:
         return domain
 
 
+def _is_pair(value: object) -> TypeGuard[tuple[str, str]]:
+    """One (display name, address) pair, rather than a list of addresses."""
+    return isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value)
+
+
 def _address_list(name: str, value: AddressLike | Iterable[AddressLike]) -> str | list[Address]:
     """Normalise an address header value; non-ASCII domains become IDNA (ASCII on the wire).
 
@@ -480,12 +491,10 @@ def _address_list(name: str, value: AddressLike | Iterable[AddressLike]) -> str 
     (:class:`HeaderInjectionError`); display names are quoted/encoded by the stdlib.
     """
     items: list[AddressLike]
-    if isinstance(value, str | Address) or (
-        isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value)
-    ):
-        items = [value]  # type: ignore[list-item]
+    if isinstance(value, str | Address) or _is_pair(value):
+        items = [value]
     else:
-        items = list(value)  # type: ignore[arg-type]
+        items = list(value)
     out: list[str | Address] = []
     for item in items:
         if isinstance(item, Address):
@@ -502,8 +511,9 @@ def _address_list(name: str, value: AddressLike | Iterable[AddressLike]) -> str 
                 out.extend(_make_address(display, addr) for display, addr in pairs)
             else:  # e.g. a group ("undisclosed-recipients:;"): the stdlib parses it when set
                 out.append(text)
-    if all(isinstance(a, Address) for a in out):
-        return out  # type: ignore[return-value]
+    addresses = [a for a in out if isinstance(a, Address)]
+    if len(addresses) == len(out):
+        return addresses
     return ", ".join(str(a) for a in out)
 
 
@@ -704,7 +714,7 @@ class MailResponse:
             if message.get_content_type() != "multipart/mixed":
                 message.make_mixed()
             for part in extra:
-                message.attach(part)  # type: ignore[arg-type]
+                message.attach(part)  # type: ignore[arg-type]  # typeshed wants an EmailMessage; any Message attaches
         return self._finish(message)
 
     def _render_forwarded(self, message: EmailMessage) -> None:
@@ -716,7 +726,7 @@ class MailResponse:
             message.set_param(key, value)
         message.set_boundary(email.utils.make_msgid().strip("<>").replace("@", "."))
         for part in [*self._forwarded, *self.parts]:
-            message.attach(part)  # type: ignore[arg-type]
+            message.attach(part)  # type: ignore[arg-type]  # typeshed wants an EmailMessage; any Message attaches
 
     def _finish(self, message: EmailMessage) -> EmailMessage:
         """MIME-Version on the top only."""
@@ -791,7 +801,7 @@ def _container_part(container: tuple[str, list[tuple[str, str]]], parts: list[Me
         holder.set_param(key, value)
     holder.set_boundary(email.utils.make_msgid().strip("<>").replace("@", "."))
     for part in parts:
-        holder.attach(part)  # type: ignore[arg-type]
+        holder.attach(part)  # type: ignore[arg-type]  # typeshed wants an EmailMessage; any Message attaches
     return holder
 
 

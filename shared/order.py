@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from lamson.connection import members
 from lamson.names import Names
 from lamson.spool import key_time
 
@@ -63,8 +64,8 @@ class Lines:
         sender = sender_of(sender)
         if not sender:
             return None
-        first = self.conn.zrange(self._key(sender), 0, 0)
-        return first[0].decode() if first else None
+        first = members(self.conn.zrange(self._key(sender), 0, 0))
+        return first[0] if first else None
 
     def done(self, sender: str, key: str) -> str | None:
         """Remove ``key`` from its line; return the key whose turn it is now (or None)."""

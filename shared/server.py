@@ -132,11 +132,10 @@ def __getattr__(name: str) -> Any:
     # ---- QueueReceiver ------------------------------------------------------------
     # Lamson 1.x's QueueReceiver(queue_dir, sleep=10, ...) is written in lamson.workers
     # (a worker group consuming a Maildir queue). It is re-exported from there, lazily,
-    # so that importing lamson.server never drags in the worker machinery. Once it
-    # exists, this can become a plain `from lamson.workers import QueueReceiver` above.
+    # so that importing lamson.server never drags in the worker machinery (rq, the router).
     if name == "QueueReceiver":
         try:
-            from lamson.workers import QueueReceiver  # type: ignore[attr-defined]
+            from lamson.workers import QueueReceiver
         except ImportError as exc:
             raise AttributeError("lamson.server.QueueReceiver: lamson.workers provides no QueueReceiver "
                                  f"in this installation ({exc})") from exc

@@ -87,7 +87,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Environment variables that override settings, and how to apply them.
-ENV_OVERRIDES = {
+ENV_OVERRIDES: dict[str, tuple[str | tuple[str, str], type[str] | type[int]]] = {
     "LAMSON_REDIS_URL": ("redis_url", str),
     "LAMSON_NAMESPACE": ("namespace", str),
     "LAMSON_SPOOL": ("spool", str),

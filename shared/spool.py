@@ -44,6 +44,8 @@ from typing import Any, Protocol
 import redis
 
 from lamson import maildir
+from lamson.connection import data as redis_data
+from lamson.connection import members, text
 from lamson.envelope import Envelope
 from lamson.names import Names
 from lamson.process import alive
@@ -504,7 +506,7 @@ class RedisSpool:
         env, data = self.conn.hmget(self._prefix + key, ["envelope", "data"])
         if env is None:
             return None
-        return Spooled(key, Envelope.from_json(env), data or b"")
+        return Spooled(key, Envelope.from_json(env), redis_data(data))
 
     def where(self, key: str) -> str | None:
         pipe = self.conn.pipeline(transaction=False)
@@ -519,7 +521,7 @@ class RedisSpool:
 
     def waiting(self, *, due: bool = False, older_than: float = 0.0) -> list[str]:
         limit: float | str = time.time() - max(older_than, 0.0) if (due or older_than > 0) else "+inf"
-        return [k.decode() for k in self.conn.zrangebyscore(self._waiting, "-inf", limit)]
+        return members(self.conn.zrangebyscore(self._waiting, "-inf", limit))
 
     def keys(self, older_than: float = 0.0) -> list[str]:
         return self.waiting(older_than=older_than)
@@ -527,8 +529,8 @@ class RedisSpool:
     def claims(self) -> list[Claim]:
         found = []
         for key, value in self.conn.hgetall(self._claims).items():
-            worker, _, since = value.decode().rpartition("|")
-            found.append(Claim(key.decode(), worker, float(since or 0)))
+            worker, _, since = text(value).rpartition("|")
+            found.append(Claim(text(key), worker, float(since or 0)))
         return found
 
     def claim(self, key: str, worker: str) -> Spooled | None:
@@ -540,8 +542,8 @@ class RedisSpool:
 
     def claim_waiting(self, worker: str, limit: int) -> list[Spooled]:
         taken = []
-        for key in self.conn.zrangebyscore(self._waiting, "-inf", time.time(), start=0, num=limit):
-            got = self.claim(key.decode(), worker)
+        for key in members(self.conn.zrangebyscore(self._waiting, "-inf", time.time(), start=0, num=limit)):
+            got = self.claim(key, worker)
             if got is not None:
                 taken.append(got)
         return taken
@@ -562,7 +564,7 @@ class RedisSpool:
 
     def park_unreadable(self, key: str, worker: str, reason: str) -> str | None:
         env, data = self.conn.hmget(self._prefix + key, ["envelope", "data"])
-        parked = maildir.write(maildir.ensure(self.parked), raw_tag(reason, (env or b"") + b"\n" + (data or b"")))
+        parked = maildir.write(maildir.ensure(self.parked), raw_tag(reason, redis_data(env) + b"\n" + redis_data(data)))
         self._finish(keys=[self._waiting, self._claims, self._prefix + key], args=[key, worker + "|"])
         return parked
 

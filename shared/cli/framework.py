@@ -41,10 +41,10 @@ class CommandError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing usage and exiting."""
 
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see: lamson help -for {self.prog.split()[-1]})")
 
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if status:
             raise UsageError(f"{self.prog}: {(message or 'bad usage').strip()}")
         raise SystemExit(status)

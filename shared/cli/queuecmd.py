@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from lamson.cli.framework import Command, CommandError, Parser, UsageError, app_options, option
 
@@ -17,7 +18,7 @@ from lamson.cli.framework import Command, CommandError, Parser, UsageError, app_
 def configure(parser: Parser) -> None:
     option(parser, "name", default="run/queue", metavar="DIR", help="the Maildir (default: run/queue)")
     action = parser.add_mutually_exclusive_group(required=True)
-    for name, kwargs in (
+    actions: tuple[tuple[str, dict[str, Any]], ...] = (
         ("pop", {"action": "store_true", "help": "remove the oldest message and print it"}),
         ("get", {"metavar": "KEY", "help": "print the message stored under KEY"}),
         ("remove", {"metavar": "KEY", "help": "delete the message stored under KEY"}),
@@ -25,7 +26,8 @@ def configure(parser: Parser) -> None:
         ("clear", {"action": "store_true", "help": "delete every message"}),
         ("keys", {"action": "store_true", "help": "print every key, oldest first"}),
         ("requeue", {"metavar": "KEY", "help": "send a parked message (run/undeliverable) back to the router"}),
-    ):
+    )
+    for name, kwargs in actions:
         action.add_argument(f"-{name}", f"--{name}", dest=name, **kwargs)
     app_options(parser)
 
@@ -103,7 +105,7 @@ def bytes_of(message: object) -> bytes:
         if isinstance(value, str):
             return value.encode("utf-8", "surrogateescape")
     if hasattr(message, "as_bytes"):
-        return message.as_bytes()  # type: ignore[no-any-return,attr-defined]
+        return message.as_bytes()
     return bytes(message)  # type: ignore[call-overload]
 
 

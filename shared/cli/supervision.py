@@ -92,7 +92,7 @@ def programs(project: Project) -> list[dict[str, Any]] | None:
     if not project.socket.exists():
         return None
     try:
-        return rpc(project).supervisor.getAllProcessInfo()  # type: ignore[no-any-return]
+        return rpc(project).supervisor.getAllProcessInfo()
     except (OSError, xmlrpc.client.Error):
         return None
 

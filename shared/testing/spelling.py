@@ -22,8 +22,12 @@ import functools
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lamson.testing.callable_module import make_callable
+
+if TYPE_CHECKING:
+    from spellchecker import SpellChecker
 
 __all__ = ["assert_spelling", "spelled_right", "spelling"]
 
@@ -45,7 +49,7 @@ def _language(language: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _checker(language: str):  # type: ignore[no-untyped-def]
+def _checker(language: str) -> SpellChecker:
     from spellchecker import SpellChecker
 
     return SpellChecker(language=language)
