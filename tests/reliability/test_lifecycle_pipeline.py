@@ -204,7 +204,7 @@ def test_a_dead_hosts_claims_are_back_and_handled_within_a_minute(tmp_path: Path
         wait_for(lambda: not rqcompat.registered_workers(redis_conn, "app.router.hostb."), 30, 0.2,
                  "host B's workers unregistered")
         assert held  # it did hold mail when it died
-        (app.root / "took.txt").write_text(f"{took:.1f}s for {len(held)} claims\n")
+        print(f"\ndead host: {len(held)} claims held, every message handled {took:.1f} s after the kill")
 
 
 def test_one_senders_messages_are_handled_in_order_by_four_workers_on_two_hosts(
