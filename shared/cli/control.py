@@ -119,6 +119,8 @@ def report_programs(infos: list[dict], proj: supervision.Project) -> int:
         state = info["statename"]
         pid = f"pid {info['pid']}" if info.get("pid") else ""
         print(f"  {supervision.full_name(info):<20} {state:<9} {pid:<10} uptime {supervision.uptime(info)}")
+        if state == "STOPPED" and not info.get("start"):
+            continue  # never started: an autostart=false program (queue: `lamson start -boot config.queue`)
         if state != "RUNNING":
             failed += 1
             log = info.get("stdout_logfile") or ""

@@ -22,6 +22,14 @@ settings = lamson_settings.load(None, Path(__file__).resolve().parent.parent)
 settings.relay = CapturingRelay(host=settings.relay_config["host"], port=settings.relay_config["port"])
 settings.receiver = SMTPReceiver(settings.receiver_config["host"], settings.receiver_config["port"])
 
+# The guide's config/boot.py also sets settings.database (lamson.utils.configure_database,
+# SQLAlchemy: pip install 'lamson[db]'), and its handlers import it; a database_config
+# in the guide's form (with "metadata") gets the same here, tables created.
+if "metadata" in getattr(settings, "database_config", {}):
+    from lamson.utils import configure_database
+
+    settings.database = configure_database(settings.database_config, also_create=True)
+
 Router.STATE_STORE = MemoryStorage()
 Router.LOCKS = LocalLocks()
 Router.defaults(**settings.router_defaults)
