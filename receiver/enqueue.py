@@ -28,8 +28,6 @@ from lamson.order import Lines
 
 log = logging.getLogger("lamson.receiver")
 
-_STOP = object()
-
 
 class Enqueuer:
     """Collects spool keys and enqueues them in batches from a thread of its own."""
@@ -45,7 +43,7 @@ class Enqueuer:
         self.window = window
         self.batch = batch
         self._down_until = 0.0
-        self._pending: stdqueue.SimpleQueue[object] = stdqueue.SimpleQueue()
+        self._pending: stdqueue.SimpleQueue[tuple[str, str] | None] = stdqueue.SimpleQueue()  # None: stop
         self._thread = threading.Thread(target=self._run, name="lamson-enqueue", daemon=True)
         self._thread.start()
 
@@ -56,14 +54,14 @@ class Enqueuer:
 
     def close(self, timeout: float = 10.0) -> None:
         """Enqueue what is pending, then stop the thread (at receiver shutdown)."""
-        self._pending.put(_STOP)
+        self._pending.put(None)
         self._thread.join(timeout)
 
     def _run(self) -> None:
         stopping = False
         while not stopping:
             first = self._pending.get()
-            if first is _STOP:
+            if first is None:
                 return
             keys = [first]
             deadline = time.monotonic() + self.window
@@ -72,11 +70,11 @@ class Enqueuer:
                     item = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
                 except stdqueue.Empty:
                     break
-                if item is _STOP:
+                if item is None:
                     stopping = True
                     break
                 keys.append(item)
-            self._flush(keys)  # type: ignore[arg-type]
+            self._flush(keys)
 
     def _flush(self, entries: list[tuple[str, str]]) -> None:
         if time.monotonic() < self._down_until:

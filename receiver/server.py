@@ -23,7 +23,7 @@ import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP
 
@@ -74,7 +74,9 @@ class LamsonSMTP(SMTP):
             self._refused = True
             log.warning("421 to %s: %d sessions open (max_connections)",
                         transport.get_extra_info("peername"), self._sessions.open)
-            transport.write(f"421 4.7.0 {self.hostname} Too many connections, try again later\r\n".encode())  # type: ignore[attr-defined]
+            # a stream server's transport: an asyncio.Transport
+            cast(asyncio.Transport, transport).write(
+                f"421 4.7.0 {self.hostname} Too many connections, try again later\r\n".encode())
             transport.close()
             return
         self._sessions.open += 1

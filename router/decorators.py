@@ -85,7 +85,9 @@ def route_like(other: Callable[..., Any]) -> Callable[[F], F]:
         raise TypeError(f"@route_like({getattr(other, '__name__', other)!r}): that function has no @route")
 
     def decorate(func: F) -> F:
-        return route(other_spec.pattern, **other_spec.captures)(func)  # type: ignore[arg-type]
+        pattern = other_spec.pattern
+        assert pattern is not None  # checked above; a recorded route keeps its pattern
+        return route(pattern, **other_spec.captures)(func)
 
     return decorate
 

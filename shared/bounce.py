@@ -332,7 +332,7 @@ def detect(message: MailRequest) -> BounceAnalysis:
     except Exception as exc:  # noqa: BLE001 - analysis of odd mail must not break a handler
         found = BounceAnalysis(reasons=[f"analysis failed: {type(exc).__name__}"])
     try:
-        message._bounce_analysis = found  # type: ignore[attr-defined]
+        message._bounce_analysis = found  # type: ignore[attr-defined]  # a cache on the caller's object
     except AttributeError:
         pass
     return found

@@ -35,7 +35,7 @@ from html.parser import HTMLParser
 from types import ModuleType
 from typing import Any, NamedTuple
 
-import markdown  # type: ignore[import-untyped]
+import markdown
 from markupsafe import Markup
 
 from lamson import view

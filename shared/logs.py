@@ -11,14 +11,19 @@ from contextlib import contextmanager
 FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 
 
+class _Handler(logging.StreamHandler):
+    """The root handler setup() installs, marked so that it is installed once."""
+
+    _lamson = True
+
+
 def setup(level: str | int | None = None) -> None:
     """Configure the root logger once per process (LAMSON_LOG_LEVEL overrides the level)."""
     level = level or os.environ.get("LAMSON_LOG_LEVEL", "INFO")
     root = logging.getLogger()
     if not any(getattr(h, "_lamson", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Handler(sys.stderr)
         handler.setFormatter(logging.Formatter(FORMAT))
-        handler._lamson = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
     # aiosmtpd logs every protocol line at INFO: useful when debugging, a cost at hundreds of messages a second.

@@ -76,6 +76,7 @@ ROUTABLE_TO_HEADER = "to"
 #: we render them to ASCII text ourselves and parse them as address lists.
 _STDLIB_ADDRESS_HEADERS = frozenset(
     name
+    # typeshed types header_factory as a callable; it is the stdlib's HeaderRegistry
     for name, kind in WRITE_POLICY.header_factory.registry.items()  # type: ignore[attr-defined]
     if isinstance(kind, type) and issubclass(kind, AddressHeader)
 )

@@ -16,7 +16,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -150,7 +150,7 @@ def apply_defaults(module: ModuleType) -> None:
             setattr(module, key, merged)
 
 
-def apply_environment(module: ModuleType, environ: os._Environ[str] | dict[str, str]) -> None:
+def apply_environment(module: ModuleType | SimpleNamespace, environ: os._Environ[str] | dict[str, str]) -> None:
     """Apply LAMSON_* overrides; a malformed value is a SettingsError, not a crash later."""
     for var, (target, kind) in ENV_OVERRIDES.items():
         raw = environ.get(var)
@@ -167,7 +167,7 @@ def apply_environment(module: ModuleType, environ: os._Environ[str] | dict[str, 
             setattr(module, target, value)
 
 
-def validate(module: ModuleType) -> None:
+def validate(module: ModuleType | SimpleNamespace) -> None:
     """Refuse settings that would only fail later, far from their cause."""
     if module.spool not in ("maildir", "redis"):
         raise SettingsError(f"spool must be 'maildir' or 'redis', not {module.spool!r}")

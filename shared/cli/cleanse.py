@@ -71,7 +71,7 @@ def _rebuild(part: Message) -> EmailMessage:
         for child in children:
             new.attach(_rebuild(child))
     elif part.is_multipart():  # message/rfc822 and friends: the enclosed message, canonical too
-        enclosed: list[Message] = part.get_payload()  # type: ignore[assignment]
+        enclosed: list[Message] = part.get_payload()  # type: ignore[assignment]  # a list when multipart
         new.set_content(_rebuild(enclosed[0]), subtype=subtype)
     else:
         name = part.get_param("name")

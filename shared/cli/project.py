@@ -31,8 +31,8 @@ def settings_or_defaults(config: str | None = None, root: str | None = None) -> 
     if has_settings(config, root):
         return lsettings.load(config, root)
     conf = SimpleNamespace(**copy.deepcopy(lsettings.DEFAULTS))
-    lsettings.apply_environment(conf, os.environ)  # type: ignore[arg-type]
-    lsettings.validate(conf)  # type: ignore[arg-type]
+    lsettings.apply_environment(conf, os.environ)
+    lsettings.validate(conf)
     return conf
 
 
