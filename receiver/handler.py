@@ -36,6 +36,7 @@ from lamson.receiver.checks import (
     is_postmaster,
     normalise_line_endings,
 )
+from lamson.settings import DEFAULTS
 from lamson.spool import Spool
 
 log = logging.getLogger("lamson.receiver")
@@ -63,10 +64,10 @@ class SpoolHandler:
         enqueue: Callable[[str, str], bool],
         executor: Executor,
         *,
-        max_recipients: int = 100,
+        max_recipients: int = DEFAULTS["max_recipients"],
         hostname: str | None = None,
         served: ServedDomains | None = None,
-        max_received_headers: int = 30,
+        max_received_headers: int = DEFAULTS["max_received_headers"],
     ) -> None:
         self.spool = spool
         self.enqueue = enqueue

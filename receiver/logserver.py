@@ -18,6 +18,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP
 
 from lamson import maildir
+from lamson.settings import DEFAULTS
 
 log = logging.getLogger("lamson.logger")
 
@@ -86,7 +87,8 @@ async def serve(host: str, port: int, queue_dir: str | Path, stop: asyncio.Event
         server.close()
 
 
-def run(host: str, port: int, queue_dir: str | Path = "run/queue", log_dir: str | Path = "logs") -> None:
+def run(host: str, port: int, queue_dir: str | Path = DEFAULTS["queue_dir"],
+        log_dir: str | Path = DEFAULTS["log_dir"]) -> None:
     """Entry point of ``lamson log``: serve in the foreground."""
     configure_logging(log_dir)
     asyncio.run(serve(host, port, queue_dir))

@@ -30,6 +30,7 @@ from lamson import context, queues
 from lamson.envelope import Envelope
 from lamson.relay import dsn
 from lamson.relay.smtp import Connections, normalise_eol
+from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord
 
 log = logging.getLogger("lamson.relay")
@@ -56,12 +57,12 @@ class Delivery:
         self.worker = ctx.worker_id
         settings = ctx.settings
         if ctx.smtp is None:
-            ctx.smtp = Connections(timeout=float(getattr(settings, "relay_timeout", 30)))
+            ctx.smtp = Connections(timeout=float(getattr(settings, "relay_timeout", DEFAULTS["relay_timeout"])))
         self.smtp: Connections = ctx.smtp
         self.default = getattr(settings, "relay_config", {}) or {}
-        self.retries = list(getattr(settings, "relay_retries", [5, 30, 120, 600, 1800])) or [30]
-        self.lifetime = float(getattr(settings, "relay_lifetime", 5 * 24 * 3600))
-        self.max_attempts = int(getattr(settings, "max_attempts", 5))
+        self.retries = list(getattr(settings, "relay_retries", DEFAULTS["relay_retries"])) or [30]
+        self.lifetime = float(getattr(settings, "relay_lifetime", DEFAULTS["relay_lifetime"]))
+        self.max_attempts = int(getattr(settings, "max_attempts", DEFAULTS["max_attempts"]))
         self.outcomes: dict[str, int] = {}
 
     def run(self, keys: list[str]) -> str:

@@ -16,6 +16,7 @@ from rq.job import Job
 
 from lamson import rqcompat
 from lamson.names import Names
+from lamson.settings import DEFAULTS
 
 ROUTE_JOB = "lamson.workers.jobs.route"
 SEND_JOB = "lamson.relay.jobs.send"
@@ -26,10 +27,10 @@ MAX_BATCH = 20
 
 def route_timeout(settings: Any, count: int) -> int:
     """A routing wake-up's time limit: each message gets ``job_timeout``, the batch at most an hour."""
-    return min(int(getattr(settings, "job_timeout", 45)) * max(count, 1), 3600)
+    return min(int(getattr(settings, "job_timeout", DEFAULTS["job_timeout"])) * max(count, 1), 3600)
 
 
-def wake_router(conn: redis.Redis, names: Names, group: str, keys: list[str], *, timeout: int = 45,
+def wake_router(conn: redis.Redis, names: Names, group: str, keys: list[str], *, timeout: int = DEFAULTS["job_timeout"],
                 pipeline: Any = None, delay: float = 0.0) -> Job:
     """Wake a router worker of ``group`` ("incoming" or a deferred queue) for these spool keys.
 

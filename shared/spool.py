@@ -49,6 +49,7 @@ from lamson.connection import members, text
 from lamson.envelope import Envelope
 from lamson.names import Names
 from lamson.process import alive
+from lamson.settings import DEFAULTS
 
 #: What lamson.maildir.new_key writes: time, microseconds, pid, counter, host.
 _WRITER = re.compile(r"^\d+\.M\d+P(\d+)Q\d+\.(.+)$")
@@ -479,7 +480,7 @@ class RedisSpool:
     """The same lifecycle in Redis: message hashes, a sorted set of waiting keys by due time, a claims hash."""
 
     def __init__(self, conn: redis.Redis, names: Names | None = None, *, group: str = "incoming",
-                 parked: str | os.PathLike[str] = "run/undeliverable") -> None:
+                 parked: str | os.PathLike[str] = DEFAULTS["undeliverable_dir"]) -> None:
         self.conn = conn
         self.group = group
         self.parked = Path(parked)
@@ -604,14 +605,14 @@ def open_spool(settings: Any, conn: redis.Redis | None = None, group: str = "inc
     """
     from lamson.names import names_for
 
-    parked = getattr(settings, "bounced_dir", "run/bounced") if group == "outgoing" else \
-        getattr(settings, "undeliverable_dir", "run/undeliverable")
-    if getattr(settings, "spool", "maildir") == "redis":
+    parked = getattr(settings, "bounced_dir", DEFAULTS["bounced_dir"]) if group == "outgoing" else \
+        getattr(settings, "undeliverable_dir", DEFAULTS["undeliverable_dir"])
+    if getattr(settings, "spool", DEFAULTS["spool"]) == "redis":
         if conn is None:
             raise ValueError("the Redis spool needs a Redis connection")
         return RedisSpool(conn, names_for(settings), group=group, parked=parked)
     if group == "outgoing":
-        path = Path(getattr(settings, "outbox_dir", "run/outbox"))
+        path = Path(getattr(settings, "outbox_dir", DEFAULTS["outbox_dir"]))
     elif group == "incoming":
         path = Path(settings.spool_dir)
     else:

@@ -29,6 +29,7 @@ import redis
 from lamson import queues, rqcompat
 from lamson.context import Context
 from lamson.liveness import Liveness
+from lamson.settings import DEFAULTS
 
 log = logging.getLogger("lamson.sweeper")
 
@@ -88,7 +89,7 @@ def wake(ctx: Context, group: str, keys: list[str]) -> None:
             queues.wake_relay(ctx.conn, ctx.names, batch)
         else:
             queues.wake_router(ctx.conn, ctx.names, group, batch,
-                               timeout=int(getattr(ctx.settings, "job_timeout", 45)))
+                               timeout=int(getattr(ctx.settings, "job_timeout", DEFAULTS["job_timeout"])))
 
 
 def forget_dead_workers(ctx: Context, liveness: Liveness) -> list[str]:

@@ -22,6 +22,7 @@ from lamson.connection import connect
 from lamson.liveness import Liveness, new_worker_id
 from lamson.names import names_for
 from lamson.redis_check import persistence_problems
+from lamson.settings import DEFAULTS
 
 log = logging.getLogger("lamson.workers")
 
@@ -79,7 +80,7 @@ def work(ctx: context.Context, groups: list[str], *, burst: bool = False, schedu
     """Beat, sweep once, then run rq's loop on the groups' queues until stopped."""
     for problem in startup_problems(ctx.conn):
         log.warning("WARNING: %s", problem)
-    ttl = float(getattr(ctx.settings, "worker_ttl", 15))
+    ttl = float(getattr(ctx.settings, "worker_ttl", DEFAULTS["worker_ttl"]))
     liveness = Liveness(ctx.conn, ctx.names, ctx.worker_id, ttl=ttl)
     liveness.beat()
     keeper = sweeper.Housekeeper(ctx, liveness, groups, interval=float(ctx.settings.sweep_interval),

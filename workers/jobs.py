@@ -29,6 +29,7 @@ from typing import Any
 
 from lamson import context, queues
 from lamson.order import sender_of
+from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord, key_time
 
 log = logging.getLogger("lamson.workers")
@@ -56,8 +57,8 @@ class RoutingBatch:
         self.lines = ctx.lines(group)
         self.worker = ctx.worker_id
         self.settings = ctx.settings
-        self.max_attempts = int(getattr(self.settings, "max_attempts", 5))
-        self.retries = list(getattr(self.settings, "route_retries", [10, 60, 300])) or [10]
+        self.max_attempts = int(getattr(self.settings, "max_attempts", DEFAULTS["max_attempts"]))
+        self.retries = list(getattr(self.settings, "route_retries", DEFAULTS["route_retries"])) or [10]
         #: Maildir queues (QueueReceiver) keep no per-sender order; the spool and deferred groups do.
         self.ordered = not group.startswith("q-")
         self.size_limit = int(getattr(ctx, "queue_size_limit", 0) or 0) if not self.ordered else 0

@@ -32,6 +32,7 @@ import redis
 
 from lamson.names import Names
 from lamson.queue import queue_group, receivers_key
+from lamson.settings import DEFAULTS
 
 
 def announce(conn: redis.Redis, names: Names, group: str) -> None:
@@ -61,7 +62,7 @@ class QueueReceiver:
         """The queue folder as a spool of plain messages, parking where the settings say."""
         from lamson.spool import MaildirSpool
 
-        parked = self.oversize_dir or Path(getattr(settings, "undeliverable_dir", "run/undeliverable"))
+        parked = self.oversize_dir or Path(getattr(settings, "undeliverable_dir", DEFAULTS["undeliverable_dir"]))
         return MaildirSpool(self.queue_dir, group=self.group, parked=parked, plain=True)
 
     def start(self, one_shot: bool = False) -> int:

@@ -10,13 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamson.cli.framework import Command, CommandError, Parser, UsageError, app_options, option
+from lamson.settings import DEFAULTS
+
+if TYPE_CHECKING:
+    from lamson.queue import Queue
 
 
 def configure(parser: Parser) -> None:
-    option(parser, "name", default="run/queue", metavar="DIR", help="the Maildir (default: run/queue)")
+    option(parser, "name", default=DEFAULTS["queue_dir"], metavar="DIR", help="the Maildir (default: run/queue)")
     action = parser.add_mutually_exclusive_group(required=True)
     actions: tuple[tuple[str, dict[str, Any]], ...] = (
         ("pop", {"action": "store_true", "help": "remove the oldest message and print it"}),
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def requeue_one(queue: object, args: argparse.Namespace) -> None:
+def requeue_one(queue: Queue, args: argparse.Namespace) -> None:
     """Put a parked message back in the spool, enqueue it, and remove it from the queue."""
     import redis
 
@@ -82,7 +86,7 @@ def requeue_one(queue: object, args: argparse.Namespace) -> None:
     from lamson.connection import connect
     from lamson.requeue import NotParked, requeue
 
-    data = queue.get_bytes(args.requeue)  # type: ignore[attr-defined]
+    data = queue.get_bytes(args.requeue)
     if data is None:
         raise CommandError(f"no message {args.requeue!r} in {args.name}", code=1)
     conf = lsettings.load(args.config, args.root)
@@ -92,7 +96,7 @@ def requeue_one(queue: object, args: argparse.Namespace) -> None:
         raise CommandError(f"{args.requeue}: {exc}", code=1) from None
     except redis.RedisError as exc:
         raise CommandError(f"cannot reach Redis at {conf.redis_url}: {exc}", code=1) from None
-    queue.remove(args.requeue)  # type: ignore[attr-defined]
+    queue.remove(args.requeue)
     print(f"requeued {args.requeue} as spool key {key}")
 
 
@@ -106,7 +110,7 @@ def bytes_of(message: object) -> bytes:
             return value.encode("utf-8", "surrogateescape")
     if hasattr(message, "as_bytes"):
         return message.as_bytes()
-    return bytes(message)  # type: ignore[call-overload]
+    return bytes(message)  # type: ignore[call-overload]  # anything else: whatever bytes() makes of it
 
 
 COMMANDS = {

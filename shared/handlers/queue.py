@@ -14,11 +14,12 @@ from typing import Any
 from lamson import context
 from lamson.queue import Queue
 from lamson.router import nolocking, route, stateless
+from lamson.settings import DEFAULTS
 
 log = logging.getLogger("lamson.handlers.queue")
 
 #: Where messages go when the settings name no queue_dir (the guide's run/queue).
-DEFAULT_QUEUE = "run/queue"
+DEFAULT_QUEUE: str = DEFAULTS["queue_dir"]
 
 _queues: dict[Path, Queue] = {}
 
