@@ -103,7 +103,8 @@ def stop(root: Path, env: dict[str, str]) -> None:
         os.killpg(int(sink_pid.read_text()), signal.SIGTERM)
 
 
-def sender(port: int, ids: list[str], acked: dict[str, float], size: int, interval: float = 0.0) -> None:
+def sender(port: int, ids: list[str], acked: dict[str, float], size: int, interval: float = 0.0,
+           senders: int = 1) -> None:
     filler = ("x" * 70 + "\r\n") * max(0, size // 72)
     next_send = time.monotonic()
     with smtplib.SMTP("127.0.0.1", port, timeout=120) as smtp:
@@ -111,9 +112,10 @@ def sender(port: int, ids: list[str], acked: dict[str, float], size: int, interv
             if interval:
                 next_send += interval
                 time.sleep(max(0.0, next_send - time.monotonic()))
-            msg = (f"From: bench@example.org\r\nTo: hello@test.com\r\nSubject: bench {mid}\r\n"
+            who = "bench@example.org" if senders <= 1 else f"bench{int(mid[1:]) % senders}@example.org"
+            msg = (f"From: {who}\r\nTo: hello@test.com\r\nSubject: bench {mid}\r\n"
                    f"Message-ID: <{mid}@bench.example.org>\r\n\r\n{filler}")
-            smtp.sendmail("bench@example.org", ["hello@test.com"], msg)
+            smtp.sendmail(who, ["hello@test.com"], msg)
             acked[mid] = time.time()
 
 
@@ -138,6 +140,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--rate", type=float, default=0.0,
                         help="pace the sessions to this many messages/s in all (default: as fast as possible)")
+    parser.add_argument("--senders", type=int, default=1,
+                        help="distinct envelope senders, round robin (1: one conversation, handled in order)")
     parser.add_argument("--sink", choices=["log", "smtp-sink"], default="log",
                         help="smart host: the logging server (default) or Postfix's smtp-sink")
     args = parser.parse_args()
@@ -149,7 +153,8 @@ def main() -> None:
         acked: dict[str, float] = {}
         chunks = [ids[i::args.sessions] for i in range(args.sessions)]
         interval = args.sessions / args.rate if args.rate else 0.0
-        threads = [threading.Thread(target=sender, args=(ports["receiver"], c, acked, args.size, interval))
+        threads = [threading.Thread(target=sender, args=(ports["receiver"], c, acked, args.size, interval,
+                                                             args.senders))
                    for c in chunks]
         t0 = time.time()
         for t in threads:
@@ -167,7 +172,7 @@ def main() -> None:
         t_done = max(got.values()) if got else time.time()
         latencies = sorted(got[m] - acked[m] for m in got if m in acked)
         print(f"messages={args.messages} sessions={args.sessions} routers={args.routers} size~{args.size}B "
-          f"sink={args.sink} rate={args.rate or 'max'}")
+          f"senders={args.senders} sink={args.sink} rate={args.rate or 'max'}")
         print(f"accepted: {len(acked)} in {t_accepted - t0:.2f}s = {len(acked) / (t_accepted - t0):.0f} msg/s")
         print(f"replies arrived: {len(got)} in {t_done - t0:.2f}s = {len(got) / (t_done - t0):.0f} msg/s end to end")
         if latencies:

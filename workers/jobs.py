@@ -84,8 +84,8 @@ class RoutingBatch:
                     todo.appendleft(turn)
                     continue
                 spooled = turn  # itself (re-claimed, if it had stepped back for a moment)
-                if self._handle(spooled) and chained < MAX_CHAIN:
-                    following = self._follow(spooled)
+                if self._handle(spooled):
+                    following = self._follow(spooled, take=chained < MAX_CHAIN)
                     if following is not None:
                         chained += 1
                         todo.appendleft(following)
@@ -152,14 +152,26 @@ class RoutingBatch:
             self.lines.done(sender, head)  # a stale entry: that message is done
         return spooled
 
-    def _follow(self, spooled: Spooled) -> Spooled | None:
-        """Leave the sender's line; claim the next message of that sender if it is waiting."""
+    def _follow(self, spooled: Spooled, *, take: bool = True) -> Spooled | None:
+        """Leave the sender's line; claim the next message of that sender if it is waiting.
+
+        Messages that stepped back behind this one have no wake-up left: this
+        worker takes the next one (``take``), or, when this job has followed
+        its lines long enough, wakes another worker for it.
+        """
         if not self.ordered:
             return None
         nxt = self.lines.done(spooled.envelope.mail_from, spooled.key)
         if nxt is None or nxt == spooled.key:
             return None
-        return self._claim(nxt)
+        if take:
+            return self._claim(nxt)
+        try:
+            queues.wake_router(self.ctx.conn, self.ctx.names, self.group, [nxt],
+                               timeout=queues.route_timeout(self.settings, 1))
+        except Exception as exc:  # the sweeper wakes it instead
+            log.debug("no wake-up for %s: %s", nxt, exc)
+        return None
 
     # -- one message ---------------------------------------------------------
 

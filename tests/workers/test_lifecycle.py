@@ -175,3 +175,14 @@ def test_a_message_that_stepped_back_and_was_taken_again_runs_once(ctx: context.
     monkeypatch.setattr(ctx.spool(), "release", release_then_other_finishes)
     jobs.route([second])
     assert handlers.CALLS == ["m1"]  # once, not twice
+
+
+def test_a_long_line_is_handed_on_with_a_wake_up(ctx: context.Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "MAX_CHAIN", 2)
+    keys = [accept(ctx, f"m{i}") for i in range(5)]
+    jobs.route([keys[0]])
+    assert handlers.CALLS == ["m0", "m1", "m2"]  # itself, then two followed
+    (job,) = rqcompat.queue(ctx.conn, ctx.names.incoming).jobs
+    assert job.args == [[keys[3]], "incoming"]  # the rest is not left for the sweeper
+    jobs.route(job.args[0])
+    assert handlers.CALLS == ["m0", "m1", "m2", "m3", "m4"]
