@@ -21,8 +21,11 @@ from lamson.settings import DEFAULTS
 ROUTE_JOB = "lamson.workers.jobs.route"
 SEND_JOB = "lamson.relay.jobs.send"
 
-#: The most messages one wake-up carries (the receiver batches what arrives together).
+#: The most messages one routing wake-up carries (the receiver batches what arrives together).
 MAX_BATCH = 20
+#: The most replies one relay wake-up carries: a fan-out of 1,000 replies is 10 jobs, delivered
+#: over one kept-open SMTP session each.
+MAX_RELAY_BATCH = 100
 
 
 def route_timeout(settings: Any, count: int) -> int:

@@ -268,7 +268,7 @@ class RoutingBatch:
                             "handled twice", spooled.key)
         self.done.clear()
         self.ctx.pending_outbox.clear()
-        for batch in queues.chunks(pending):
+        for batch in queues.chunks(pending, queues.MAX_RELAY_BATCH):
             try:
                 queues.wake_relay(self.ctx.conn, self.ctx.names, batch)
             except Exception as exc:  # the replies are in the outbox: the relay's sweeper finds them

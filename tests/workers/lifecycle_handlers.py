@@ -16,4 +16,9 @@ def START(message, address=None, host=None):
     CALLS.append(subject)
     if subject in FAIL:
         raise RuntimeError(f"handler fails on {subject}")
+    if address == "fanout":  # a list post: one message, a reply per member
+        for n in range(1000):
+            relay.deliver(MailResponse(To=f"member{n}@example.org", From=f"list@{host}", Subject=subject,
+                                       Body="post"))
+        return
     relay.deliver(MailResponse(To=message.From, From=f"{address}@{host}", Subject=f"Re: {subject}", Body="ok"))

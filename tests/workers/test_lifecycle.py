@@ -186,3 +186,12 @@ def test_a_long_line_is_handed_on_with_a_wake_up(ctx: context.Context, monkeypat
     assert job.args == [[keys[3]], "incoming"]  # the rest is not left for the sweeper
     jobs.route(job.args[0])
     assert handlers.CALLS == ["m0", "m1", "m2", "m3", "m4"]
+
+
+def test_a_fan_out_of_a_thousand_replies_costs_a_handful_of_wake_ups(ctx: context.Context) -> None:
+    data = b"From: a@example.org\r\nTo: fanout@test.com\r\nSubject: post\r\n\r\nhi\r\n"
+    key = ctx.spool().put(Envelope("a@example.org", ("fanout@test.com",)), data)
+    assert jobs.route([key]) == "1 routed"
+    assert len(ctx.outbox.waiting()) == 1000
+    wake_ups = rqcompat.queue(ctx.conn, ctx.names.outgoing).jobs
+    assert len(wake_ups) == 10 and sum(len(job.args[0]) for job in wake_ups) == 1000
