@@ -127,9 +127,6 @@ class RouterClass:
         self.RELOAD = False
         #: True: a failing state function is logged and parked; False: the exception propagates.
         self.LOG_EXCEPTIONS = True
-        #: What setup_worker received, for defer(): the settings module and Redis connection.
-        self.SETTINGS: Any = None
-        self.REDIS: Any = None
         self._defaults: dict[str, str] = {}
         self._modules: dict[str, _Loaded] = {}
         self._functions: list[StateFunction] = []
