@@ -272,8 +272,3 @@ class Queue:
         from lamson.mail import MailRequest  # the mail model is optional for raw use
 
         return MailRequest(Peer=str(self.path), From=None, To=None, Data=data)
-
-
-def open_queue(path: str | os.PathLike[str]) -> Queue:
-    """A Queue over ``path``, created if missing."""
-    return Queue(Path(path))

@@ -97,10 +97,6 @@ def programs(project: Project) -> list[dict[str, Any]] | None:
         return None
 
 
-#: supervisord states that will not change without someone acting.
-SETTLED = {"RUNNING", "FATAL", "EXITED", "STOPPED", "BACKOFF"}
-
-
 def wait_settled(project: Project, timeout: float) -> list[dict[str, Any]]:
     """Wait until every autostarted program is RUNNING or has failed; return the last view."""
     deadline = time.monotonic() + timeout
