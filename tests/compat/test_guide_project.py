@@ -136,19 +136,19 @@ def test_lamson_routes_reads_the_guide_project(guide_project: Write) -> None:
 
 GUIDE = Path(__file__).resolve().parent / "guide"
 
-#: tests/compat/guide/FILE -> where a user following the guide puts it.
+#: tests/compat/guide/FILE (.py.txt: text, not code of this repository) -> where a user following the guide puts it.
 FILES = {
-    "settings.py": "config/settings.py",
-    "boot.py": "config/boot.py",
-    "queue.py": "config/queue.py",
+    "settings.py.txt": "config/settings.py",
+    "boot.py.txt": "config/boot.py",
+    "queue.py.txt": "config/queue.py",
     "logging.conf": "config/logging.conf",
-    "table.py": "app/model/table.py",
-    "sample.py": "app/handlers/sample.py",
-    "deferred.py": "app/handlers/deferred.py",
+    "table.py.txt": "app/model/table.py",
+    "sample.py.txt": "app/handlers/sample.py",
+    "deferred.py.txt": "app/handlers/deferred.py",
     "welcome.txt": "app/templates/welcome.txt",
     "again.txt": "app/templates/again.txt",
     "deferred.txt": "app/templates/deferred.txt",
-    "sample_tests.py": "tests/handlers/sample_tests.py",
+    "sample_tests.py.txt": "tests/handlers/sample_tests.py",
 }
 
 
@@ -223,6 +223,10 @@ def wait_subject(root: Path, to: str, subject: str, timeout: float = 30) -> Any:
 
 def conversation(root: Path, port: int, sender: str) -> None:
     """Two messages from one sender: START welcomes and moves on, NEW_USER answers the second."""
+    from tests.support import wait_port
+
+    # supervisord says RUNNING after startsecs (1 s); on a busy machine the receiver listens later.
+    wait_port(port, timeout=60)
     send(port, sender, "hello@test.com", "first", "Hi there.")
     welcome = wait_subject(root, sender, "Welcome to test.com")
     assert welcome["From"] == "noreply@test.com"
@@ -288,7 +292,7 @@ def test_guide_project_runs_under_lamson_start(guide_app: tuple[Path, dict[str, 
     conversation(root, ports["receiver"], "reader@localhost")
 
     # The guide-style server test: TestConversation over SMTP, replies read from run/queue.
-    (root / "tests/smtp_tests.py").write_bytes((GUIDE / "smtp_tests.py").read_bytes())
+    (root / "tests/smtp_tests.py").write_bytes((GUIDE / "smtp_tests.py.txt").read_bytes())
     live = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/smtp_tests.py"],
                           cwd=root, env=env, capture_output=True, timeout=120)
     assert live.returncode == 0, live.stdout.decode() + live.stderr.decode()
