@@ -263,17 +263,21 @@ def status(args: argparse.Namespace) -> int:
 
 def print_queues(args: argparse.Namespace) -> None:
     from lamson import maildir
+    from lamson.names import names_for
 
     conf = project.settings_or_defaults(args.config, args.root)
     print("queues:")
-    print_rq_queues(conf.redis_url)
-    for label, folder in (("spool", conf.spool_dir), ("run/queue", conf.queue_dir),
-                          ("undeliverable", conf.undeliverable_dir)):
-        path = proj_path(args, folder)
-        if conf.spool == "redis" and label == "spool":
+    print_rq_queues(conf.redis_url, names_for(conf).namespace)
+    folders = (("spool", conf.spool_dir), ("outbox", getattr(conf, "outbox_dir", "run/outbox")),
+               ("run/queue", conf.queue_dir), ("undeliverable", conf.undeliverable_dir),
+               ("bounced", getattr(conf, "bounced_dir", "run/bounced")))
+    for label, folder in folders:
+        if conf.spool == "redis" and label in ("spool", "outbox"):
             continue
-        count = len(maildir.keys(path, "new")) + len(maildir.keys(path, "cur"))
-        print(f"  {label:<20} {count:>6}  ({folder})")
+        path = proj_path(args, folder)
+        waiting, flying = len(maildir.keys(path, "new")), len(maildir.keys(path, "cur"))
+        detail = f"waiting {waiting}, in flight {flying}" if label in ("spool", "outbox") else f"{waiting + flying}"
+        print(f"  {label:<20} {detail:>24}  ({folder})")
 
 
 def proj_path(args: argparse.Namespace, folder: str) -> Path:
@@ -281,7 +285,7 @@ def proj_path(args: argparse.Namespace, folder: str) -> Path:
     return path if path.is_absolute() else project.root_path(args.root) / path
 
 
-def print_rq_queues(redis_url: str) -> None:
+def print_rq_queues(redis_url: str, namespace: str = "lamson") -> None:
     """Depth of each Lamson rq queue, with its failed and scheduled (retrying) jobs."""
     import redis
     from rq import Queue
@@ -292,7 +296,9 @@ def print_rq_queues(redis_url: str) -> None:
     try:
         conn = connect(redis_url)
         conn.ping()
-        names = sorted({q.name for q in Queue.all(connection=conn)} | {Names().incoming, Names().outgoing})
+        ours = Names(namespace)
+        names = sorted({q.name for q in Queue.all(connection=conn) if q.name.startswith(namespace + "-")}
+                       | {ours.incoming, ours.outgoing})
         for name in names:
             queue = Queue(name, connection=conn)
             print(f"  {name:<20} {queue.count:>6}  (failed {queue.failed_job_registry.count}, "
