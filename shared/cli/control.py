@@ -44,6 +44,9 @@ def configure_start(parser: Parser) -> None:
     option(parser, "boot", default=None, metavar="MODULE",
            help="start the program of another boot module (config.queue: the queue processor) "
                 "under the running supervisord")
+    option(parser, "pid", default=None, metavar="FILE",
+           help="accepted as in Lamson 1.x (`lamson start -pid run/queue.pid -boot config.queue`); "
+                "supervisord keeps the pid files (run/supervisord.pid)")
     app_options(parser)
 
 
