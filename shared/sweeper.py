@@ -80,10 +80,8 @@ def wake(ctx: Context, group: str, keys: list[str]) -> None:
             continue
         if spooled is not None:
             entries.append((key, spooled.envelope.mail_from))
-    pipe = ctx.conn.pipeline(transaction=False)
-    if group != "outgoing":
-        ctx.lines(group).add(entries, pipeline=pipe)
-    pipe.execute()
+    if group != "outgoing" and not group.startswith("q-"):  # replies and Maildir queues keep no order
+        ctx.lines(group).add(entries)
     for batch in queues.chunks(keys):
         if group == "outgoing":
             queues.wake_relay(ctx.conn, ctx.names, batch)
