@@ -26,9 +26,46 @@ MAX_LOCAL_PART = 64
 MAX_DOMAIN = 255
 MAX_PATH = 256
 
-#: Non-ASCII text as aiosmtpd hands it over (UTF-8 decoded with surrogateescape):
-#: any code point except the surrogates that stand for undecodable bytes.
-_UTF8 = "\u0080-\ud7ff\ue000-\U0010ffff"
+#: Non-ASCII code points an address may not contain, even with SMTPUTF8: C1 controls,
+#: non-ASCII spaces, the bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE makes
+#: ``moc.elpmaxe@evil`` read differently from what it routes to) and other invisible
+#: format characters, line/paragraph separators, and the surrogates that stand for
+#: undecodable octets (aiosmtpd decodes with surrogateescape).
+_FORBIDDEN_RANGES = (
+    (0x80, 0xA0),        # C1 controls, NO-BREAK SPACE
+    (0x61C, 0x61C),      # ARABIC LETTER MARK
+    (0x1680, 0x1680),    # OGHAM SPACE MARK
+    (0x180E, 0x180E),    # MONGOLIAN VOWEL SEPARATOR
+    (0x2000, 0x200F),    # spaces, zero-width characters, LRM, RLM
+    (0x2028, 0x202F),    # line/paragraph separators, LRE RLE PDF LRO RLO, narrow NBSP
+    (0x205F, 0x206F),    # math space, word joiner, invisible operators, LRI RLI FSI PDI, deprecated
+    (0x3000, 0x3000),    # IDEOGRAPHIC SPACE
+    (0xD800, 0xDFFF),    # surrogates
+    (0xFEFF, 0xFEFF),    # ZERO WIDTH NO-BREAK SPACE (BOM)
+    (0xFFF9, 0xFFFB),    # interlinear annotation controls
+)
+
+
+def _class_range(low: int, high: int) -> str:
+    return f"\\U{low:08x}" if low == high else f"\\U{low:08x}-\\U{high:08x}"
+
+
+def _allowed_non_ascii() -> str:
+    """The complement of ``_FORBIDDEN_RANGES`` in U+0080..U+10FFFF, as a character-class body."""
+    parts, start = [], 0x80
+    for low, high in _FORBIDDEN_RANGES:
+        if start < low:
+            parts.append(_class_range(start, low - 1))
+        start = high + 1
+    parts.append(_class_range(start, 0x10FFFF))
+    return "".join(parts)
+
+
+#: Non-ASCII text allowed in addresses (RFC 6531 UTF-8, minus ``_FORBIDDEN_RANGES``).
+_UTF8 = _allowed_non_ascii()
+#: The forbidden characters a client meant to send (surrogates are undecodable input: "malformed").
+_FORBIDDEN = re.compile("[" + "".join(_class_range(low, high) for low, high in _FORBIDDEN_RANGES
+                                      if low != 0xD800) + "]")
 _ATEXT = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~\-{_UTF8}]"
 _DOT_STRING = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
 # qtextSMTP (%d32-33 / %d35-91 / %d93-126) or quoted-pairSMTP (backslash + %d32-126).
@@ -72,6 +109,8 @@ def parse_path(arg: str) -> Path:
         raise BadPath("path longer than 256 octets")
     if arg.startswith("<@"):
         raise BadPath("source routes are not accepted")
+    if not head.isascii() and _FORBIDDEN.search(head):
+        raise BadPath("control, bidirectional or invisible character in the address")
     match = _ANGLED.fullmatch(arg) if arg.startswith("<") else _BARE.fullmatch(arg)
     if match is None:
         raise BadPath("malformed address")
@@ -117,6 +156,19 @@ def is_postmaster(address: str) -> bool:
 
 
 _PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9.\-]+")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with A-Z lowered and nothing else touched.
+
+    ``str.lower`` and ``re.IGNORECASE`` fold Unicode too: U+212A KELVIN SIGN
+    lowers to ``k``, and under IGNORECASE dotless ``ı`` matches ``i`` and long
+    ``ſ`` matches ``s``, so ``lısts.example.com`` would pass for
+    ``lists.example.com``. Domain names compare case-insensitively in ASCII
+    only (RFC 4343); IDN labels are compared as written.
+    """
+    return text.translate(_ASCII_LOWER)
 
 
 class ServedDomains:
@@ -124,17 +176,19 @@ class ServedDomains:
 
     Entries made of letters, digits, dots and hyphens are domains compared
     exactly (case-insensitively); any other entry is a regular expression that
-    must match the whole domain, e.g. ``r"(.+\\.)?example\\.com"``.
+    must match the whole domain, e.g. ``r"(.+\\.)?example\\.com"``. Case is
+    folded in ASCII only (:func:`ascii_lower`, ``re.ASCII``), so no Unicode
+    look-alike of a served name is served.
     """
 
     def __init__(self, entries: Iterable[str]) -> None:
         self.entries = tuple(entries)
-        self.names = frozenset(e.lower() for e in self.entries if _PLAIN_DOMAIN.fullmatch(e))
-        self.patterns = tuple(re.compile(e, re.I) for e in self.entries if not _PLAIN_DOMAIN.fullmatch(e))
+        self.names = frozenset(ascii_lower(e) for e in self.entries if _PLAIN_DOMAIN.fullmatch(e))
+        self.patterns = tuple(re.compile(e, re.I | re.A) for e in self.entries if not _PLAIN_DOMAIN.fullmatch(e))
 
     def serves(self, domain: str) -> bool:
         """True when mail for ``domain`` is the application's own."""
-        lowered = domain.lower()
+        lowered = ascii_lower(domain)
         return lowered in self.names or any(p.fullmatch(lowered) for p in self.patterns)
 
     def __bool__(self) -> bool:

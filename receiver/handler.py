@@ -8,6 +8,9 @@ What it refuses, and why (docs/security.md has the table):
 
 * RCPT for a domain the application does not serve: 550 5.7.1, so the
   receiver is never a relay for someone else's mail.
+* A non-ASCII address in a transaction that did not say ``SMTPUTF8`` at
+  MAIL: 553 5.6.7 (RFC 6531 3.4: only a client that declared it may send
+  one, and only then may the receiver pass it on as UTF-8).
 * Message content with NUL octets: 554 5.6.0 (no text mail has them; the
   receiver offers neither BINARYMIME nor CHUNKING).
 * More ``Received`` headers than ``max_received_headers``: 554 5.4.6 (a loop).
@@ -40,6 +43,9 @@ from lamson.settings import DEFAULTS
 from lamson.spool import Spool
 
 log = logging.getLogger("lamson.receiver")
+
+#: A UTF-8 address without the SMTPUTF8 parameter at MAIL (RFC 6531 3.4, the code Postfix uses).
+UNDECLARED_UTF8 = "553 5.6.7 Non-ASCII address requires the SMTPUTF8 parameter at MAIL FROM"
 
 
 def received_header(env: Envelope, hostname: str) -> bytes:
@@ -81,6 +87,8 @@ class SpoolHandler:
         # The path grammar was checked by the server's parser; a sender must still be a mailbox or <>.
         if address != NULL_PATH and "@" not in address:
             return "553 5.1.7 Sender address must be a mailbox (local@domain) or <>"
+        if not address.isascii() and not envelope.smtp_utf8:  # aiosmtpd set smtp_utf8 from the parameters
+            return UNDECLARED_UTF8
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
@@ -88,6 +96,8 @@ class SpoolHandler:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"
+        if not address.isascii() and not envelope.smtp_utf8:
+            return UNDECLARED_UTF8
         if is_postmaster(address):
             envelope.rcpt_tos.append(address)
             return "250 2.1.5 OK"

@@ -18,6 +18,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP
 
 from lamson import maildir
+from lamson.logs import SafeFormatter
 from lamson.settings import DEFAULTS
 
 log = logging.getLogger("lamson.logger")
@@ -51,7 +52,7 @@ def configure_logging(log_dir: str | Path) -> None:
     """logger.log: a line per message; lamson.err: the protocol chat (aiosmtpd's mail.log)."""
     folder = Path(log_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(message)s")
+    fmt = SafeFormatter("%(asctime)s %(message)s")  # addresses from strangers: escapes shown as text
     messages = logging.FileHandler(folder / "logger.log")
     messages.setFormatter(fmt)
     log.addHandler(messages)

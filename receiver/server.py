@@ -7,15 +7,18 @@ accepting connections, lets open sessions finish for a few seconds, then exits.
 On top of aiosmtpd (command line 512 octets, text line 1000, SIZE, the idle
 ``smtp_timeout`` between commands) the protocol class adds what a server
 facing the Internet needs: a strict RFC 5321 path parser, a cap on open
-sessions (``max_connections``: 421) and a wall-clock limit per session
-(``smtp_session_timeout``: 421), so a client cannot hold a session forever
-by sending NOOP or RSET. With ``receiver_user`` it binds as root (port 25)
+sessions (``max_connections``: 421) and on those of one client
+(``max_connections_per_ip``: 421), a short deadline for a session outside a
+mail transaction (``smtp_start_timeout``: 421), so idle sockets cannot hold
+the slots, and a wall-clock limit per session (``smtp_session_timeout``:
+421), so a client cannot hold a session forever by sending NOOP or RSET. With ``receiver_user`` it binds as root (port 25)
 and then runs as that user. docs/security.md explains each one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import pwd
@@ -25,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any, cast
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from lamson import logs
 from lamson.connection import connect
@@ -46,43 +49,92 @@ class ReceiverError(Exception):
     """The receiver cannot start safely (e.g. Redis spool without persistence)."""
 
 
-class Sessions:
-    """How many SMTP sessions are open, against ``max_connections``.
+def client_of(peer: Any) -> str:
+    """Whose sessions a peer's count against: its IPv4 address, or its IPv6 /64.
 
-    Only the event loop's thread touches it, so a plain counter is enough.
+    One IPv6 host usually has a whole /64 to pick source addresses from, so
+    counting single IPv6 addresses would not limit anyone. IPv4-mapped IPv6
+    addresses count as the IPv4 address.
+    """
+    host = peer[0] if isinstance(peer, tuple) and peer else str(peer)
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host  # a Unix socket path or something unusual: counted as it is
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class Sessions:
+    """How many SMTP sessions are open, in all (``max_connections``) and per client.
+
+    Only the event loop's thread touches it, so plain counters are enough.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_client: int | None = None) -> None:
         self.limit = limit
+        self.per_client = per_client if per_client is not None else limit
         self.open = 0
+        self.by_client: dict[str, int] = {}
+
+    def refusal(self, client: str) -> str | None:
+        """Why a new session from ``client`` must be refused now, or None to accept it."""
+        if self.open >= self.limit:
+            return f"{self.open} sessions open (max_connections)"
+        if self.by_client.get(client, 0) >= self.per_client:
+            return f"{self.by_client[client]} sessions open from {client} (max_connections_per_ip)"
+        return None
+
+    def add(self, client: str) -> None:
+        self.open += 1
+        self.by_client[client] = self.by_client.get(client, 0) + 1
+
+    def remove(self, client: str) -> None:
+        self.open -= 1
+        left = self.by_client.get(client, 0) - 1
+        if left > 0:
+            self.by_client[client] = left
+        else:
+            self.by_client.pop(client, None)
 
 
 class LamsonSMTP(SMTP):
-    """aiosmtpd's SMTP with a session cap, a session deadline and a strict path parser."""
+    """aiosmtpd's SMTP with session caps, two deadlines and a strict path parser."""
 
-    def __init__(self, handler: Any, *, sessions: Sessions, session_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, sessions: Sessions, session_timeout: float,
+                 start_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._sessions = sessions
         self._session_timeout = session_timeout
+        self._start_timeout = start_timeout
         self._refused = False
-        self._counted = False
+        self._client: str | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._start_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._sessions.open >= self._sessions.limit:
+        peer = transport.get_extra_info("peername")
+        client = client_of(peer)
+        why = self._sessions.refusal(client)
+        if why is not None:
             # Refused before any SMTP state exists: the greeting is the 421 (RFC 5321 3.1).
             self._refused = True
-            log.warning("421 to %s: %d sessions open (max_connections)",
-                        transport.get_extra_info("peername"), self._sessions.open)
+            log.warning("421 to %s: %s", peer, why)
+            text = ("Too many connections from your address" if self._sessions.open < self._sessions.limit
+                    else "Too many connections")
             # a stream server's transport: an asyncio.Transport
             cast(asyncio.Transport, transport).write(
-                f"421 4.7.0 {self.hostname} Too many connections, try again later\r\n".encode())
+                f"421 4.7.0 {self.hostname} {text}, try again later\r\n".encode())
             transport.close()
             return
-        self._sessions.open += 1
-        self._counted = True
+        self._sessions.add(client)
+        self._client = client
         super().connection_made(transport)
         self._deadline = self.loop.call_later(self._session_timeout, self._session_expired)
+        self._arm_start_deadline()
 
     def data_received(self, data: bytes) -> None:
         if not self._refused:
@@ -94,12 +146,48 @@ class LamsonSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
-        if self._counted:
-            self._counted = False
-            self._sessions.open -= 1
+        if self._client is not None:
+            self._sessions.remove(self._client)
+            self._client = None
         if self._deadline is not None:
             self._deadline.cancel()
+        self._disarm_start_deadline()
         super().connection_lost(error)
+
+    # The start deadline: armed whenever no mail transaction is open (from the greeting, and
+    # again after DATA, RSET or HELO/EHLO end one), disarmed by an accepted MAIL FROM. It is
+    # not pushed back by other commands, so NOOP, RSET or HELO cannot keep an idle session alive.
+
+    def _arm_start_deadline(self) -> None:
+        if self._start_timeout and self._start_deadline is None and self.transport is not None:
+            self._start_deadline = self.loop.call_later(self._start_timeout, self._start_expired)
+
+    def _disarm_start_deadline(self) -> None:
+        if self._start_deadline is not None:
+            self._start_deadline.cancel()
+            self._start_deadline = None
+
+    def _set_post_data_state(self) -> None:
+        """aiosmtpd calls this whenever a transaction ends (DATA done, RSET, HELO/EHLO)."""
+        super()._set_post_data_state()
+        self._arm_start_deadline()
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command method name
+        await super().smtp_MAIL(arg)
+        if self.envelope is not None and self.envelope.mail_from:
+            self._disarm_start_deadline()  # a transaction is open: smtp_timeout paces it from here
+
+    def _start_expired(self) -> None:
+        """No transaction started within ``smtp_start_timeout``: the slot goes to someone else."""
+        self._start_deadline = None
+        if self.transport is None:
+            return
+        log.info("%r no mail transaction within %ss (smtp_start_timeout); closing",
+                 self.session.peer if self.session else None, self._start_timeout)
+        transport: Any = self.transport
+        transport.write(f"421 4.4.2 {self.hostname} No mail transaction started in time, closing\r\n".encode())
+        transport.close()
 
     def _session_expired(self) -> None:
         """The session's wall-clock limit: say why, then close (the transaction is not accepted)."""
@@ -208,7 +296,7 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
     stop = stop or asyncio.Event()
     host = settings.receiver_config["host"]
     port = settings.receiver_config["port"]
-    sessions = Sessions(settings.max_connections)
+    sessions = Sessions(settings.max_connections, settings.max_connections_per_ip)
     handler: SpoolHandler | None = None
 
     def factory() -> SMTP:
@@ -216,6 +304,7 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
             handler,
             sessions=sessions,
             session_timeout=settings.smtp_session_timeout,
+            start_timeout=settings.smtp_start_timeout,
             data_size_limit=settings.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,

@@ -51,7 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "run_dir": "run",
     # Receiver limits.
     "max_message_size": 32 * MiB,
-    "max_recipients": 100,
+    # RCPT per message (452 beyond it). Low because every client is unauthenticated (no AUTH
+    # yet) and each accepted recipient can draw an automatic reply; authenticated submission
+    # will get a higher limit of its own.
+    "max_recipients": 20,
     "smtp_timeout": 300,
     # Routing jobs: how long one may run, and how often a failing one is retried.
     "job_timeout": 45,
@@ -80,6 +83,12 @@ DEFAULTS: dict[str, Any] = {
     "max_received_headers": 30,
     # Open SMTP sessions at once; the next client gets 421 and is disconnected.
     "max_connections": 200,
+    # Open sessions from one client (an IPv4 address, or an IPv6 /64): 421 4.7.0 beyond it,
+    # so one client cannot take every slot. 20 is what a Postfix in front opens by default.
+    "max_connections_per_ip": 20,
+    # Seconds a session may spend outside a mail transaction (from the greeting, or the end
+    # of the last one, to an accepted MAIL FROM) before 421 4.4.2: idle sockets free their slot.
+    "smtp_start_timeout": 20,
     # Wall-clock limit of one SMTP session (seconds), however busy the client keeps it.
     "smtp_session_timeout": 1800,
     # Bind receiver_config as root, then run as this user (None: stay who started it).

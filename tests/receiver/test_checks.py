@@ -10,6 +10,7 @@ import pytest
 from lamson.receiver.checks import (
     BadPath,
     Path,
+    ascii_lower,
     count_received,
     header_block,
     is_postmaster,
@@ -35,6 +36,9 @@ from lamson.receiver.checks import (
     ("<user@[IPv6:::1]>", Path("user@[IPv6:::1]", "")),
     ("<jürgen@bücher.example>", Path("jürgen@bücher.example", "")),
     ("<a-b@x-y.example>", Path("a-b@x-y.example", "")),
+    ("<δοκιμή@παράδειγμα.δοκιμή>", Path("δοκιμή@παράδειγμα.δοκιμή", "")),
+    ("<用户@例子.广告>", Path("用户@例子.广告", "")),
+    ("<\u05e9\u05dc\u05d5\u05dd@example.org>", Path("\u05e9\u05dc\u05d5\u05dd@example.org", "")),  # Hebrew: RTL, no control
     ("<" + "l" * 64 + "@example.org>", Path("l" * 64 + "@example.org", "")),
 ])
 def test_valid_paths(arg: str, expected: Path) -> None:
@@ -71,6 +75,18 @@ def test_valid_paths(arg: str, expected: Path) -> None:
     ("<u@" + "d" * 64 + ".org>", "63 octets"),
     ("<" + "l" * 64 + "@" + ".".join(["d" * 62] * 3) + ".org>", "256 octets"),
     ("<\r\n@example.org>", "malformed"),
+    # Issue 11: bidirectional and invisible format characters, C1 controls, non-ASCII spaces.
+    ("<moc.\u202eevil@example.org>", "bidirectional"),  # U+202E RIGHT-TO-LEFT OVERRIDE
+    ("<user@exa\u202dmple.org>", "bidirectional"),  # U+202D LEFT-TO-RIGHT OVERRIDE, in the domain
+    ("<us\u2066er@example.org>", "bidirectional"),  # U+2066 LEFT-TO-RIGHT ISOLATE
+    ("<us\u200fer@example.org>", "bidirectional"),  # U+200F RIGHT-TO-LEFT MARK
+    ("<us\u061cer@example.org>", "bidirectional"),  # U+061C ARABIC LETTER MARK
+    ("<pay\u200bpal@example.org>", "invisible"),  # U+200B ZERO WIDTH SPACE
+    ("<user@pay\ufeffpal.example>", "invisible"),  # U+FEFF ZERO WIDTH NO-BREAK SPACE
+    ("<us\x9ber@example.org>", "control"),  # C1 CSI
+    ("<us\u00a0er@example.org>", "invisible"),  # NO-BREAK SPACE
+    ("<us\u3000er@example.org>", "invisible"),  # IDEOGRAPHIC SPACE
+    ("<us\u2028er@example.org>", "invisible"),  # LINE SEPARATOR
 ])
 def test_refused_paths(arg: str, why: str) -> None:
     with pytest.raises(BadPath) as refused:
@@ -116,6 +132,17 @@ def test_served_domains_from_router_defaults() -> None:
 def test_nothing_served_when_neither_is_set() -> None:
     served = served_domains(settings(router_defaults={}))
     assert not served and not served.serves("localhost") and not served.serves("test.com")
+
+
+def test_served_domains_fold_case_in_ascii_only() -> None:
+    """Unicode case folding would let look-alikes through: dotless ı, long ſ, Kelvin sign K."""
+    served = served_domains(settings(served_domains=["kde.org", r"(.+\.)?lists\.example\.com", r"test\.com"]))
+    assert served.serves("LISTS.Example.COM") and served.serves("a.lists.example.com") and served.serves("KDE.org")
+    assert not served.serves("l\u0131sts.example.com")  # ı U+0131 LATIN SMALL LETTER DOTLESS I
+    assert not served.serves("L\u0130STS.example.com")  # İ U+0130 LATIN CAPITAL LETTER I WITH DOT ABOVE
+    assert not served.serves("te\u017ft.com")  # ſ U+017F LATIN SMALL LETTER LONG S
+    assert not served.serves("\u212ade.org")  # K U+212A KELVIN SIGN: str.lower() makes it "k"
+    assert ascii_lower("ÄB\u0130\u212aC") == "Äb\u0130\u212ac"
 
 
 def test_bad_served_domains_are_refused() -> None:
