@@ -93,6 +93,15 @@ DEFAULTS: dict[str, Any] = {
     "smtp_session_timeout": 1800,
     # Bind receiver_config as root, then run as this user (None: stay who started it).
     "receiver_user": None,
+    # Mail loops (lamson.loops, docs/security.md). The installation named in the relay's
+    # X-Lamson-Loop trace header (None: LAMSON_HOSTNAME, else the host name); set one value
+    # on every host of a multi-host deployment.
+    "loop_name": None,
+    # Incoming mail carrying our trace more than this many times is parked, not routed.
+    "max_loop_traces": 1,
+    # Automatic mail (sent by handlers, DSNs) to one address per minute; more is parked in
+    # bounced_dir. 0: no limit.
+    "reply_rate_limit": 10,
 }
 
 #: Environment variables that override settings, and how to apply them.
@@ -145,6 +154,7 @@ def load(name: str | None = None, root: str | os.PathLike[str] | None = None) ->
     apply_defaults(module)
     apply_environment(module, os.environ)
     validate(module)
+    apply_credentials(module, top)
     return module
 
 
@@ -191,6 +201,19 @@ def validate(module: ModuleType | SimpleNamespace) -> None:
     scheme = urlsplit(module.redis_url).scheme
     if scheme not in ("redis", "rediss", "unix"):
         raise SettingsError(f"redis_url must be a redis://, rediss:// or unix:// URL, not {module.redis_url!r}")
+
+
+def apply_credentials(module: ModuleType | SimpleNamespace, root: str | os.PathLike[str] | None = None) -> None:
+    """Give a ``redis_url`` without a password the embedded Redis's generated one.
+
+    The embedded Redis (``lamson redis``) always requires a password: the one in
+    ``redis_url`` if it has one, else one generated on first use into
+    ``run_dir/redis.pass`` (mode 0600). Every process loads its settings through
+    here, so each one connects with it and nobody types it (docs/security.md, "Redis").
+    """
+    from lamson.connection import with_credentials
+
+    setattr(module, "redis_url", with_credentials(module.redis_url, module.run_dir, root))  # noqa: B010
 
 
 def boot(name: str | None = None, root: str | os.PathLike[str] | None = None) -> ModuleType:

@@ -30,6 +30,7 @@ COMMAND_MODULES: dict[str, str] = {
     "worker": "processes",
     "relay": "processes",
     "redis": "processes",
+    "redis-url": "processes",
     "help": "helpcmd",
     "version": "helpcmd",
 }

@@ -19,6 +19,8 @@ SCAFFOLD = Path(__file__).resolve().parent.parent / "scaffold"
 SKIP = {"__pycache__", ".pytest_cache"}
 #: Folders a project needs that hold nothing yet.
 EMPTY_DIRS = ("logs", "run", "app/data")
+#: Mail, queues, the Redis password and logs with addresses: the owner's only (docs/security.md, "Redis").
+PRIVATE_DIRS = ("logs", "run")
 
 
 def placeholders() -> dict[str, str]:
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     written = copy_tree(SCAFFOLD, dest, placeholders())
     for folder in EMPTY_DIRS:
         (dest / folder).mkdir(parents=True, exist_ok=True)
+    for folder in PRIVATE_DIRS:
+        (dest / folder).chmod(0o700)
     print(f"created {name}/ ({len(written)} files). Next:")
     print(f"  cd {name} && pytest && lamson start && lamson send -sender me@localhost -to hello@test.com "
           "-subject hi -body hello && lamson queue -keys")

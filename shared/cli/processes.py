@@ -76,6 +76,17 @@ def redis_cmd(args: argparse.Namespace) -> int:
     return 0  # not reached: exec replaces this process
 
 
+def configure_redis_url(parser: Parser) -> None:
+    app_options(parser)
+
+
+def redis_url_cmd(args: argparse.Namespace) -> int:
+    from lamson.cli import project
+
+    print(project.settings_or_defaults(args.config, args.root).redis_url)
+    return 0
+
+
 COMMANDS = {
     "receiver": Command(
         name="receiver",
@@ -104,5 +115,15 @@ COMMANDS = {
         examples=("lamson redis -conf deploy/redis.conf",),
         configure=configure_redis,
         run=redis_cmd,
+    ),
+    "redis-url": Command(
+        name="redis-url",
+        summary="print the application's redis_url with its credentials (for rq: rq info -u \"$(lamson redis-url)\")",
+        examples=('rq info -u "$(lamson redis-url)"', 'export RQ_REDIS_URL="$(lamson redis-url)"'),
+        configure=configure_redis_url,
+        run=redis_url_cmd,
+        description="The URL every Lamson process connects with: the settings' redis_url (LAMSON_REDIS_URL),\n"
+                    "with the embedded Redis's generated password (run/redis.pass) when it carries none.\n"
+                    "It holds the password: do not paste it where others can read it.",
     ),
 }

@@ -33,6 +33,7 @@ def settings_or_defaults(config: str | None = None, root: str | None = None) -> 
     conf = SimpleNamespace(**copy.deepcopy(lsettings.DEFAULTS))
     lsettings.apply_environment(conf, os.environ)
     lsettings.validate(conf)
+    lsettings.apply_credentials(conf, root_path(root))
     return conf
 
 

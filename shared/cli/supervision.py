@@ -63,10 +63,11 @@ def launch(project: Project) -> int:
     if not project.conf.is_file():
         raise CommandError(f"no {project.conf.relative_to(project.root)} in {project.root} "
                            "(run this from a project made by lamson gen, or pass -root)")
-    project.run_dir.mkdir(parents=True, exist_ok=True)
-    project.log_dir.mkdir(parents=True, exist_ok=True)
+    project.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    project.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # umask 077 from the start: supervisord opens its own log before it applies the config's umask.
     result = subprocess.run(supervisord_command(project.conf), cwd=project.root, capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, umask=0o077)
     if result.returncode != 0:
         reason = " ".join((result.stderr or result.stdout).split()) or f"exit code {result.returncode}"
         raise CommandError(f"supervisord did not start: {reason}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lamson.connection import with_credentials
 from lamson.process import alive
 from tests.support import BIN, REPO, free_port, wait_for, wait_port
 
@@ -44,7 +45,8 @@ class Pipeline:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.ports['redis']}/0"
+        """The embedded Redis's URL with the password it generated into run/redis.pass (its default)."""
+        return with_credentials(f"redis://127.0.0.1:{self.ports['redis']}/0", self.root / "run")
 
 
 @pytest.fixture
