@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from lamson import context, queues
+from lamson import context, loops, queues
 from lamson.envelope import Envelope
 from lamson.queue import as_bytes
 
@@ -123,6 +123,10 @@ class Relay:
             if any(ch in address for ch in "\r\n\x00<>"):
                 raise ValueError(f"refusing envelope address with control or bracket characters: {address!r}")
         extra = {"relay_host": self.host, "relay_port": str(self.port)}
+        traces = loops.inherited()
+        if traces is not None:  # sent by a handler while it handled a message: automatic mail
+            extra[loops.AUTO] = "1"
+            extra[loops.LOOP] = str(traces)
         return Envelope(mail_from=sender, rcpt_tos=tuple(rcpts), queue="outgoing", extra=extra), strip_bcc(data)
 
     def deliver(self, message: Any, To: str | list[str] | None = None, From: str | None = None) -> str:

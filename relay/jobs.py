@@ -26,12 +26,12 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from lamson import context, queues
+from lamson import context, loops, maildir, queues
 from lamson.envelope import Envelope
 from lamson.relay import dsn
 from lamson.relay.smtp import Connections, normalise_eol
 from lamson.settings import DEFAULTS
-from lamson.spool import Spooled, UnreadableRecord
+from lamson.spool import Spooled, UnreadableRecord, tag
 
 log = logging.getLogger("lamson.relay")
 
@@ -63,6 +63,8 @@ class Delivery:
         self.retries = list(getattr(settings, "relay_retries", DEFAULTS["relay_retries"])) or [30]
         self.lifetime = float(getattr(settings, "relay_lifetime", DEFAULTS["relay_lifetime"]))
         self.max_attempts = int(getattr(settings, "max_attempts", DEFAULTS["max_attempts"]))
+        self.trace = loops.trace_name(settings, ctx.names)
+        self.rate_limit = int(getattr(settings, "reply_rate_limit", DEFAULTS["reply_rate_limit"]) or 0)
         self.outcomes: dict[str, int] = {}
 
     def run(self, keys: list[str]) -> str:
@@ -99,8 +101,19 @@ class Delivery:
             return "parked"
         host, port = self.destination(env)
         rcpts = list(env.rcpt_tos)
+        limited = self.rate_limited(spooled)
+        if limited:
+            reason = (f"reply rate limit: more than reply_rate_limit={self.rate_limit} automatic messages "
+                      f"a minute to {', '.join(f'<{r}>' for r in limited)} (a mail loop?)")
+            if len(limited) == len(rcpts):
+                self.park(spooled, reason)
+                return "rate-limited"
+            self.park_copy(spooled, limited, reason)
+            rcpts = [r for r in rcpts if r not in limited]
+        # The trace goes over the bytes actually sent (Bcc already removed by Relay.envelope).
+        data = loops.add_traces(normalise_eol(spooled.data), self.trace, int(env.extra.get(loops.LOOP, "0") or 0))
         try:
-            refused = self.smtp.send(host, port, env.mail_from, rcpts, normalise_eol(spooled.data))
+            refused = self.smtp.send(host, port, env.mail_from, rcpts, data)
         except smtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients
         except smtplib.SMTPResponseException as exc:
@@ -109,7 +122,8 @@ class Delivery:
             if 500 <= exc.smtp_code < 600:
                 log.error("5xx from %s:%s for %s: %s %s", host, port, rcpts, exc.smtp_code, reply)
                 sent = self.bounce(spooled, [dsn.Failure(r, exc.smtp_code, reply) for r in rcpts], host, port)
-                self.park(spooled, f"refused by {host}:{port}: {exc.smtp_code} {reply}", dsn_sent=sent)
+                self.park(replace_spooled(spooled, rcpt_tos=tuple(rcpts)), f"refused by {host}:{port}: "
+                          f"{exc.smtp_code} {reply}", dsn_sent=sent)
                 return "bounced"
             return self.temporary(spooled, rcpts, host, port, exc.smtp_code, reply)
         except (smtplib.SMTPException, OSError) as exc:
@@ -164,6 +178,24 @@ class Delivery:
                     key, delay)
         self.wake_later(key, delay)
 
+    def rate_limited(self, spooled: Spooled) -> list[str]:
+        """The recipients of automatic mail over ``reply_rate_limit`` this minute (counted on the first try)."""
+        env = spooled.envelope
+        if not env.extra.get(loops.AUTO) or env.extra.get(TRIES) or self.rate_limit <= 0:
+            return []
+        try:
+            return [r for r in env.rcpt_tos
+                    if loops.over_rate(self.ctx.conn, self.ctx.names, r, self.rate_limit) is not None]
+        except Exception as exc:  # Redis away: no router can route either, so no loop runs meanwhile
+            log.warning("reply rate not checked for %s (%s); sending", spooled.key, exc)
+            return []
+
+    def park_copy(self, spooled: Spooled, rcpts: list[str], reason: str) -> None:
+        """Park a copy of a claimed reply for some of its recipients (the others are sent)."""
+        record = replace(spooled.envelope, rcpt_tos=tuple(rcpts))
+        key = maildir.write(maildir.ensure(self.outbox.parked), tag(record, reason, spooled.data))
+        log.warning("%s for %s parked as %s in %s: %s", spooled.key, rcpts, key, self.outbox.parked, reason)
+
     def wake_later(self, key: str, delay: float) -> None:
         try:
             queues.wake_relay(self.ctx.conn, self.ctx.names, [key], delay=delay)
@@ -182,8 +214,10 @@ class Delivery:
             return False
         report = dsn.build(spooled.data, env.mail_from, failures, remote=f"{host}:{port}", expired=expired,
                            arrived=env.received_at)
-        record = Envelope(mail_from="", rcpt_tos=(env.mail_from,), queue="outgoing",
-                          extra={k: v for k, v in env.extra.items() if k.startswith("relay_")})
+        extra = {k: v for k, v in env.extra.items() if k.startswith("relay_")}
+        extra[loops.AUTO] = "1"  # a notification is automatic mail too: rate-limited, and it inherits the trace
+        extra[loops.LOOP] = str(max(int(env.extra.get(loops.LOOP, "0") or 0), loops.count_traces(spooled.data, self.trace)))
+        record = Envelope(mail_from="", rcpt_tos=(env.mail_from,), queue="outgoing", extra=extra)
         key = self.outbox.put(record, report.as_bytes())
         try:
             queues.wake_relay(self.ctx.conn, self.ctx.names, [key])

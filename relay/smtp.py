@@ -76,7 +76,13 @@ class Connections:
         for attempt in (1, 2):
             smtp, reused = self.get(host, port)
             try:
-                options = ["SMTPUTF8"] if needs_smtputf8(mail_from, rcpt_tos) and smtp.has_extn("smtputf8") else []
+                options = []
+                if needs_smtputf8(mail_from, rcpt_tos) and not smtp.has_extn("smtputf8"):
+                    # RFC 6531 3.5: a non-ASCII address cannot be sent without SMTPUTF8 (nor rewritten).
+                    raise smtplib.SMTPResponseException(
+                        553, b"5.6.7 the smart host does not offer SMTPUTF8, needed for a non-ASCII address")
+                if smtp.has_extn("smtputf8") and (needs_smtputf8(mail_from, rcpt_tos) or not headers_ascii(data)):
+                    options.append("SMTPUTF8")  # UTF-8 headers (RFC 6532) when it is offered
                 if smtp.has_extn("8bitmime") and not data.isascii():
                     options.append("BODY=8BITMIME")
                 refused = smtp.sendmail(mail_from, rcpt_tos, data, mail_options=options)
@@ -103,6 +109,12 @@ class Connections:
             self.put(host, port, smtp)
             return refused
         raise AssertionError("unreachable")
+
+
+def headers_ascii(data: bytes) -> bool:
+    """True when the header block is ASCII (UTF-8 headers, RFC 6532, need SMTPUTF8)."""
+    end = data.find(b"\r\n\r\n")
+    return (data if end < 0 else data[:end]).isascii()
 
 
 def needs_smtputf8(mail_from: str, rcpt_tos: list[str]) -> bool:

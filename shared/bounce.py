@@ -432,8 +432,9 @@ def auto_reply_refusal(message: MailRequest) -> str | None:
     """Why an automatic reply to ``message`` must not be sent (RFC 3834), or None.
 
     Refused: bounces; the null sender (envelope ``<>``, or a ``Return-Path:
-    <>`` header); ``Auto-Submitted`` other than ``no``;
-    ``Precedence: bulk/list/junk``; mailing-list mail (``List-Id``,
+    <>`` header); any ``Auto-Submitted`` header other than ``no`` (every one
+    is read, comments removed); any ``Precedence: bulk/list/junk`` (every one,
+    comments removed, any case); mailing-list mail (``List-Id``,
     ``List-Post``, ``List-Unsubscribe``); Microsoft's ``X-Auto-Response-Suppress``
     naming All, AutoReply or OOF; other autoresponders' ``X-Autoreply`` /
     ``X-Autorespond``; and senders named ``MAILER-DAEMON``, ``owner-*`` or
@@ -446,12 +447,14 @@ def auto_reply_refusal(message: MailRequest) -> str | None:
     # "do not answer", and honouring a forged one only suppresses a reply.
     if (message["Return-Path"] or "").strip() == "<>":
         return "null Return-Path <>"
-    auto = (message["Auto-Submitted"] or "").split(";")[0].strip().lower()
-    if auto and auto != "no":
-        return f"Auto-Submitted: {auto}"
-    precedence = (message["Precedence"] or "").strip().lower()
-    if precedence in ("bulk", "list", "junk"):
-        return f"Precedence: {precedence}"
+    for value in _all(message, "Auto-Submitted"):
+        auto = strip_comments(value).split(";")[0].strip().lower()
+        if auto and auto != "no":
+            return f"Auto-Submitted: {auto}"
+    for value in _all(message, "Precedence"):
+        precedence = strip_comments(value).strip().lower()
+        if precedence in ("bulk", "list", "junk"):
+            return f"Precedence: {precedence}"
     for name in _LIST_HEADERS:
         if name in message:
             return f"mailing list mail ({name})"
@@ -467,6 +470,45 @@ def auto_reply_refusal(message: MailRequest) -> str | None:
     if message.is_bounce():
         return "message is a bounce"
     return None
+
+
+def _all(message: Any, name: str) -> list[str]:
+    """Every value of header ``name`` (a message may carry several), as text."""
+    get_all = getattr(message, "get_all", None)
+    values = get_all(name) if callable(get_all) else None
+    if values is None:
+        one = message[name]
+        values = [] if one is None else [one]
+    return [str(v) for v in values]
+
+
+def strip_comments(value: str) -> str:
+    """A structured header value without its RFC 5322 comments: ``BULK (x)`` → ``BULK``.
+
+    Comments nest and may hold quoted pairs; text inside quoted strings is
+    left alone. An unclosed comment runs to the end of the value.
+    """
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    chars = iter(value)
+    for ch in chars:
+        if ch == "\\":
+            nxt = next(chars, "")
+            if depth == 0:
+                out.append(ch + nxt)
+            continue
+        if quoted:
+            out.append(ch)
+            quoted = ch != '"'
+        elif ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+            quoted = ch == '"'
+    return " ".join("".join(out).split())
 
 
 def auto_reply_allowed(message: MailRequest) -> bool:

@@ -64,6 +64,9 @@ READ_POLICY = policy.default
 #: How we write: CRLF, headers folded at 78, and 7bit transfer encodings only
 #: (so 8-bit bodies become quoted-printable or base64, never raw 8-bit).
 WRITE_POLICY = policy.SMTP.clone(cte_type="7bit")
+#: How we write a message to or from an address with a non-ASCII local part (RFC 6532:
+#: UTF-8 header values; the relay sends it with SMTPUTF8). Bodies stay 7bit.
+UTF8_POLICY = WRITE_POLICY.clone(utf8=True)
 
 #: The header a :class:`MailRequest` routes on when its envelope recipient is
 #: unknown (a message read back from a Maildir queue), as in Lamson 1.x. An
@@ -523,7 +526,22 @@ def _make_address(display: str, addr: str) -> Address:
     local, at, domain = addr.rpartition("@")
     if not at:
         return Address(display_name=display, addr_spec=addr)
-    return Address(display_name=display, username=local, domain=_idna(domain))
+    return Address(display_name=display, username=unquote_local(local), domain=_idna(domain))
+
+
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+
+def unquote_local(local: str) -> str:
+    """The local part as data: ``"a b"`` → ``a b``, ``"a\\"b"`` → ``a"b``; an unquoted one as it is.
+
+    An envelope address keeps the quoting it had in ``MAIL FROM`` (``"a
+    b"@client.test``); ``Address`` quotes a username itself when it must, so
+    handing it the quoted form would quote twice (``"\\"a b\\""@client.test``).
+    """
+    if len(local) >= 2 and local.startswith('"') and local.endswith('"'):
+        return _QUOTED_PAIR.sub(r"\1", local[1:-1])
+    return local
 
 
 class MailResponse:
@@ -689,7 +707,7 @@ class MailResponse:
     def to_message(self) -> EmailMessage:
         """A freshly built ``EmailMessage`` for the current headers, bodies and attachments."""
         self._stamp()
-        message = EmailMessage(policy=WRITE_POLICY)
+        message = EmailMessage(policy=UTF8_POLICY if self._needs_utf8() else WRITE_POLICY)
         for name, value in self._headers:
             message[name] = _wire_value(name, value)
         own_content = self.Body is not None or self.Html is not None or bool(self.attachments)
@@ -738,6 +756,11 @@ class MailResponse:
                 del part["MIME-Version"]  # the stdlib adds it to sub-parts; it belongs on the top only
         return message
 
+    def _needs_utf8(self) -> bool:
+        """An address with a non-ASCII local part in any address header (see :meth:`as_bytes`)."""
+        return any(isinstance(value, list) and any(not a.username.isascii() for a in value)
+                   for _, value in self._headers)
+
     def _is_attached(self, part: Message) -> bool:
         return any(part is p for p in (*self.parts, *self._forwarded))
 
@@ -753,8 +776,15 @@ class MailResponse:
             self._headers.append(("Message-ID", email.utils.make_msgid(domain=domain)))
 
     def as_bytes(self) -> bytes:
-        """The message as RFC 5322 bytes: CRLF line ends, 7bit-safe, lines ≤ 998 octets."""
-        return self.to_message().as_bytes(policy=WRITE_POLICY)
+        """The message as RFC 5322 bytes: CRLF line ends, 7bit-safe, lines ≤ 998 octets.
+
+        ASCII only, except for a message to or from an address with a
+        non-ASCII local part: that one is an RFC 6532 message (UTF-8 headers,
+        bodies still 7bit), because RFC 2047 forbids encoded words in an
+        address and no ASCII form of such an address exists.
+        """
+        message = self.to_message()
+        return message.as_bytes(policy=message.policy)
 
     def __bytes__(self) -> bytes:
         return self.as_bytes()

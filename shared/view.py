@@ -173,18 +173,32 @@ def respond(
     return response
 
 
+#: The RFC 3834 header :func:`respond` (and :meth:`lamson.html.HtmlMail.respond`) add.
+AUTO_SUBMITTED = "Auto-Submitted"
+
+
 def set_headers(response: MailResponse, variables: Mapping[Any, Any], headers: Mapping[str, Any]) -> None:
     """Set ``headers`` on ``response``, each value rendered with ``variables``.
 
     From, To and Subject come first (the order readers expect); ``Reply_To``
     style keyword names become ``Reply-To``.
+
+    These helpers write automatic answers, so the response gets
+    ``Auto-Submitted: auto-replied`` (RFC 3834) unless ``headers`` name
+    ``Auto_Submitted`` themselves: a value (``"no"`` for mail a person asked
+    for, ``"auto-generated"``) replaces it, None leaves the header out.
     """
-    rest = dict(headers)
+    rest = {name.replace("_", "-"): value for name, value in headers.items()}
     for name in ("From", "To", "Subject"):
         if name in rest:
             response[name] = _render_header(rest.pop(name), variables)
+    auto = next((name for name in rest if name.lower() == "auto-submitted"), None)
+    if auto is None:
+        response[AUTO_SUBMITTED] = "auto-replied"
+    elif rest[auto] is None:
+        del rest[auto]
     for name, value in rest.items():
-        response[name.replace("_", "-")] = _render_header(value, variables)
+        response[name] = _render_header(value, variables)
 
 
 def render_escaped(variables: Mapping[Any, Any], template: str) -> str:

@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-from lamson import context, queues
+from lamson import context, loops, queues
 from lamson.order import sender_of
 from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord, key_time
@@ -62,6 +62,8 @@ class RoutingBatch:
         #: Maildir queues (QueueReceiver) keep no per-sender order; the spool and deferred groups do.
         self.ordered = not group.startswith("q-")
         self.size_limit = int(getattr(ctx, "queue_size_limit", 0) or 0) if not self.ordered else 0
+        self.trace = loops.trace_name(self.settings, ctx.names)
+        self.max_traces = int(getattr(self.settings, "max_loop_traces", DEFAULTS["max_loop_traces"]))
         self.done: list[Spooled] = []
         self.outcomes: dict[str, int] = {}
 
@@ -195,10 +197,16 @@ class RoutingBatch:
         if reason:
             self._park(spooled, f"quarantined: {reason}")
             return True
+        traces = loops.count_traces(spooled.data, self.trace)
+        if traces > self.max_traces:
+            self._park(spooled, f"mail loop: it carries {loops.TRACE_HEADER}: {self.trace} {traces} times "
+                                f"(max_loop_traces={self.max_traces})")
+            return True
         rcpts = list(env.rcpt_tos)
         for index, rcpt in enumerate(rcpts):
             try:
-                self._deliver(spooled, rcpt)
+                with loops.handling(traces):
+                    self._deliver(spooled, rcpt)
             except ConversationBusy as exc:
                 log.info("%s: conversation busy (%s); waits and tries again", env.id, exc)
                 self._back(spooled, replace(env, rcpt_tos=tuple(rcpts[index:])), delay=1.0, what="busy")

@@ -94,6 +94,7 @@ EXPECTED = [
     "from",
     "to",
     "subject",
+    "auto-submitted",
     "date",
     "message-id",
     "mime-version",

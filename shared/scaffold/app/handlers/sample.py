@@ -17,6 +17,7 @@ from config.settings import relay
 
 from lamson import view
 from lamson.bounce import auto_reply_allowed
+from lamson.loops import first_for
 from lamson.router import route, route_like, stateless
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,15 @@ def reply(message, template, address, host):
     """Answer ``message`` with a rendered template, unless it is a bounce or an auto-reply.
 
     Two robots that answer every message would answer each other forever;
-    RFC 3834's rules (in auto_reply_allowed) stop that.
+    RFC 3834's rules (in auto_reply_allowed) stop that. A message sent to
+    several of our addresses runs this once per address: first_for answers
+    it once (one message must never draw a reply per recipient).
     """
     if not auto_reply_allowed(message):
         log.info("not answering %s: automatic or bulk mail", message.From)
+        return
+    if not first_for(message):
+        log.info("not answering %s again: this message was already answered", message.From)
         return
     subject = message["subject"] or "(no subject)"
     # Headers name the variables instead of containing their values: what a
