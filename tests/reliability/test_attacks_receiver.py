@@ -19,21 +19,25 @@ import pytest
 from lamson.spool import MaildirSpool
 from tests.support import BIN, make_project, spawn, stop_process, wait_for, wait_port
 
-LIMITS = """
+LIMITS = r"""
 max_message_size = 20000
 max_recipients = 5
 max_received_headers = 30
 max_connections = 6
 smtp_timeout = 3
 smtp_session_timeout = 6
+# As regexes: under re.IGNORECASE alone, test\.com matched te\u017ft.com (long s) (issue 11).
+served_domains = [r"test\.com", r"(.+\.)?lists\.example\.com"]
 """
 
 
 class Wire:
     """One raw SMTP session: send bytes, read whole (possibly multi-line) replies."""
 
-    def __init__(self, port: int, timeout: float = 15.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 15.0, source: str | None = None) -> None:
+        # source: another loopback address (127.0.0.2, ...) plays another client.
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
         self.greeting = self.reply()
 
@@ -103,6 +107,7 @@ EHLO = ("EHLO client.example.org", "250")
 MAIL = ("MAIL FROM:<sender@example.org>", "250")
 RCPT = ("RCPT TO:<hello@test.com>", "250")
 DATA = ("DATA", "354")
+UTF8_MAIL = ("MAIL FROM:<sender@example.org> SMTPUTF8", "250")
 BODY = b"From: sender@example.org\r\nTo: hello@test.com\r\nSubject: golden\r\n\r\nHello.\r\n.\r\n"
 HOP = b"Received: from relay%d.example.org by relay%d.example.org; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
 HOPS_30 = b"".join(HOP % (i, i + 1) for i in range(30))
@@ -171,6 +176,20 @@ GOLDEN: dict[str, tuple[list[tuple[str | bytes, str]], int]] = {
     "trailing dot domain": ([EHLO, MAIL, ("RCPT TO:<hello@test.com.>", "553")], 0),
     "unterminated path": ([EHLO, ("MAIL FROM:<sender@example.org", "553")], 0),
     "invalid UTF-8 in address": ([EHLO, MAIL, (b"RCPT TO:<h\xffllo@test.com>\r\n", "553")], 0),
+    # Issue 11: UTF-8 addresses only in a transaction that declared SMTPUTF8 (RFC 6531).
+    "UTF-8 sender without SMTPUTF8": ([EHLO, ("MAIL FROM:<jos\u00e9@example.org>", "553 5.6.7"), MAIL], 0),
+    "UTF-8 recipient without SMTPUTF8": ([EHLO, MAIL, ("RCPT TO:<jos\u00e9@test.com>", "553 5.6.7"), RCPT], 0),
+    "UTF-8 domain without SMTPUTF8": ([EHLO, MAIL, ("RCPT TO:<a@l\u0131sts.example.com>", "553 5.6.7")], 0),
+    "UTF-8 with SMTPUTF8": ([EHLO, ("MAIL FROM:<jos\u00e9@example.org> SMTPUTF8", "250"),
+                             ("RCPT TO:<jos\u00e9@test.com>", "250"), DATA, (BODY, "250")], 1),
+    "SMTPUTF8 lasts one transaction": ([EHLO, UTF8_MAIL, ("RSET", "250"), MAIL,
+                                        ("RCPT TO:<jos\u00e9@test.com>", "553 5.6.7")], 0),
+    # Issue 11: bidirectional controls and invisible characters, even with SMTPUTF8.
+    "right-to-left override in a recipient": ([EHLO, UTF8_MAIL, ("RCPT TO:<moc.\u202eevil@test.com>", "553 5.1.3")], 0),
+    "right-to-left override in a sender": ([EHLO, ("MAIL FROM:<gpj.\u202eexe@example.org> SMTPUTF8", "553 5.1.3")], 0),
+    "bidi isolate in a domain": ([EHLO, UTF8_MAIL, ("RCPT TO:<hello@te\u2067st.com>", "553 5.1.3")], 0),
+    "zero width space in a recipient": ([EHLO, UTF8_MAIL, ("RCPT TO:<hel\u200blo@test.com>", "553 5.1.3")], 0),
+    "C1 control in a recipient": ([EHLO, UTF8_MAIL, ("RCPT TO:<hel\u009blo@test.com>", "553 5.1.3")], 0),
     # Open relay: only the application's domains, whoever asks (this client is 127.0.0.1).
     "foreign domain": ([EHLO, MAIL, ("RCPT TO:<victim@example.net>", "550 5.7.1")], 0),
     "served domain as a suffix": ([EHLO, MAIL, ("RCPT TO:<victim@test.com.example.net>", "550 5.7.1")], 0),
@@ -178,6 +197,12 @@ GOLDEN: dict[str, tuple[list[tuple[str | bytes, str]], int]] = {
     "look-alike of a served domain": ([EHLO, MAIL, ("RCPT TO:<victim@testXcom>", "550 5.7.1")], 0),
     "address literal": ([EHLO, MAIL, ("RCPT TO:<victim@[127.0.0.1]>", "550 5.7.1")], 0),
     "served domain in any case": ([EHLO, MAIL, ("RCPT TO:<Hello@TEST.COM>", "250")], 0),
+    "served pattern in any case": ([EHLO, MAIL, ("RCPT TO:<a@LISTS.Example.COM>", "250"),
+                                    ("RCPT TO:<a@sub.lists.example.com>", "250")], 0),
+    # Issue 11: case folding in ASCII only, so no Unicode look-alike passes for a served domain.
+    "dotless i look-alike of a served pattern": ([EHLO, UTF8_MAIL, ("RCPT TO:<a@l\u0131sts.example.com>", "550 5.7.1")], 0),
+    "long s look-alike of a served domain": ([EHLO, UTF8_MAIL, ("RCPT TO:<a@te\u017ft.com>", "550 5.7.1")], 0),
+    "dotted capital I look-alike": ([EHLO, UTF8_MAIL, ("RCPT TO:<a@L\u0130STS.example.com>", "550 5.7.1")], 0),
     "mixed: only the served recipient is kept": ([EHLO, MAIL, ("RCPT TO:<victim@example.net>", "550 5.7.1"), RCPT,
                                                   DATA, (BODY, "250")], 1),
     "null sender to a foreign domain": ([EHLO, ("MAIL FROM:<>", "250"), ("RCPT TO:<victim@example.net>", "550 5.7.1")], 0),
@@ -339,9 +364,15 @@ def test_byte_dripping_data_is_cut_and_nothing_spooled(receiver: dict) -> None:
 
 
 def test_busy_but_endless_session_is_cut(receiver: dict) -> None:
-    """NOOP every half second keeps aiosmtpd's idle timer happy; the session deadline still ends it."""
+    """NOOP every half second keeps aiosmtpd's idle timer happy; the session deadline still ends it.
+
+    (With a transaction open, so the start deadline is not what ends it.)
+    """
     wire = Wire(receiver["receiver_port"])
     try:
+        for sent, expected in (EHLO, MAIL):
+            wire.send(sent)
+            assert wire.reply().startswith(expected)
         deadline = time.monotonic() + 30
         last = ""
         while time.monotonic() < deadline:
@@ -380,3 +411,178 @@ def test_five_unknown_commands_end_the_session(receiver: dict) -> None:
         assert wire.closed_by_server()
     finally:
         wire.close()
+
+
+# Issue 11: per-client limits (Slowloris), the default RCPT limit, log sanitising. A receiver
+# of its own: a short start deadline and a per-client cap, smtp_timeout long enough that
+# only the start deadline can explain a quick cut. max_recipients stays at its default.
+GUARDED = """
+max_connections = 8
+max_connections_per_ip = 3
+smtp_start_timeout = 2
+smtp_timeout = 60
+smtp_session_timeout = 120
+"""
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[dict]:
+    project = make_project(tmp_path_factory.mktemp("guarded") / "app", redis_url, extra=GUARDED)
+    proc = start_receiver(project["root"], project["receiver_port"])
+    try:
+        yield {**project, "proc": proc, "spool": MaildirSpool(project["root"] / "run" / "spool")}
+    finally:
+        stop_process(proc)
+
+
+def dialogue(wire: Wire, steps: list[tuple[str | bytes, str]]) -> None:
+    for sent, expected in steps:
+        wire.send(sent)
+        reply = wire.reply()
+        assert reply.startswith(expected), (sent, expected, reply)
+
+
+def test_one_client_cannot_take_every_slot(guarded: dict) -> None:
+    """Three sessions from 127.0.0.2 (each holding a transaction open, so no deadline frees
+    them early): the fourth from that address gets 421 4.7.0; another client still gets in."""
+    port = guarded["receiver_port"]
+    held: list[Wire] = []
+    try:
+        def fill() -> bool:  # sessions of an earlier test may still be closing server-side
+            while len(held) < 3:
+                wire = Wire(port, source="127.0.0.2")
+                if not wire.greeting.startswith("220"):
+                    wire.close()
+                    return False
+                dialogue(wire, [EHLO, MAIL])
+                held.append(wire)
+            return True
+
+        wait_for(fill, 20, 0.2, "three sessions from 127.0.0.2")
+        for _ in range(5):
+            extra = Wire(port, source="127.0.0.2")
+            assert extra.greeting.startswith("421 4.7.0") and "your address" in extra.greeting, extra.greeting
+            assert extra.closed_by_server()
+            extra.close()
+        other = Wire(port, source="127.0.0.3")
+        try:
+            assert other.greeting.startswith("220"), other.greeting
+            dialogue(other, [EHLO, MAIL, RCPT, DATA, (BODY, "250 2.0.0")])
+        finally:
+            other.close()
+        for wire in held:  # the held sessions still work
+            dialogue(wire, [("NOOP", "250")])
+        held.pop().close()
+
+        def slot_free() -> bool:
+            wire = Wire(port, source="127.0.0.2")
+            ok = wire.greeting.startswith("220")
+            wire.close()
+            return ok
+
+        wait_for(slot_free, 20, 0.2, "a freed slot for 127.0.0.2")
+    finally:
+        for wire in held:
+            wire.close()
+
+
+def test_silent_connection_is_cut_by_the_start_deadline(guarded: dict) -> None:
+    wire = Wire(guarded["receiver_port"], source="127.0.0.4", timeout=30)
+    try:
+        started = time.monotonic()
+        assert wire.greeting.startswith("220")
+        reply = wire.reply()  # nothing sent: the next thing the server says is goodbye
+        elapsed = time.monotonic() - started
+        assert reply.startswith("421 4.4.2"), reply
+        assert wire.closed_by_server()
+        assert 1.0 < elapsed < 30, elapsed  # smtp_start_timeout (2 s), far below smtp_timeout (60 s)
+    finally:
+        wire.close()
+
+
+def test_noop_and_rset_do_not_postpone_the_start_deadline(guarded: dict) -> None:
+    wire = Wire(guarded["receiver_port"], source="127.0.0.4", timeout=30)
+    try:
+        dialogue(wire, [EHLO])
+        deadline = time.monotonic() + 30
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                wire.send("NOOP")
+                last = wire.reply()
+                if not last.startswith("250"):
+                    break
+                wire.send("RSET")
+                last = wire.reply()
+                if not last.startswith("250"):
+                    break
+            except (BrokenPipeError, ConnectionResetError):
+                last = ""
+                break
+            time.sleep(0.2)
+        assert last.startswith("421 4.4.2") or last == "", last
+        assert wire.closed_by_server()
+    finally:
+        wire.close()
+
+
+def test_an_open_transaction_is_not_cut_by_the_start_deadline(guarded: dict) -> None:
+    before = set(guarded["spool"].keys())
+    wire = Wire(guarded["receiver_port"], source="127.0.0.5", timeout=30)
+    try:
+        dialogue(wire, [EHLO, MAIL])
+        time.sleep(4)  # twice smtp_start_timeout, inside a transaction
+        dialogue(wire, [("NOOP", "250"), RCPT, DATA, (BODY, "250 2.0.0")])
+        # The transaction is over: the deadline runs again, and an idle session is cut.
+        assert wire.reply().startswith("421 4.4.2")
+        assert wire.closed_by_server()
+    finally:
+        wire.close()
+    assert len(set(guarded["spool"].keys()) - before) == 1
+
+
+def test_hundred_recipients_get_the_default_limit(guarded: dict) -> None:
+    """The attack run's backscatter case: 100 RCPTs offered, max_recipients (default 20) accepted."""
+    assert "max_recipients" not in (guarded["root"] / "config" / "settings.py").read_text()
+    before = set(guarded["spool"].keys())
+    wire = Wire(guarded["receiver_port"], source="127.0.0.6")
+    try:
+        dialogue(wire, [EHLO, MAIL])
+        codes = []
+        for i in range(100):
+            wire.send(f"RCPT TO:<r{i}@test.com>")
+            codes.append(wire.reply()[:9])
+        assert codes == ["250 2.1.5"] * 20 + ["452 4.5.3"] * 80
+        dialogue(wire, [DATA, (BODY, "250 2.0.0"), ("QUIT", "221")])
+    finally:
+        wire.close()
+    (key,) = set(guarded["spool"].keys()) - before
+    assert guarded["spool"].get(key).envelope.rcpt_tos == tuple(f"r{i}@test.com" for i in range(20))
+
+
+def test_control_characters_are_escaped_in_the_log(guarded: dict) -> None:
+    """Terminal escapes typed as SMTP commands and addresses reach the log only as text."""
+    log = guarded["root"] / "receiver.log"
+    wire = Wire(guarded["receiver_port"], source="127.0.0.7")
+    try:
+        dialogue(wire, [
+            ("\x1b]0;owned\x07\x1b[2J", "500"),  # an unknown command: aiosmtpd logs its name
+            ("EHLO \x1b[31mred.example.org", "250"),
+            ("MAIL FROM:<a\x1b[5mb@example.org>", "553"),
+            ("MAIL FROM:<x@example.org> SMTPUTF8", "250"),
+            ("RCPT TO:<gpj.\u202eexe@test.com>", "553"),
+            ("RCPT TO:<a\x9b1mb@test.com>", "553"),
+            ("QUIT", "221"),
+        ])
+    finally:
+        wire.close()
+
+    def logged() -> bytes:
+        text = log.read_bytes()
+        return text if b"gpj." in text and b"0;OWNED" in text else b""
+
+    text = wait_for(logged, 15, 0.1, "the dialogue in the receiver's log")
+    assert b"\x1b" not in text and b"\x07" not in text and b"\x9b" not in text.replace(b"\\x9b", b"")
+    assert "\u202e".encode() not in text
+    assert b"\\x1b]0;OWNED\\x07" in text  # the line is there, escaped
+    assert b"\\u202e" in text
