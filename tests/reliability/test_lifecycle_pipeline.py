@@ -65,7 +65,7 @@ Router.defaults(**settings.router_defaults)
 Router.load(settings.handlers)
 '''
 
-FAST = "\nworker_ttl = 2\nlock_timeout = 5\nlock_wait = 2\n"
+FAST = "\nworker_ttl = 4\nlock_timeout = 5\nlock_wait = 2\n"
 
 
 class App:
