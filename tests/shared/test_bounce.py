@@ -170,6 +170,15 @@ def plain(headers: str, sender: str | None = "bob@example.org") -> MailRequest:
         ("", "mailer-daemon@example.org", "mail system"),
         ("", "owner-dev@lists.example.org", "mail system"),
         ("", "dev-request@lists.example.org", "mail system"),
+        # Every header is read, not only the first (issue 11, item 8).
+        ("Auto-Submitted: no\r\nAuto-Submitted: auto-replied\r\n", "bob@example.org", "Auto-Submitted: auto-replied"),
+        ("Precedence: first-class\r\nPrecedence: bulk\r\n", "bob@example.org", "Precedence: bulk"),
+        # Comments are not part of the value (RFC 5322 CFWS), and case does not matter.
+        ("Precedence: BULK (x)\r\n", "bob@example.org", "Precedence: bulk"),
+        ("Precedence: (why (nested)) junk\r\n", "bob@example.org", "Precedence: junk"),
+        ("Auto-Submitted: (c) Auto-Generated (by a robot)\r\n", "bob@example.org", "Auto-Submitted: auto-generated"),
+        ("Auto-Submitted: no (but really) ; x=1\r\nAuto-Submitted: auto-notified\r\n", "bob@example.org",
+         "Auto-Submitted: auto-notified"),
     ],
 )
 def test_auto_reply_refused(headers: str, sender: str | None, why: str) -> None:
@@ -180,7 +189,9 @@ def test_auto_reply_refused(headers: str, sender: str | None, why: str) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    ["", "Auto-Submitted: no\r\n", "Precedence: first-class\r\n", "X-Auto-Response-Suppress: DR, RN\r\n"],
+    ["", "Auto-Submitted: no\r\n", "Precedence: first-class\r\n", "X-Auto-Response-Suppress: DR, RN\r\n",
+     "Auto-Submitted: No (a person wrote this)\r\nAuto-Submitted: no\r\n",
+     "Precedence: first-class (bulk)\r\nPrecedence: normal\r\n"],
 )
 def test_auto_reply_allowed(headers: str) -> None:
     assert auto_reply_allowed(plain(headers))
@@ -189,3 +200,14 @@ def test_auto_reply_allowed(headers: str) -> None:
 def test_bounces_are_never_auto_replied() -> None:
     for name in ("hard_5.1.1.eml", "soft_4.2.2.eml", "qmail_nonstandard.eml", "exim_nonstandard.eml"):
         assert not auto_reply_allowed(sample(name, sender=None)), name
+
+
+def test_strip_comments() -> None:
+    from lamson.bounce import strip_comments
+
+    assert strip_comments("BULK (x)") == "BULK"
+    assert strip_comments("(a) bulk (b (c) d)") == "bulk"
+    assert strip_comments("auto-replied (x) ; owner-email=a@b") == "auto-replied ; owner-email=a@b"
+    assert strip_comments('"in (quotes)" x') == '"in (quotes)" x'
+    assert strip_comments("bulk (never closed") == "bulk"
+    assert strip_comments("bulk (\\) still a comment) list") == "bulk list"
