@@ -117,7 +117,10 @@ class Housekeeper(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(self.beat):
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # never let the housekeeping thread die: takeover and wake-ups depend on it
+                log.exception("housekeeping failed; trying again in %.0fs", self.beat)
 
     def tick(self, force: bool = False) -> None:
         if not self.liveness.beat():

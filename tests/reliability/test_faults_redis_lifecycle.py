@@ -1,0 +1,64 @@
+"""Redis going away under the lifecycle: no attempt is charged to a message, no stale lock stalls the sweep."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import redis
+
+from lamson import maildir
+from tests.reliability.test_lifecycle_pipeline import App, apps, handled, make_app  # noqa: F401 - apps: fixture
+from tests.sink import smtp_sink
+from tests.support import redis_server, stop_process, wait_for, wait_port
+
+
+def test_redis_killed_under_a_running_handler_costs_the_message_no_attempt(tmp_path: Path,
+                                                                          apps: list[App]) -> None:  # noqa: F811
+    redis_dir = tmp_path / "redis"
+    with redis_server(redis_dir) as (url, proc), smtp_sink() as sink:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        # max_attempts = 1: a single attempt charged for Redis's death would park the message.
+        app = make_app(tmp_path, "app", url, sink, extra="max_attempts = 1\n")
+        apps.append(app)
+        app.start("receiver")
+        worker = app.start("worker")
+        relay = app.start("relay")
+        wait_port(app.project["receiver_port"])
+        app.send("a@client.test", "slow@test.com", "m1")
+        conn = redis.Redis.from_url(url)
+        wait_for(lambda: conn.llen("app:handled") == 1, 30, 0.02, "the handler running")
+        stop_process(proc)  # Redis goes away while the handler sleeps
+        time.sleep(3)
+        with redis_server(redis_dir, port=port) as (_url, _proc):  # back, from its AOF
+            # rq's worker loop exits when Redis vanishes under it; supervisord (autorestart) starts it
+            # again. Here the test does: the message must not have been charged for that death.
+            if worker.poll() is not None:
+                app.start("worker", log="worker2.log")
+            if relay.poll() is not None:
+                app.start("relay", log="relay2.log")
+            wait_for(lambda: sink.messages, 60, 0.2, "the reply, once Redis is back")
+            wait_for(lambda: not os.listdir(app.root / "run" / "spool" / "cur")
+                     and not maildir.keys(app.root / "run" / "spool"), 30, 0.2, "the spool emptied")
+            assert maildir.keys(app.root / "run" / "undeliverable") == []  # not parked
+
+
+def test_a_stale_sweeper_lock_delays_the_sweep_by_two_intervals_at_most(tmp_path: Path, redis_url: str,
+                                                                        redis_conn: redis.Redis,
+                                                                        apps: list[App]) -> None:  # noqa: F811
+    with smtp_sink() as sink:
+        app = make_app(tmp_path, "app", redis_url, sink, extra="sweep_interval = 2\nsweep_grace = 1\n")
+        apps.append(app)
+        # A sweeper that died holding its lock (or a Redis restarted from its AOF with the lock in it).
+        redis_conn.set("app:sweeper:incoming", b"dead-holder", ex=4)
+        for i in range(3):  # mail spooled while nothing was running: no wake-up was ever sent
+            data = f"From: a{i}@client.test\r\nTo: bot@test.com\r\nSubject: m{i}\r\n\r\nhi\r\n".encode()
+            from lamson.envelope import Envelope
+            from lamson.spool import MaildirSpool
+
+            MaildirSpool(app.root / "run" / "spool").put(Envelope(f"a{i}@client.test", ("bot@test.com",)), data)
+        started = time.monotonic()
+        app.start("worker")
+        wait_for(lambda: len(handled(redis_conn, "app")) == 3, 30, 0.1, "the backlog swept")
+        assert time.monotonic() - started < 15  # the lock expires after two intervals, not five minutes
