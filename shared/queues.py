@@ -20,6 +20,8 @@ from lamson.settings import DEFAULTS
 
 ROUTE_JOB = "lamson.workers.jobs.route"
 SEND_JOB = "lamson.relay.jobs.send"
+#: The only functions a Lamson worker runs, whatever a job in Redis names (lamson.rqcompat.WakeUp).
+JOB_FUNCTIONS = frozenset({ROUTE_JOB, SEND_JOB})
 
 #: The most messages one routing wake-up carries (the receiver batches what arrives together).
 MAX_BATCH = 20

@@ -11,11 +11,13 @@ is the contract: an rq upgrade that breaks any of it fails there first.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 import redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
@@ -27,6 +29,43 @@ RESULT_TTL = 30
 FAILURE_TTL = 24 * 3600
 
 SERIALIZER = JSONSerializer
+
+log = logging.getLogger("lamson.workers")
+
+
+class NotALamsonJob(Exception):
+    """A job in a Lamson queue that names a function Lamson never enqueues."""
+
+
+class WakeUp(Job):
+    """rq's Job, run only when it names one of Lamson's job functions.
+
+    JSON alone does not make a job harmless: rq imports and calls whatever
+    dotted name the job's hash holds (``os.system`` with a shell command is
+    valid JSON). Workers use this class, so a job written into Redis by anyone
+    but Lamson fails before anything is imported: rq logs it and keeps it in the
+    queue's failed registry, and the worker goes on (DESIGN.md, invariant 6).
+    """
+
+    def refresh(self) -> None:
+        """Read the job's hash; one rq cannot read (a bad date, a bad number) is deleted and
+        skipped like a job that no longer exists, instead of ending the worker's loop."""
+        try:
+            super().refresh()
+        except NoSuchJobError:
+            raise
+        except Exception as exc:
+            log.error("unreadable job %s dropped: %s", self.id, " ".join(str(exc).split())[:300])
+            self.connection.delete(self.key)
+            raise NoSuchJobError(f"unreadable job {self.id}") from exc
+
+    def perform(self) -> Any:
+        from lamson.queues import JOB_FUNCTIONS
+
+        name = self.func_name
+        if name not in JOB_FUNCTIONS:
+            raise NotALamsonJob(f"job {self.id} names {name!r}, not a Lamson job: dropped, nothing run")
+        return super().perform()
 
 
 def queue(conn: redis.Redis, name: str) -> Queue:

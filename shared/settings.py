@@ -216,6 +216,22 @@ def apply_credentials(module: ModuleType | SimpleNamespace, root: str | os.PathL
     setattr(module, "redis_url", with_credentials(module.redis_url, module.run_dir, root))  # noqa: B010
 
 
+def ensure_credentials(module: ModuleType | SimpleNamespace) -> None:
+    """Like :func:`apply_credentials`, generating the password file first if there is none.
+
+    The programs of deploy/supervisord.conf (``lamson redis``, ``receiver``,
+    ``worker``, ``relay``) start together, so whichever starts first writes
+    ``run_dir/redis.pass`` (atomically: they all end up with the same one) and no
+    stage ever starts without the password the embedded Redis is about to require.
+    A ``redis_url`` with a password of its own is left alone.
+    """
+    from lamson.connection import PASSWORD_FILE, ensure_password, url_password, with_password
+
+    if url_password(module.redis_url) is None:
+        password = ensure_password(Path(module.run_dir) / PASSWORD_FILE)
+        setattr(module, "redis_url", with_password(module.redis_url, password))  # noqa: B010
+
+
 def boot(name: str | None = None, root: str | os.PathLike[str] | None = None) -> ModuleType:
     """Load settings, then run the application's boot module (``config.boot``).
 

@@ -99,6 +99,7 @@ def work(ctx: context.Context, groups: list[str], *, burst: bool = False, schedu
         maintenance_interval=MAINTENANCE_INTERVAL,
         default_result_ttl=rqcompat.RESULT_TTL,
         serializer=rqcompat.SERIALIZER,
+        job_class=rqcompat.WakeUp,  # runs Lamson's job functions only
     )
     log.info("worker %s on %s", ctx.worker_id, ", ".join(ctx.names.queue(g) for g in groups))
     try:

@@ -293,7 +293,7 @@ def print_rq_queues(redis_url: str, namespace: str = "lamson") -> None:
     import redis
     from rq import Queue
 
-    from lamson.connection import connect
+    from lamson.connection import connect, redact
     from lamson.names import Names
 
     try:
@@ -307,7 +307,7 @@ def print_rq_queues(redis_url: str, namespace: str = "lamson") -> None:
             print(f"  {name:<20} {queue.count:>6}  (failed {queue.failed_job_registry.count}, "
                   f"retrying {queue.scheduled_job_registry.count}, running {queue.started_job_registry.count})")
     except (redis.RedisError, OSError) as exc:
-        print(f"  redis: not reachable at {redis_url} ({' '.join(str(exc).split())})")
+        print(f"  redis: not reachable at {redact(redis_url)} ({' '.join(str(exc).split())})")
 
 
 COMMANDS = {

@@ -25,6 +25,7 @@ def receiver(args: argparse.Namespace) -> int:
     from lamson.receiver import server
 
     conf = lsettings.load(args.config, args.root)
+    lsettings.ensure_credentials(conf)
     if args.host:
         conf.receiver_config["host"] = args.host
     if args.port is not None:
@@ -43,9 +44,17 @@ def configure_worker(parser: Parser) -> None:
     option(parser, "name", default=None, help="worker name shown by rq info")
 
 
+def embedded_redis_password(args: argparse.Namespace) -> None:
+    """Generate the embedded Redis's password if no program of supervisord.conf has yet."""
+    from lamson import settings as lsettings
+
+    lsettings.ensure_credentials(lsettings.load(args.config, args.root))
+
+
 def worker(args: argparse.Namespace) -> int:
     from lamson.workers import worker as w
 
+    embedded_redis_password(args)
     return int(w.run(settings_name=args.config, root=args.root, queues=args.queue, boot=args.boot,
                      burst=args.burst, name=args.name) or 0)
 
@@ -59,6 +68,7 @@ def configure_relay(parser: Parser) -> None:
 def relay(args: argparse.Namespace) -> int:
     from lamson.relay import worker as w
 
+    embedded_redis_password(args)
     return int(w.run(settings_name=args.config, root=args.root, burst=args.burst, name=args.name) or 0)
 
 

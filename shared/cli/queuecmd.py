@@ -83,7 +83,7 @@ def requeue_one(queue: Queue, args: argparse.Namespace) -> None:
     import redis
 
     from lamson import settings as lsettings
-    from lamson.connection import connect
+    from lamson.connection import connect, redact
     from lamson.requeue import NotParked, requeue
 
     data = queue.get_bytes(args.requeue)
@@ -95,7 +95,7 @@ def requeue_one(queue: Queue, args: argparse.Namespace) -> None:
     except NotParked as exc:
         raise CommandError(f"{args.requeue}: {exc}", code=1) from None
     except redis.RedisError as exc:
-        raise CommandError(f"cannot reach Redis at {conf.redis_url}: {exc}", code=1) from None
+        raise CommandError(f"cannot reach Redis at {redact(conf.redis_url)}: {exc}", code=1) from None
     queue.remove(args.requeue)
     print(f"requeued {args.requeue} as spool key {key}")
 
