@@ -80,7 +80,7 @@ def with_password(url: str, password: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         query = "&".join(q for q in (parts.query, "password=" + quote(password, safe="")) if q)
-        return urlunsplit(parts._replace(query=query))
+        return url.split("?", 1)[0] + "?" + query  # (urlunsplit would drop unix:///'s empty host)
     # "default" (Redis 6's ACL user that requirepass sets): redis-cli -u reads an empty user as a name.
     user = quote(unquote(parts.username), safe="") if parts.username else "default"
     host = parts.hostname or "127.0.0.1"
@@ -101,6 +101,8 @@ def redact(url: str) -> str:
     if parts.password is not None:
         userinfo, _, hostport = netloc.rpartition("@")
         netloc = userinfo.split(":", 1)[0] + ":***@" + hostport
+    if parts.scheme == "unix":
+        return url.split("?", 1)[0] + "?" + query
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
@@ -144,7 +146,7 @@ def ensure_password(path: str | os.PathLike[str]) -> str:
         return existing
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     password = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, (password + "\n").encode())
