@@ -71,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a worker's liveness key lives (refreshed three times as often): the claims of a
     # worker or host that died go back to waiting about two TTLs after it stopped answering.
     "worker_ttl": 15,
+    # A router worker whose application fails to load (a syntax error in a handler) says why and
+    # tries again this often (seconds) instead of exiting, so the fix is picked up by itself.
+    "boot_retry": 30,
     # A message is parked (with the reason) after this many failed attempts: workers that died
     # holding it, or errors outside the handlers. A busy conversation or Redis trouble costs none.
     "max_attempts": 5,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from types import ModuleType
 from typing import Any
@@ -91,7 +93,16 @@ def work(ctx: context.Context, groups: list[str], *, burst: bool = False, schedu
     except Exception as exc:  # Redis down at start: rq's loop waits for it; the thread sweeps later
         log.warning("initial sweep skipped: %s", exc)
     keeper.start()
-    worker = LamsonWorker(
+    log.info("worker %s on %s", ctx.worker_id, ", ".join(ctx.names.queue(g) for g in groups))
+    try:
+        return _work_until_stopped(ctx, groups, burst=burst, scheduler=scheduler)
+    finally:
+        keeper.stop()
+        liveness.forget()
+
+
+def _new_worker(ctx: context.Context, groups: list[str]) -> LamsonWorker:
+    return LamsonWorker(
         [rqcompat.queue(ctx.conn, ctx.names.queue(g)) for g in groups],
         connection=ctx.conn,
         name=ctx.worker_id,
@@ -101,10 +112,80 @@ def work(ctx: context.Context, groups: list[str], *, burst: bool = False, schedu
         serializer=rqcompat.SERIALIZER,
         job_class=rqcompat.WakeUp,  # runs Lamson's job functions only
     )
-    log.info("worker %s on %s", ctx.worker_id, ", ".join(ctx.names.queue(g) for g in groups))
-    try:
-        worker.work(burst=burst, with_scheduler=scheduler, logging_level=rq_log_level())
-    finally:
-        keeper.stop()
-        liveness.forget()
-    return 0
+
+
+def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool, scheduler: bool) -> int:
+    """rq's loop, started again whenever Redis went away under it, until a signal stops the process.
+
+    rq's worker leaves its loop when Redis vanishes. Exiting would make
+    supervisord restart the process a few times and then give up (FATAL) while
+    Redis is still down; so the process waits instead: it logs the cause once
+    a minute, backs off up to 30 s between tries, and once Redis answers puts
+    back what it held (no attempt charged: Redis's death is not the message's
+    fault) and runs rq's loop again.
+    """
+    stop = threading.Event()
+    while True:
+        worker = _new_worker(ctx, groups)
+        try:
+            worker.work(burst=burst, with_scheduler=scheduler, logging_level=rq_log_level())
+            return 0
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if burst:
+                raise
+            log.warning("Redis unavailable (%s): this worker waits for it instead of exiting", exc)
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            if not wait_for_redis(ctx.conn, stop):
+                return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        released = release_own_claims(ctx, groups)
+        try:
+            rqcompat.forget_worker(ctx.conn, ctx.worker_id)  # the registration rq's loop left behind
+        except Exception as exc:
+            log.debug("could not unregister the previous loop: %s", exc)
+        log.warning("Redis is back: worker %s resumes (%d claimed message(s) put back to wait)",
+                    ctx.worker_id, released)
+
+
+def wait_for_redis(conn: redis.Redis, stop: threading.Event, *, longest: float = 30.0) -> bool:
+    """Ping until Redis answers (True) or ``stop`` is set (False); the cause logged once a minute."""
+    delay, logged = 1.0, time.monotonic()
+    while not stop.is_set():
+        try:
+            conn.ping()
+            return True
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() - logged >= 60:
+                log.warning("Redis still unavailable (%s); waiting", exc)
+                logged = time.monotonic()
+        stop.wait(delay)
+        delay = min(delay * 2, longest)
+    return False
+
+
+def release_own_claims(ctx: context.Context, groups: list[str]) -> int:
+    """Put back what this process claimed and did not finish (its job was cut off with Redis)."""
+    from lamson import queues
+
+    released = 0
+    for group in dict.fromkeys([*groups, "outgoing"]):
+        spool = ctx.spool(group)
+        mine = [c for c in spool.claims() if c.worker == ctx.worker_id]
+        keys = []
+        for claim in mine:
+            got = spool.get(claim.key)
+            if got is not None and spool.release(got, ctx.worker_id):
+                keys.append(claim.key)
+        released += len(keys)
+        for batch in queues.chunks(keys):
+            try:
+                if group == "outgoing":
+                    queues.wake_relay(ctx.conn, ctx.names, batch)
+                else:
+                    queues.wake_router(ctx.conn, ctx.names, group, batch)
+            except Exception as exc:  # the sweep wakes them
+                log.debug("no wake-up for %d released message(s): %s", len(batch), exc)
+    return released

@@ -10,7 +10,13 @@ and Redis.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
 
 from lamson import logs
 from lamson import settings as lsettings
@@ -37,9 +43,47 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     from lamson.router import setup_worker
 
     setup_worker(ctx.conn, settings)
-    lsettings.run_boot(settings, boot)
+    if not boot_until_loaded(settings, boot):
+        return 0
     receiver = getattr(settings, "receiver", None)
     if isinstance(receiver, QueueReceiver):  # a queue boot (the guide's config/queue.py)
         log.info("serving the Maildir queue %s as worker group %s", receiver.queue_dir, receiver.group)
         return serve(ctx, receiver, burst=burst)
     return work(ctx, groups, burst=burst)
+
+
+def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = None) -> bool:
+    """Run the application's boot; while it fails (a handler with a syntax error, a missing import), say
+    why and try again every ``boot_retry`` seconds, until it loads (True) or the process is told to stop.
+
+    Exiting instead would have supervisord restart the worker a few times in
+    quick succession and then give up (FATAL): after the fix nothing would
+    run until an operator noticed. Between tries the application's modules
+    are forgotten, so the next import reads the files again.
+    """
+    from lamson.router import Router
+
+    delay = float(delay if delay is not None else getattr(settings, "boot_retry", 30))
+    root = str(lsettings.project_root())
+    stop = threading.Event()
+    while True:
+        try:
+            lsettings.run_boot(settings, boot)
+            return True
+        except Exception as exc:
+            log.exception("cannot load the application (%s: %s); fix it: this worker tries again every %.0fs",
+                          type(exc).__name__, exc, delay)
+        Router.clear_routes()
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None) or ""
+            keep = module is settings or settings.__name__.startswith(name + ".")  # the settings and their package
+            if path.startswith(root + os.sep) and not keep and "site-packages" not in path:
+                del sys.modules[name]
+        importlib.invalidate_caches()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            if stop.wait(delay):
+                return False
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

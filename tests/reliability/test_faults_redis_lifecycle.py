@@ -32,16 +32,13 @@ def test_redis_killed_under_a_running_handler_costs_the_message_no_attempt(tmp_p
         stop_process(proc)  # Redis goes away while the handler sleeps
         time.sleep(3)
         with redis_server(redis_dir, port=port) as (_url, _proc):  # back, from its AOF
-            # rq's worker loop exits when Redis vanishes under it; supervisord (autorestart) starts it
-            # again. Here the test does: the message must not have been charged for that death.
-            if worker.poll() is not None:
-                app.start("worker", log="worker2.log")
-            if relay.poll() is not None:
-                app.start("relay", log="relay2.log")
             wait_for(lambda: sink.messages, 60, 0.2, "the reply, once Redis is back")
             wait_for(lambda: not os.listdir(app.root / "run" / "spool" / "cur")
                      and not maildir.keys(app.root / "run" / "spool"), 30, 0.2, "the spool emptied")
             assert maildir.keys(app.root / "run" / "undeliverable") == []  # not parked
+            # The very same processes: they waited for Redis instead of exiting.
+            assert worker.poll() is None and relay.poll() is None
+            assert "Redis is back: worker" in (app.root / "worker.log").read_text()
 
 
 def test_a_stale_sweeper_lock_delays_the_sweep_by_two_intervals_at_most(tmp_path: Path, redis_url: str,

@@ -161,3 +161,21 @@ def _settings(root: Path):  # type: ignore[no-untyped-def]
     from lamson.settings import DEFAULTS
 
     return SimpleNamespace(**{**DEFAULTS, "spool_dir": str(root / "run" / "spool")})
+
+
+def test_a_handler_that_fails_to_import_is_retried_until_fixed(
+        tmp_path: Path, redis_url: str, redis_conn: redis.Redis, procs: list) -> None:  # noqa: F811
+    root = app(tmp_path, redis_url)
+    (root / "config" / "settings.py").write_text((root / "config" / "settings.py").read_text() + "boot_retry = 1\n")
+    good = (root / "app" / "handlers" / "faulty.py").read_text()
+    (root / "app" / "handlers" / "faulty.py").write_text(good + "\ndef broken(:\n")  # a syntax error
+    worker = spawn(worker_args(root), cwd=root, log=root / "worker.log")
+    procs.append(worker)
+    spool_message(root, redis_conn, "user@example.org", "note@test.com")
+    wait_for(lambda: "cannot load the application (SyntaxError" in (root / "worker.log").read_text(), 30, 0.1,
+             "the import error reported")
+    time.sleep(2.5)  # retried, still failing, still running
+    assert worker.poll() is None and handled(redis_conn) == []
+    (root / "app" / "handlers" / "faulty.py").write_text(good)  # the operator fixes it
+    wait_for(lambda: "note user@example.org" in handled(redis_conn), 30, 0.1, "the message routed after the fix")
+    assert worker.poll() is None  # the same process: nothing had to be restarted by hand
