@@ -239,7 +239,12 @@ def status_of_pidfile(path: str) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Programs (state, pid, uptime), the standalone logging server, then queue depths."""
+    """Programs (state, pid, uptime), the standalone logging server, then queue depths.
+
+    Exit 0 when every program runs, 1 when one does not (FATAL, BACKOFF, EXITED, a
+    program that should run but is STOPPED; an autostart=false program never started
+    is fine), 3 when supervisord itself is not running.
+    """
     if args.pid:
         return status_of_pidfile(args.pid)
     proj = this_project(args)
@@ -253,10 +258,15 @@ def status(args: argparse.Namespace) -> int:
         infos = supervision.programs(proj)
         if infos is None:
             print(f"  (no answer on {proj.socket})")
+        if infos is None:
+            running = 1
         for info in infos or []:
             state = info["statename"]
             pid_text = f"pid {info['pid']}" if info.get("pid") else ""
             print(f"  {supervision.full_name(info):<20} {state:<9} {pid_text:<10} uptime {supervision.uptime(info)}")
+            never_started = state == "STOPPED" and not info.get("start")
+            if state != "RUNNING" and not never_started:
+                running = 1
     log_pid = pidfiles.PidFile(proj.run_dir / "log.pid").live_pid()
     if log_pid:
         print(f"lamson log: running (pid {log_pid}, run/log.pid)")
@@ -265,8 +275,11 @@ def status(args: argparse.Namespace) -> int:
 
 
 def print_queues(args: argparse.Namespace) -> None:
+    import time
+
     from lamson import maildir
     from lamson.names import names_for
+    from lamson.spool import key_time
 
     conf = project.settings_or_defaults(args.config, args.root)
     print("queues:")
@@ -278,9 +291,15 @@ def print_queues(args: argparse.Namespace) -> None:
         if conf.spool == "redis" and label in ("spool", "outbox"):
             continue
         path = proj_path(args, folder)
-        waiting, flying = len(maildir.keys(path, "new")), len(maildir.keys(path, "cur"))
-        detail = f"waiting {waiting}, in flight {flying}" if label in ("spool", "outbox") else f"{waiting + flying}"
-        print(f"  {label:<20} {detail:>24}  ({folder})")
+        names = maildir.keys(path, "new")
+        flying = maildir.keys(path, "cur")
+        if label in ("spool", "outbox"):
+            oldest = min((key_time(n) for n in names + [c.split(",", 1)[0] for c in flying]), default=0.0)
+            age = f", oldest {time.time() - oldest:.0f}s" if oldest else ""
+            detail = f"waiting {len(names)}, in flight {len(flying)}{age}"
+        else:
+            detail = f"{len(names) + len(flying)}"
+        print(f"  {label:<20} {detail:>36}  ({folder})")
 
 
 def proj_path(args: argparse.Namespace, folder: str) -> Path:

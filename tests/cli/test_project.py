@@ -116,6 +116,13 @@ def test_the_guide_session(generated: Path, project_env: dict[str, str], tracker
     assert status.returncode == 0
     text = status.stdout.decode()
     assert "receiver" in text and "RUNNING" in text and "lamson-incoming" in text and "run/queue" in text
+    assert "waiting 0, in flight 0" in text  # the spool and the outbox, drained
+    # A program that is not running is a non-zero status (a monitoring check can rely on it).
+    ctl = [str(BIN / "supervisorctl"), "-c", str(root / "deploy" / "supervisord.conf")]
+    subprocess.run([*ctl, "stop", "relay"], cwd=root, env=project_env, capture_output=True, timeout=60)
+    assert lamson("status").returncode == 1
+    subprocess.run([*ctl, "start", "relay"], cwd=root, env=project_env, capture_output=True, timeout=60)
+    assert lamson("status").returncode == 0
 
     program_pids = {int(p) for p in re.findall(r"pid (\d+)", text)}
     assert len(program_pids) >= 7  # supervisord and its six processes
