@@ -28,11 +28,15 @@ def configure(parser: Parser) -> None:
         ("remove", {"metavar": "KEY", "help": "delete the message stored under KEY"}),
         ("count", {"action": "store_true", "help": "print how many messages there are"}),
         ("clear", {"action": "store_true", "help": "delete every message"}),
-        ("keys", {"action": "store_true", "help": "print every key, oldest first"}),
-        ("requeue", {"metavar": "KEY", "help": "send a parked message (run/undeliverable) back to the router"}),
+        ("keys", {"action": "store_true", "help": "print every key, oldest first (with -reasons: why it was parked)"}),
+        ("requeue", {"metavar": "KEY", "nargs": "*",
+                     "help": "send parked messages (run/undeliverable, run/bounced) back where they were: "
+                             "the keys given, or every one with -all"}),
     )
     for name, kwargs in actions:
         action.add_argument(f"-{name}", f"--{name}", dest=name, **kwargs)
+    option(parser, "all", action="store_true", dest="all", help="with -requeue: every message in the Maildir")
+    option(parser, "reasons", action="store_true", help="with -keys: each key's X-Lamson-Reason")
     app_options(parser)
 
 
@@ -69,35 +73,82 @@ def run(args: argparse.Namespace) -> int:
             print(f"removed {queue.clear()} messages from {args.name}")
         elif args.keys:
             for key in queue.keys():
-                print(key)
+                print(f"{key}  {reason_of(queue.get_bytes(key) or b'')}" if args.reasons else key)
         elif args.requeue is not None:
-            requeue_one(queue, args)
+            keys = queue.keys() if args.all else list(args.requeue)
+            if not keys:
+                raise UsageError("lamson queue: -requeue needs KEY... or -all")
+            requeue_many(queue, keys, args)
     except BadKey as exc:
         raise UsageError(f"lamson queue: {exc}") from None
     out.flush()
     return 0
 
 
-def requeue_one(queue: Queue, args: argparse.Namespace) -> None:
-    """Put a parked message back in the spool, enqueue it, and remove it from the queue."""
+def reason_of(data: bytes) -> str:
+    """The X-Lamson-Reason a parked message carries (or "-")."""
+    for line in data.split(b"\n", 40)[:40]:
+        if line.lower().startswith(b"x-lamson-reason:"):
+            return line.split(b":", 1)[1].strip().decode("utf-8", "replace")
+        if not line.strip():
+            break
+    return "-"
+
+
+def app_settings(args: argparse.Namespace) -> Any:
+    """The application's settings: -config/-root, else the environment, else what deploy/supervisord.conf
+    in this directory points at (LAMSON_ROOT=...), so requeueing works from where the deploy files are."""
+    from lamson import settings as lsettings
+    from lamson.cli.project import root_from_deploy
+
+    try:
+        return lsettings.load(args.config, args.root)
+    except lsettings.SettingsError:
+        if args.root is not None:
+            raise
+        found = root_from_deploy(Path.cwd())
+        if found is None:
+            raise
+        return lsettings.load(args.config, str(found))
+
+
+def requeue_many(queue: Queue, keys: list[str], args: argparse.Namespace) -> None:
+    """Put parked messages back where they were, say what happened to each, remove them from the queue."""
     import redis
 
-    from lamson import settings as lsettings
     from lamson.connection import connect, redact
-    from lamson.requeue import NotParked, requeue
+    from lamson.requeue import NotParked, requeue, untag
 
-    data = queue.get_bytes(args.requeue)
-    if data is None:
-        raise CommandError(f"no message {args.requeue!r} in {args.name}", code=1)
-    conf = lsettings.load(args.config, args.root)
-    try:
-        key = requeue(data, conf, connect(conf.redis_url, timeout=2.0))
-    except NotParked as exc:
-        raise CommandError(f"{args.requeue}: {exc}", code=1) from None
-    except redis.RedisError as exc:
-        raise CommandError(f"cannot reach Redis at {redact(conf.redis_url)}: {exc}", code=1) from None
-    queue.remove(args.requeue)
-    print(f"requeued {args.requeue} as spool key {key}")
+    conf = app_settings(args)
+    conn = connect(conf.redis_url, timeout=2.0)
+    failed = 0
+
+    def refuse(text: str) -> None:
+        nonlocal failed
+        if len(keys) == 1:
+            raise CommandError(text, code=1)
+        print(f"lamson queue: {text}", file=sys.stderr)
+        failed += 1
+
+    for key in keys:
+        data = queue.get_bytes(key)
+        if data is None:
+            refuse(f"no message {key!r} in {args.name}")
+            continue
+        try:
+            envelope, _ = untag(data)
+            new_key = requeue(data, conf, conn)
+        except NotParked as exc:
+            refuse(f"{key}: {exc}")
+            continue
+        except redis.RedisError as exc:
+            raise CommandError(f"cannot reach Redis at {redact(conf.redis_url)}: {exc}", code=1) from None
+        queue.remove(key)
+        where = "the outbox" if envelope.queue == "outgoing" else f"the {envelope.queue} spool"
+        print(f"requeued {key} as {new_key} in {where}: from <{envelope.mail_from}> to "
+              f"{', '.join(f'<{r}>' for r in envelope.rcpt_tos)} (was: {reason_of(data)})")
+    if failed:
+        raise CommandError(f"{failed} of {len(keys)} message(s) not requeued", code=1)
 
 
 def bytes_of(message: object) -> bytes:
@@ -118,7 +169,9 @@ COMMANDS = {
         name="queue",
         summary="pop, get, remove, count, clear or list the messages of a Maildir queue",
         examples=("lamson queue -count", "lamson queue -keys", "lamson queue -name run/undeliverable -get KEY",
-                  "lamson queue -name run/undeliverable -requeue KEY"),
+                  "lamson queue -name run/undeliverable -requeue KEY",
+                  "lamson queue -name run/undeliverable -keys -reasons",
+                  "lamson queue -name run/undeliverable -requeue -all"),
         configure=configure,
         run=run,
         description="Look at and change a Maildir (default run/queue, which `lamson log` fills).\n"

@@ -77,3 +77,43 @@ def test_requeue_refuses_what_lamson_did_not_park(tmp_path: Path, redis_url: str
     result = run_lamson("queue", "-requeue", key, "-root", str(project["root"]), cwd=project["root"])
     assert result.returncode == 1 and b"not a message Lamson parked" in result.stderr
     assert result.stderr.count(b"\n") == 1
+
+
+def test_reasons_and_requeue_all_from_where_the_deploy_files_are(tmp_path: Path, redis_url: str,
+                                                                 redis_conn: redis.Redis) -> None:
+    import subprocess
+
+    from lamson.envelope import Envelope
+
+    # The demo's layout: deploy/ and run/ at the top, the application in a folder deploy names.
+    top = tmp_path / "site"
+    project = make_project(top / "app", redis_url, handlers=["app.handlers.crashy"])
+    root = project["root"]
+    (root / "app" / "handlers" / "crashy.py").write_text(HANDLER)
+    (top / "deploy").mkdir()
+    (top / "deploy" / "supervisord.conf").write_text(
+        '[supervisord]\nenvironment=LAMSON_ROOT="%(here)s/../app",PYTHONUNBUFFERED="1"\n')
+    settings = root / "config" / "settings.py"
+    settings.write_text(settings.read_text().replace(repr(str(root / "run" / "spool")), '"run/spool"'))
+    (top / "broken").touch()
+    spool = MaildirSpool(top / "run" / "spool")
+    for i in range(3):
+        key = spool.put(Envelope(f"a{i}@example.org", ("help@test.com",)), MESSAGE)
+        queues.wake_router(redis_conn, Names(), "incoming", [key])
+    worker = [str(BIN / "lamson"), "worker", "-root", str(root), "-burst"]
+    subprocess.run(worker, cwd=top, check=True, timeout=120, capture_output=True)
+    assert len(Maildir(top / "run" / "undeliverable").keys()) == 3
+
+    shown = run_lamson("queue", "-name", "run/undeliverable", "-keys", "-reasons", cwd=top)
+    lines = shown.stdout.decode().splitlines()
+    assert shown.returncode == 0 and len(lines) == 3
+    assert all("RuntimeError: handler bug" in line for line in lines)
+
+    (top / "broken").unlink()  # fixed; no -root: the deploy file says where the application is
+    result = run_lamson("queue", "-name", "run/undeliverable", "-requeue", "-all", cwd=top)
+    assert result.returncode == 0, result.stderr
+    said = result.stdout.decode().splitlines()
+    assert len(said) == 3 and all("in the incoming spool" in s and "handler bug" in s for s in said)
+    assert Maildir(top / "run" / "undeliverable").count() == 0
+    subprocess.run(worker, cwd=top, check=True, timeout=120, capture_output=True)
+    assert spool.keys() == []
