@@ -96,6 +96,10 @@ DEFAULTS: dict[str, Any] = {
     "smtp_session_timeout": 1800,
     # Bind receiver_config as root, then run as this user (None: stay who started it).
     "receiver_user": None,
+    # The name the receiver gives in its greeting and Received headers (None: the host name).
+    "receiver_hostname": None,
+    # Prefix of conversation state and lock keys (None: the namespace's, lamson.names).
+    "state_prefix": None,
     # Mail loops (lamson.loops, docs/security.md). The installation named in the relay's
     # X-Lamson-Loop trace header (None: LAMSON_HOSTNAME, else the host name); set one value
     # on every host of a multi-host deployment.
@@ -157,6 +161,9 @@ def load(name: str | None = None, root: str | os.PathLike[str] | None = None) ->
     apply_defaults(module)
     apply_environment(module, os.environ)
     validate(module)
+    from lamson.settings_check import report
+
+    report(module)  # typos ("did you mean"), wrong types: one log line each (docs/operations.md)
     apply_credentials(module, top)
     return module
 

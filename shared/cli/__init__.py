@@ -24,6 +24,8 @@ COMMAND_MODULES: dict[str, str] = {
     "sendmail": "mailing",
     "queue": "queuecmd",
     "routes": "routes",
+    "check": "check",
+    "metrics": "metricscmd",
     "blast": "blast",
     "cleanse": "cleanse",
     "receiver": "processes",

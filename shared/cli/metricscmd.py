@@ -1,0 +1,46 @@
+"""``lamson metrics``: the Prometheus exporter of one application (lamson.metrics).
+
+It serves ``/metrics`` over HTTP: the counters every stage keeps in Redis
+under the application's namespace, the accept-to-delivered latency
+histogram, and gauges computed at each scrape from the spool and outbox
+(waiting, in flight, parked, oldest waiting message's age). One exporter per
+application is enough, on any host that sees Redis and the spool folders;
+supervisord runs it as the program ``metrics``. See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lamson.cli.framework import Command, CommandError, Parser, app_options, option, port_number
+
+
+def configure(parser: Parser) -> None:
+    option(parser, "port", type=port_number, default=9108, help="port to serve /metrics on (default: 9108)")
+    option(parser, "host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    app_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lamson import logs, metrics
+    from lamson import settings as lsettings
+
+    conf = lsettings.load(args.config, args.root)
+    logs.setup()
+    try:
+        metrics.serve(conf, args.host, args.port)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+COMMANDS = {
+    "metrics": Command(
+        name="metrics",
+        summary="serve Prometheus metrics (counters, queue depths, latency) for the application",
+        examples=("lamson metrics -port 9108", "lamson metrics -host 0.0.0.0 -port 9108 -root /srv/myapp"),
+        configure=configure,
+        run=run,
+        description=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    ),
+}

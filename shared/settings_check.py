@@ -1,0 +1,280 @@
+"""Settings that are checked: typos, wrong types, unreachable services.
+
+Every stage loads its settings through :func:`lamson.settings.load`, which
+calls :func:`report`: each finding becomes one log line at start, e.g.::
+
+    relay_confg: unknown setting, did you mean relay_config?
+    receiver_config['port']: must be an integer port number, not '8823' (a str)
+
+``lamson check`` (lamson.cli.check) runs :func:`check` too, plus
+:func:`check_services` (Redis answers PING, the smart host accepts a TCP
+connection, the spool folders are writable), prints one line per finding and
+exits non-zero on errors, without starting anything.
+
+Unknown names: a settings module is plain Python, and applications keep
+their own values in it (``database_config``, ``queue_config``, anything their
+handlers read), so an unknown name is reported only when it is within a
+small edit distance of a setting Lamson knows (difflib's ratio ≥ 0.8): that
+is the typo that would otherwise pass silently. Imports, modules, functions,
+classes, private and upper-case names are never reported.
+
+An *error* is a value no stage can use (a port that is not an integer, a
+list setting given as a string, a retry schedule of words); a *warning* is
+one that works but is probably not what was meant (a key the section does
+not know, a set where an ordered list is documented).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+log = logging.getLogger("lamson.settings")
+
+ERROR = "error"
+WARNING = "warning"
+
+#: Names a guide-style settings.py holds that are the application's (or the guide's) own,
+#: read by config/boot.py, config/queue.py or handlers; never reported, and never proposed.
+APPLICATION_NAMES = frozenset({
+    "database_config", "queue_config", "queue_handlers", "router_reload", "relay", "receiver",
+    "database", "template_loader", "view_loader",
+})
+
+#: The keys each dict setting knows (a key outside them is a warning with a "did you mean").
+SECTION_KEYS: dict[str, frozenset[str]] = {
+    "receiver_config": frozenset({"host", "port"}),
+    # username/password/ssl/starttls/lmtp/debug: Lamson 1.x's Relay arguments (relay.client).
+    "relay_config": frozenset({"host", "port", "username", "password", "ssl", "starttls", "lmtp", "debug"}),
+    "template_config": frozenset({"dir", "module"}),
+}
+
+INT = "int"
+NUMBER = "number"
+STR = "str"
+OPTIONAL_STR = "optional str"
+STR_LIST = "list of str"
+NUMBER_LIST = "list of numbers"
+DICT = "dict"
+OPTIONAL_STR_LIST = "optional list of str"
+
+#: What type each setting must have (names missing here are only checked for existence).
+TYPES: dict[str, str] = {
+    "receiver_config": DICT, "relay_config": DICT, "router_defaults": DICT, "template_config": DICT,
+    "handlers": STR_LIST, "route_retries": NUMBER_LIST, "relay_retries": NUMBER_LIST,
+    "served_domains": OPTIONAL_STR_LIST,
+    "redis_url": STR, "namespace": STR, "spool": STR, "spool_dir": STR, "queue_dir": STR,
+    "undeliverable_dir": STR, "outbox_dir": STR, "bounced_dir": STR, "log_dir": STR, "run_dir": STR,
+    "receiver_user": OPTIONAL_STR, "loop_name": OPTIONAL_STR, "receiver_hostname": OPTIONAL_STR,
+    "state_prefix": OPTIONAL_STR,
+    "max_message_size": INT, "max_recipients": INT, "max_attempts": INT, "max_received_headers": INT,
+    "max_connections": INT, "max_connections_per_ip": INT, "max_loop_traces": INT, "reply_rate_limit": INT,
+    "job_timeout": INT, "worker_ttl": NUMBER,
+    "smtp_timeout": NUMBER, "relay_timeout": NUMBER, "lock_timeout": NUMBER, "lock_wait": NUMBER,
+    "sweep_grace": NUMBER, "sweep_interval": NUMBER, "relay_lifetime": NUMBER,
+    "smtp_start_timeout": NUMBER, "smtp_session_timeout": NUMBER,
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: ``level`` is "error" or "warning"; ``line`` is what is printed or logged."""
+
+    level: str
+    setting: str
+    message: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.setting}: {self.message}" if self.setting else self.message
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.line}"
+
+
+def known_settings() -> set[str]:
+    from lamson.settings import DEFAULTS
+
+    return set(DEFAULTS)
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _looks_like_setting(name: str, value: Any) -> bool:
+    if name.startswith("_") or name != name.lower() or name in APPLICATION_NAMES:
+        return False
+    return not (isinstance(value, ModuleType) or isinstance(value, type) or callable(value))
+
+
+def unknown_names(module: ModuleType | SimpleNamespace) -> list[Finding]:
+    """Names close to a known setting but not one: the typos."""
+    known = known_settings()
+    candidates = sorted(known)
+    findings = []
+    for name, value in sorted(vars(module).items()):
+        if name in known or not _looks_like_setting(name, value):
+            continue
+        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.8)
+        if close:
+            findings.append(Finding(WARNING, name, f"unknown setting, did you mean {close[0]}?"))
+    return findings
+
+
+def _type_finding(name: str, value: Any, want: str) -> Finding | None:
+    shown = f"{value!r} (a {_kind(value)})"
+    if want == INT and not _is_int(value):
+        return Finding(ERROR, name, f"must be an integer, not {shown}")
+    if want == NUMBER and not _is_number(value):
+        return Finding(ERROR, name, f"must be a number of seconds, not {shown}")
+    if want == STR and not isinstance(value, str):
+        return Finding(ERROR, name, f"must be a string, not {shown}")
+    if want == OPTIONAL_STR and value is not None and not isinstance(value, str):
+        return Finding(ERROR, name, f"must be a string or None, not {shown}")
+    if want == DICT and not isinstance(value, dict):
+        return Finding(ERROR, name, f"must be a dict, not {shown}")
+    if want in (STR_LIST, NUMBER_LIST, OPTIONAL_STR_LIST):
+        if want == OPTIONAL_STR_LIST and value is None:
+            return None
+        if isinstance(value, str | bytes) or not isinstance(value, list | tuple | set | frozenset):
+            return Finding(ERROR, name, f"must be a list, not {shown}")
+        ok = _is_number if want == NUMBER_LIST else (lambda item: isinstance(item, str))
+        bad = [item for item in value if not ok(item)]
+        if bad:
+            what = "numbers of seconds" if want == NUMBER_LIST else "strings"
+            return Finding(ERROR, name, f"must be a list of {what}; {bad[0]!r} (a {_kind(bad[0])}) is not one")
+        if isinstance(value, set | frozenset):
+            return Finding(WARNING, name, f"is a {_kind(value)}, which has no order; a list is expected")
+    return None
+
+
+def wrong_types(module: ModuleType | SimpleNamespace) -> list[Finding]:
+    """Values of known settings that have the wrong type, and dict sections with unknown keys."""
+    findings = []
+    for name, want in TYPES.items():
+        if not hasattr(module, name):
+            continue
+        value = getattr(module, name)
+        found = _type_finding(name, value, want)
+        if found is not None:
+            findings.append(found)
+            continue
+        if name in ("receiver_config", "relay_config"):
+            for key in ("host", "port"):
+                item = value.get(key)
+                if key == "port" and (not _is_int(item) or not 0 <= item <= 65535):
+                    findings.append(Finding(ERROR, f"{name}[{key!r}]",
+                                            f"must be an integer port number, not {item!r} (a {_kind(item)})"))
+                if key == "host" and not isinstance(item, str):
+                    findings.append(Finding(ERROR, f"{name}[{key!r}]", f"must be a host name or address, "
+                                                                         f"not {item!r} (a {_kind(item)})"))
+        keys = SECTION_KEYS.get(name)
+        if keys is not None:
+            for key in sorted(str(k) for k in value if k not in keys):
+                close = difflib.get_close_matches(key, sorted(keys), n=1, cutoff=0.6)
+                hint = f", did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(keys))})"
+                findings.append(Finding(WARNING, f"{name}[{key!r}]", f"unknown key{hint}"))
+    spool = getattr(module, "spool", "maildir")
+    if isinstance(spool, str) and spool not in ("maildir", "redis"):
+        findings.append(Finding(ERROR, "spool", f"must be 'maildir' or 'redis', not {spool!r}"))
+    return findings
+
+
+def check(module: ModuleType | SimpleNamespace) -> list[Finding]:
+    """What is wrong with these (loaded) settings, without touching the network or the disk."""
+    return unknown_names(module) + wrong_types(module)
+
+
+_reported: set[tuple[str, str]] = set()
+
+
+def report(module: ModuleType | SimpleNamespace) -> list[Finding]:
+    """Log each finding once per process (lamson.settings.load calls this at every start)."""
+    try:
+        findings = check(module)
+    except Exception as exc:  # a check must never be why a stage does not start
+        log.debug("settings not checked: %r", exc)
+        return []
+    origin = getattr(module, "__name__", "settings")
+    for finding in findings:
+        if (origin, finding.line) in _reported:
+            continue
+        _reported.add((origin, finding.line))
+        (log.error if finding.level == ERROR else log.warning)("%s", finding.line)
+    return findings
+
+
+# -- services (lamson check) ---------------------------------------------------
+
+
+def _writable(path: Path) -> str | None:
+    """None when a file can be created in ``path`` (or in the parent it would be created in)."""
+    target = path
+    while not target.exists():
+        if target.parent == target:
+            return "no existing parent folder"
+        target = target.parent
+    if not target.is_dir():
+        return f"{target} is not a folder"
+    try:
+        fd, name = tempfile.mkstemp(dir=target, prefix=".lamson-check-")
+    except OSError as exc:
+        return f"cannot create a file in {target}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def check_services(module: ModuleType | SimpleNamespace, root: str | os.PathLike[str] | None = None, *,
+                   timeout: float = 3.0) -> list[Finding]:
+    """Redis answers PING, the smart host accepts a TCP connection, the spool folders are writable."""
+    from lamson.connection import connect, redact
+
+    findings = []
+    url = getattr(module, "redis_url", "")
+    try:
+        conn = connect(url, timeout=timeout)
+        try:
+            conn.ping()
+        finally:
+            conn.close()
+    except Exception as exc:
+        findings.append(Finding(ERROR, "redis_url", f"Redis at {redact(url)} does not answer PING: {exc}"))
+
+    relay = getattr(module, "relay_config", {})
+    if isinstance(relay, dict) and isinstance(relay.get("host"), str) and _is_int(relay.get("port")):
+        host, port = relay["host"], relay["port"]
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            findings.append(Finding(ERROR, "relay_config",
+                                    f"smart host {host}:{port} does not accept connections: {exc.strerror or exc}"))
+
+    base = Path(root) if root is not None else Path.cwd()
+    folders = ["undeliverable_dir", "bounced_dir"]
+    if getattr(module, "spool", "maildir") == "maildir":
+        folders = ["spool_dir", "outbox_dir", *folders]
+    for name in folders:
+        value = getattr(module, name, None)
+        if not isinstance(value, str):
+            continue
+        problem = _writable(base / value)
+        if problem:
+            findings.append(Finding(ERROR, name, f"{value} is not writable: {problem}"))
+    return findings
