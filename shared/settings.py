@@ -107,8 +107,11 @@ DEFAULTS: dict[str, Any] = {
     # Incoming mail carrying our trace more than this many times is parked, not routed.
     "max_loop_traces": 1,
     # Automatic mail (sent by handlers, DSNs) to one address per minute; more is parked in
-    # bounced_dir. 0: no limit.
-    "reply_rate_limit": 10,
+    # bounced_dir. 0: no limit. High enough for a person in a lively conversation (or a test
+    # client sending a burst), low enough to bound a loop nothing else caught.
+    "reply_rate_limit": 60,
+    # Where `lamson metrics` serves Prometheus metrics (docs/operations.md).
+    "metrics_config": {"host": "127.0.0.1", "port": 9108},
 }
 
 #: Environment variables that override settings, and how to apply them.
