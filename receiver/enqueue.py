@@ -22,7 +22,7 @@ import time
 
 import redis
 
-from lamson import queues
+from lamson import metrics, queues
 from lamson.names import Names
 from lamson.order import Lines
 
@@ -60,7 +60,12 @@ class Enqueuer:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._pending.get()
+            try:
+                first = self._pending.get(timeout=metrics.FLUSH_INTERVAL)
+            except stdqueue.Empty:  # no mail for a while: write the refusals counted meanwhile
+                if metrics.RECEIVER and time.monotonic() >= self._down_until:
+                    metrics.RECEIVER.flush(self.conn, self.names)
+                continue
             if first is None:
                 return
             keys = [first]
@@ -77,18 +82,23 @@ class Enqueuer:
             self._flush(keys)
 
     def _flush(self, entries: list[tuple[str, str]]) -> None:
+        metrics.RECEIVER.add("accepted", len(entries))  # written with the wake-up (lamson.metrics)
         if time.monotonic() < self._down_until:
             return  # still spooled; the sweeper wakes the workers once Redis is back
         keys = [key for key, _ in entries]
+        counted: dict[str, int] = {}
         try:
             with self.conn.pipeline() as pipe:
                 # rq opens the MULTI, so its enqueue goes first; the lines join the same transaction.
                 queues.wake_router(self.conn, self.names, self.group, keys, timeout=self.timeout, pipeline=pipe)
                 self.lines.add(entries, pipeline=pipe)
-                pipe.execute()
+                counted, ours = metrics.RECEIVER.queue(pipe, self.names)
+                metrics.execute(pipe, ours)  # a failed increment never fails the wake-up
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+            metrics.RECEIVER.give_back(counted)
             log.warning("Redis unavailable (%s): %d message(s) stay spooled; the sweeper will enqueue them",
                         exc, len(keys))
             self._down_until = time.monotonic() + self.pause
         except Exception:
+            metrics.RECEIVER.give_back(counted)
             log.exception("could not enqueue %d spooled message(s); the sweeper will", len(keys))

@@ -32,6 +32,7 @@ from email.utils import formatdate
 from typing import Any
 
 from lamson.envelope import Envelope, new_id
+from lamson.metrics import counts_refusals  # 4xx/5xx replies counted by reason (docs/operations.md)
 from lamson.receiver.checks import (
     NULL_PATH,
     ServedDomains,
@@ -83,6 +84,7 @@ class SpoolHandler:
         self.served = served if served is not None else ServedDomains(())
         self.max_received_headers = max_received_headers
 
+    @counts_refusals
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
         # The path grammar was checked by the server's parser; a sender must still be a mailbox or <>.
         if address != NULL_PATH and "@" not in address:
@@ -93,6 +95,7 @@ class SpoolHandler:
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
+    @counts_refusals
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"
@@ -109,6 +112,7 @@ class SpoolHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    @counts_refusals
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         peer = session.peer
         raw = envelope.original_content if envelope.original_content is not None else envelope.content

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from lamson import context, loops, queues
+from lamson import context, loops, metrics, queues
 from lamson.envelope import Envelope
 from lamson.queue import as_bytes
 
@@ -122,7 +122,7 @@ class Relay:
         for address in [sender, *rcpts]:
             if any(ch in address for ch in "\r\n\x00<>"):
                 raise ValueError(f"refusing envelope address with control or bracket characters: {address!r}")
-        extra = {"relay_host": self.host, "relay_port": str(self.port)}
+        extra = {"relay_host": self.host, "relay_port": str(self.port), **metrics.origin_extra()}
         traces = loops.inherited()
         if traces is not None:  # sent by a handler while it handled a message: automatic mail
             extra[loops.AUTO] = "1"

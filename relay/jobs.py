@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from lamson import context, loops, maildir, queues
+from lamson import context, loops, maildir, metrics, queues
 from lamson.envelope import Envelope
 from lamson.relay import dsn
 from lamson.relay.smtp import Connections, normalise_eol
@@ -77,15 +77,22 @@ class Delivery:
             except UnreadableRecord as exc:
                 parked = self.outbox.park_unreadable(key, self.worker, str(exc))
                 log.error("%s; parked as %s in %s", exc, parked, self.outbox.parked)
+                self.outcomes["parked"] = self.outcomes.get("parked", 0) + 1
                 continue
             except ValueError as exc:
                 log.error("relay wake-up names %r: %s", key, exc)
                 continue
             if got is not None:
                 claimed.append(got)
-        for spooled in claimed:
-            outcome = self.deliver(spooled)
-            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        latencies: list[float] = []  # accept -> delivered (lamson.metrics)
+        try:
+            for spooled in claimed:
+                outcome = self.deliver(spooled)
+                self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+                if outcome == "delivered":
+                    latencies.append(time.time() - metrics.accepted_at(spooled.envelope))
+        finally:
+            metrics.record(self.ctx.conn, self.ctx.names, metrics.relay_counts(self.outcomes), latencies)
         return ", ".join(f"{n} {what}" for what, n in self.outcomes.items()) or "nothing due"
 
     def destination(self, env: Envelope) -> tuple[str, int]:

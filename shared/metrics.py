@@ -107,25 +107,50 @@ def bucket_of(seconds: float) -> str:
 # -- writing -------------------------------------------------------------------
 
 
-def queue(pipe: Any, names: Names, counts: Mapping[str, int], latencies: Iterable[float] = ()) -> bool:
-    """Add the increments to ``pipe`` (a Redis pipeline about to be executed); never raises."""
+def queue(pipe: Any, names: Names, counts: Mapping[str, int], latencies: Iterable[float] = ()) -> int:
+    """Add the increments to ``pipe`` (a Redis pipeline about to be executed); never raises.
+
+    Returns how many commands it added (0: none, or it failed), for :func:`execute`.
+    """
+    added = 0
     try:
         key = counters_key(names)
         for name, n in counts.items():
             if n:
                 pipe.hincrby(key, name, int(n))
+                added += 1
         seen = list(latencies)
         if seen:
             lkey = latency_key(names)
             buckets = Counter(bucket_of(max(0.0, s)) for s in seen)
             for bucket, n in buckets.items():
                 pipe.hincrby(lkey, bucket, n)
+                added += 1
             pipe.hincrby(lkey, "count", len(seen))
             pipe.hincrbyfloat(lkey, "sum", float(sum(max(0.0, s) for s in seen)))
-        return True
+            added += 2
+        return added
     except Exception as exc:
         log.debug("metrics not counted: %r", exc)
-        return False
+        return added
+
+
+def execute(pipe: Any, ours: int) -> list[Any]:
+    """Execute a pipeline whose last ``ours`` commands are metrics increments.
+
+    An error in the stage's own commands raises as ``pipe.execute()`` would; an
+    error in an increment (someone wrote another type under the key) is only
+    logged at debug, so counting can never make a wake-up look failed.
+    """
+    results: list[Any] = pipe.execute(raise_on_error=False)
+    own = results[:len(results) - ours] if ours else results
+    for result in own:
+        if isinstance(result, Exception):
+            raise result
+    for result in results[len(own):]:
+        if isinstance(result, Exception):
+            log.debug("metrics not counted: %r", result)
+    return results
 
 
 def record(conn: Any, names: Names, counts: Mapping[str, int], latencies: Iterable[float] = ()) -> bool:
@@ -137,8 +162,11 @@ def record(conn: Any, names: Names, counts: Mapping[str, int], latencies: Iterab
         with conn.pipeline(transaction=False) as pipe:
             if not queue(pipe, names, counts, seen):
                 return False
-            pipe.execute()
-        return True
+            results = pipe.execute(raise_on_error=False)
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            log.debug("metrics not counted: %r", errors[0])
+        return not errors
     except Exception as exc:
         log.debug("metrics not counted: %r", exc)
         return False
@@ -166,12 +194,12 @@ class Tally:
         with self._lock:
             self._counts.update(counts)
 
-    def queue(self, pipe: Any, names: Names) -> dict[str, int]:
-        """Put what is pending into ``pipe``; returns it (to :meth:`give_back` if the pipeline fails)."""
+    def queue(self, pipe: Any, names: Names) -> tuple[dict[str, int], int]:
+        """Put what is pending into ``pipe``: what it took (to :meth:`give_back` if the pipeline
+        fails) and how many commands it added (for :func:`execute`)."""
         taken = self.take()
-        if taken and not queue(pipe, names, taken):
-            return {}
-        return taken
+        added = queue(pipe, names, taken) if taken else 0
+        return (taken if added else {}), added
 
     def flush(self, conn: Any, names: Names) -> None:
         """Write what is pending in a round trip of its own (nothing pending: nothing sent)."""
@@ -408,15 +436,33 @@ def registry_for(settings: Any, conn: Any = None) -> Any:
     return registry
 
 
-def serve(settings: Any, host: str = "127.0.0.1", port: int = 9108, stop: threading.Event | None = None) -> None:
-    """Serve /metrics on ``host:port`` until SIGTERM/SIGINT (or ``stop`` is set)."""
+def serve(settings: Any, host: str = "127.0.0.1", port: int = 9108, stop: threading.Event | None = None, *,
+          wait_for_port: bool = False) -> None:
+    """Serve /metrics on ``host:port`` until SIGTERM/SIGINT (or ``stop`` is set).
+
+    ``wait_for_port``: while the address is taken (or not there yet), try again
+    every few seconds, logging the cause once a minute, instead of raising OSError.
+    """
     from prometheus_client import start_http_server
 
     stop = stop or threading.Event()
-    server, thread = start_http_server(port, addr=host, registry=registry_for(settings))
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    registry = registry_for(settings)
+    last_logged = 0.0
+    while True:
+        try:
+            server, thread = start_http_server(port, addr=host, registry=registry)
+            break
+        except OSError as exc:
+            if not wait_for_port:
+                raise
+            if time.monotonic() - last_logged >= 60:
+                log.error("metrics: cannot listen on %s:%d (%s); trying again", host, port, exc.strerror or exc)
+                last_logged = time.monotonic()
+            if stop.wait(5.0):
+                return
     log.info("metrics for namespace %s on http://%s:%d/metrics", settings.namespace, host, port)
     try:
         stop.wait()

@@ -124,6 +124,8 @@ ENV_OVERRIDES: dict[str, tuple[str | tuple[str, str], type[str] | type[int]]] = 
     "LAMSON_RECEIVER_PORT": (("receiver_config", "port"), int),
     "LAMSON_RELAY_HOST": (("relay_config", "host"), str),
     "LAMSON_RELAY_PORT": (("relay_config", "port"), int),
+    "LAMSON_METRICS_HOST": (("metrics_config", "host"), str),
+    "LAMSON_METRICS_PORT": (("metrics_config", "port"), int),
 }
 
 

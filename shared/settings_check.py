@@ -54,6 +54,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     # username/password/ssl/starttls/lmtp/debug: Lamson 1.x's Relay arguments (relay.client).
     "relay_config": frozenset({"host", "port", "username", "password", "ssl", "starttls", "lmtp", "debug"}),
     "template_config": frozenset({"dir", "module"}),
+    "metrics_config": frozenset({"host", "port"}),
 }
 
 INT = "int"
@@ -67,7 +68,7 @@ OPTIONAL_STR_LIST = "optional list of str"
 
 #: What type each setting must have (names missing here are only checked for existence).
 TYPES: dict[str, str] = {
-    "receiver_config": DICT, "relay_config": DICT, "router_defaults": DICT, "template_config": DICT,
+    "receiver_config": DICT, "relay_config": DICT, "metrics_config": DICT, "router_defaults": DICT, "template_config": DICT,
     "handlers": STR_LIST, "route_retries": NUMBER_LIST, "relay_retries": NUMBER_LIST,
     "served_domains": OPTIONAL_STR_LIST,
     "redis_url": STR, "namespace": STR, "spool": STR, "spool_dir": STR, "queue_dir": STR,
@@ -175,7 +176,7 @@ def wrong_types(module: ModuleType | SimpleNamespace) -> list[Finding]:
         if found is not None:
             findings.append(found)
             continue
-        if name in ("receiver_config", "relay_config"):
+        if name in ("receiver_config", "relay_config", "metrics_config"):
             for key in ("host", "port"):
                 item = value.get(key)
                 if key == "port" and (not _is_int(item) or not 0 <= item <= 65535):

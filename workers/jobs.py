@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-from lamson import context, loops, queues
+from lamson import context, loops, metrics, queues
 from lamson.order import sender_of
 from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord, key_time
@@ -66,6 +66,7 @@ class RoutingBatch:
         self.max_traces = int(getattr(self.settings, "max_loop_traces", DEFAULTS["max_loop_traces"]))
         self.done: list[Spooled] = []
         self.outcomes: dict[str, int] = {}
+        self.counted: dict[str, int] = {}  # the outcomes already written to the metrics counters
 
     def run(self, keys: list[str]) -> str:
         from lamson.router import INFRASTRUCTURE_ERRORS
@@ -205,7 +206,7 @@ class RoutingBatch:
         rcpts = list(env.rcpt_tos)
         for index, rcpt in enumerate(rcpts):
             try:
-                with loops.handling(traces):
+                with loops.handling(traces), metrics.handling(env.received_at):  # replies carry the accept time
                     self._deliver(spooled, rcpt)
             except ConversationBusy as exc:
                 log.info("%s: conversation busy (%s); waits and tries again", env.id, exc)
@@ -276,8 +277,19 @@ class RoutingBatch:
                             "handled twice", spooled.key)
         self.done.clear()
         self.ctx.pending_outbox.clear()
+        # routed / parked / deferred counters (lamson.metrics) ride with the first relay wake-up
+        counts = metrics.router_counts(self.outcomes, self.group)
+        for name, n in metrics.router_counts(self.counted, self.group).items():
+            counts[name] -= n  # a second commit of the same batch counts only what is new
+        self.counted = dict(self.outcomes)
         for batch in queues.chunks(pending, queues.MAX_RELAY_BATCH):
             try:
-                queues.wake_relay(self.ctx.conn, self.ctx.names, batch)
+                with self.ctx.conn.pipeline() as pipe:
+                    queues.wake_relay(self.ctx.conn, self.ctx.names, batch, pipeline=pipe)
+                    ours = metrics.queue(pipe, self.ctx.names, counts) if counts else 0
+                    counts = {}
+                    metrics.execute(pipe, ours)  # a failed increment never fails the wake-up
             except Exception as exc:  # the replies are in the outbox: the relay's sweeper finds them
                 log.warning("could not wake the relay for %d repl(ies): %s", len(batch), exc)
+        if counts:
+            metrics.record(self.ctx.conn, self.ctx.names, counts)

@@ -5,7 +5,9 @@ under the application's namespace, the accept-to-delivered latency
 histogram, and gauges computed at each scrape from the spool and outbox
 (waiting, in flight, parked, oldest waiting message's age). One exporter per
 application is enough, on any host that sees Redis and the spool folders;
-supervisord runs it as the program ``metrics``. See docs/operations.md.
+supervisord runs it as the program ``metrics`` (with ``-wait-for-port``: a
+taken port is waited out, logged once a minute, instead of ending FATAL).
+See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from lamson.cli.framework import Command, CommandError, Parser, app_options, opt
 
 
 def configure(parser: Parser) -> None:
-    option(parser, "port", type=port_number, default=9108, help="port to serve /metrics on (default: 9108)")
-    option(parser, "host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    option(parser, "port", type=port_number, default=None,
+           help="port to serve /metrics on (default: metrics_config['port'], 9108)")
+    option(parser, "host", default=None, help="address to listen on (default: metrics_config['host'], 127.0.0.1)")
+    option(parser, "wait-for-port", action="store_true",
+           help="while the port is taken, wait and try again (logged once a minute) instead of exiting")
     app_options(parser)
 
 
@@ -26,11 +31,14 @@ def run(args: argparse.Namespace) -> int:
     from lamson import settings as lsettings
 
     conf = lsettings.load(args.config, args.root)
+    lsettings.ensure_credentials(conf)  # started with the embedded Redis: the password it is about to require
     logs.setup()
+    host = args.host or conf.metrics_config.get("host", "127.0.0.1")
+    port = args.port if args.port is not None else int(conf.metrics_config.get("port", 9108))
     try:
-        metrics.serve(conf, args.host, args.port)
+        metrics.serve(conf, host, port, wait_for_port=args.wait_for_port)
     except OSError as exc:
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return 0
 
 

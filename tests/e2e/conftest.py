@@ -56,13 +56,14 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__", "run", "logs"))
     (root / "run").mkdir()
     (root / "logs").mkdir()
-    ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port()}
+    ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port(), "metrics": free_port()}
     env = dict(os.environ)
     env.update({
         "PATH": f"{BIN}:{env.get('PATH', '')}",
         "LAMSON_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
         "LAMSON_RECEIVER_PORT": str(ports["receiver"]),
         "LAMSON_RELAY_PORT": str(ports["relay"]),
+        "LAMSON_METRICS_PORT": str(ports["metrics"]),
     })
     env.pop("LAMSON_ROOT", None)
     env.pop("LAMSON_SETTINGS", None)
@@ -75,7 +76,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
         wait_port(ports["redis"], timeout=30)
         wait_port(ports["receiver"], timeout=30)
         wait_port(ports["relay"], timeout=30)
-        wait_for(lambda: p.ctl("status").count("RUNNING") == 6, 30, 0.2, "all six programs RUNNING")
+        wait_for(lambda: p.ctl("status").count("RUNNING") == 7, 30, 0.2, "all seven programs RUNNING")
         children = p.pids()
         yield p
     finally:
