@@ -61,6 +61,10 @@ def start(root: Path, routers: int, sink: str = "log") -> tuple[dict[str, str], 
         # Postfix's smtp-sink (C) as the smart host instead of the Python logging server.
         text = text.split("[program:log]")[0]
     conf.write_text(text)
+    # A benchmark sends hundreds of messages a second from a few addresses: lift the per-address
+    # reply rate limit (a loop guard, docs/security.md) that would otherwise park most replies.
+    settings = root / "examples" / "demo" / "config" / "settings.py"
+    settings.write_text(settings.read_text() + "\nreply_rate_limit = 0\n")
     (root / "run").mkdir()
     (root / "logs").mkdir()
     ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port()}
