@@ -44,7 +44,10 @@ router_reload = os.environ.get("LAMSON_RELOAD", "") == "1"
 database_config = {"url": "sqlite:///app/data/main.db"}
 
 # Redis holds the queues between the stages, conversation state and locks.
-# `lamson start` runs an embedded redis-server on this address (deploy/redis.conf).
+# `lamson start` runs an embedded redis-server on this address (deploy/redis.conf)
+# that requires a password: the one in this URL (redis://:PASSWORD@host:port/0),
+# else one generated into run/redis.pass (0600) that every Lamson process reads.
+# For rq's tools: RQ_REDIS_URL="$(lamson redis-url)" rq info
 redis_url = "redis://127.0.0.1:6379/0"
 
 # Accepted mail waits in a durable spool until routed: "maildir" (run/spool)
