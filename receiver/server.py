@@ -31,7 +31,7 @@ from typing import Any, cast
 from aiosmtpd.smtp import SMTP, syntax
 
 from lamson import logs
-from lamson.connection import connect
+from lamson.connection import connect, redact
 from lamson.names import names_for
 from lamson.receiver.checks import BadPath, parse_path, served_domains
 from lamson.receiver.enqueue import Enqueuer
@@ -269,7 +269,7 @@ def build_handler(settings: ModuleType, executor: ThreadPoolExecutor) -> SpoolHa
     try:
         problems = persistence_problems(conn)
     except Exception as exc:  # Redis down at start: the Maildir spool still accepts
-        problems = [f"cannot reach Redis at {settings.redis_url} ({exc}); messages stay spooled until it is back"]
+        problems = [f"cannot reach Redis at {redact(settings.redis_url)} ({exc}); messages stay spooled until it is back"]
     for problem in problems:
         log.warning("WARNING: %s", problem)
     if settings.spool == "redis" and problems:
