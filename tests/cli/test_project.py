@@ -125,7 +125,7 @@ def test_the_guide_session(generated: Path, project_env: dict[str, str], tracker
     assert lamson("status").returncode == 0
 
     program_pids = {int(p) for p in re.findall(r"pid (\d+)", text)}
-    assert len(program_pids) >= 7  # supervisord and its six processes
+    assert len(program_pids) >= 8  # supervisord and its seven processes
     stopped = lamson("stop", "-ALL", "run", timeout=200)
     assert stopped.returncode == 0, stopped.stderr.decode()
     assert b"Stopping processes with the following PID files: ['run/supervisord.pid']" in stopped.stdout
@@ -142,7 +142,7 @@ def test_the_guide_session(generated: Path, project_env: dict[str, str], tracker
     assert direct.returncode == 0, direct.stderr.decode()
     wait_for(lambda: (root / "run" / "supervisord.pid").exists(), 20, what="supervisord.pid")
     tracker.add_pidfiles(root / "run")
-    wait_for(lambda: b"RUNNING" in lamson("status").stdout and lamson("status").stdout.count(b"RUNNING") == 6,
+    wait_for(lambda: b"RUNNING" in lamson("status").stdout and lamson("status").stdout.count(b"RUNNING") == 7,
              60, 0.5, "every program RUNNING under a bare PATH")
     tracker.add_programs(root)
 

@@ -334,7 +334,7 @@ def test_guide_project_runs_under_plain_supervisord(guide_app: tuple[Path, dict[
 
     def running() -> bool:
         status = subprocess.run([*ctl, "status"], cwd=root, env=env, capture_output=True, timeout=30).stdout
-        return status.count(b"RUNNING") == 6  # redis, receiver, 2 routers, relay, log (queue: autostart=false)
+        return status.count(b"RUNNING") == 7  # redis, receiver, 2 routers, relay, metrics, log (queue: off)
 
     wait_for(running, 60, 0.3, "every program RUNNING under supervisord")
     conversation(root, ports["receiver"], "reader@localhost")

@@ -53,7 +53,7 @@ def test_fifty_messages_five_clients_fifty_replies(pipeline: Pipeline) -> None:
 
 def test_shutdown_leaves_no_process(pipeline: Pipeline) -> None:
     children = pipeline.pids()
-    assert len(children) == 6
+    assert len(children) == 7  # redis, receiver, 2 routers, relay, metrics, log
     sup = pipeline.supervisord_pid()
     pipeline.ctl("shutdown")
     wait_for(lambda: not alive(sup), 90, 0.2, "supervisord to exit")
