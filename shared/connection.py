@@ -5,25 +5,109 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import redis
+
+#: ``redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE[/DB][?sentinel_password=...]``:
+#: the primary that the Sentinels at HOST:PORT name for SERVICE, followed across failovers.
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """What a ``redis+sentinel://`` URL names: where the Sentinels are and how to log in."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+
+
+def is_sentinel(url: str) -> bool:
+    return urlsplit(url).scheme == SENTINEL_SCHEME
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Read a ``redis+sentinel://`` URL; ValueError says what is wrong with it.
+
+    The user and password are the data nodes' (the primary's and replicas'); the
+    Sentinels' own, if they require one, are the ``sentinel_username`` and
+    ``sentinel_password`` query parameters. Sentinels listen on 26379 by default.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        raise ValueError(f"not a {SENTINEL_SCHEME}:// URL")
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for item in hosts.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port_text = rest[1:] if rest.startswith(":") else ""
+        elif item.count(":") == 1:
+            host, _, port_text = item.partition(":")
+        else:
+            host, port_text = item, ""
+        try:
+            port = int(port_text) if port_text else 26379
+        except ValueError:
+            raise ValueError(f"bad Sentinel address {item!r}") from None
+        sentinels.append((host, port))
+    if not sentinels:
+        raise ValueError("no Sentinel address (redis+sentinel://HOST:PORT,HOST:PORT/SERVICE)")
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2:
+        raise ValueError("the path must be /SERVICE or /SERVICE/DB (the Sentinels' name of the primary)")
+    try:
+        db = int(path[1]) if len(path) == 2 else 0
+    except ValueError:
+        raise ValueError(f"bad database number {path[1]!r}") from None
+    query = dict(parse_qsl(parts.query))
+    user, has_password, password = userinfo.partition(":")
+    return SentinelURL(
+        sentinels=sentinels, service=unquote(path[0]), db=db,
+        username=unquote(user) or None,
+        password=unquote(password) if has_password and password else query.get("password") or None,
+        sentinel_username=query.get("sentinel_username") or None,
+        sentinel_password=query.get("sentinel_password") or None,
+    )
 
 
 def connect(url: str, *, timeout: float = 5.0) -> redis.Redis:
     """A client with bounded timeouts, so a dead Redis is an error, never a hang.
 
     Replies are bytes (``decode_responses=False``): rq requires that, and
-    mail is bytes.
+    mail is bytes. A ``redis+sentinel://`` URL gives a client of the primary the
+    Sentinels name: after a failover its next connection goes to the new primary
+    (a command in flight fails with ConnectionError, which every stage already
+    survives by waiting and retrying).
     """
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=timeout,
-        socket_timeout=max(timeout, 30.0),
-        health_check_interval=30,
-        retry_on_timeout=False,
-    )
+    options: dict[str, Any] = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": max(timeout, 30.0),
+        "health_check_interval": 30,
+        "retry_on_timeout": False,
+    }
+    if is_sentinel(url):
+        from redis.sentinel import Sentinel
+
+        where = parse_sentinel_url(url)
+        asking: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+        if where.sentinel_password:
+            asking.update(username=where.sentinel_username, password=where.sentinel_password)
+        sentinel = Sentinel(where.sentinels, sentinel_kwargs=asking, **options)
+        return sentinel.master_for(where.service, redis_class=redis.Redis, db=where.db,
+                                   username=where.username, password=where.password)
+    return redis.Redis.from_url(url, **options)
 
 
 # Replies of a connection from connect() are bytes; redis-py's types also allow the
@@ -81,6 +165,10 @@ def with_password(url: str, password: str) -> str:
     if parts.scheme == "unix":
         query = "&".join(q for q in (parts.query, "password=" + quote(password, safe="")) if q)
         return url.split("?", 1)[0] + "?" + query  # (urlunsplit would drop unix:///'s empty host)
+    if parts.scheme == SENTINEL_SCHEME:  # several HOST:PORT, kept as written
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0] or "default"
+        return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{hosts}"))
     # "default" (Redis 6's ACL user that requirepass sets): redis-cli -u reads an empty user as a name.
     user = quote(unquote(parts.username), safe="") if parts.username else "default"
     host = parts.hostname or "127.0.0.1"
@@ -92,11 +180,11 @@ def with_password(url: str, password: str) -> str:
 
 def redact(url: str) -> str:
     """``url`` with its password replaced by ``***``, for messages and logs."""
-    password = url_password(url)
-    if password is None:
-        return url
     parts = urlsplit(url)
-    query = "&".join("password=***" if q.startswith("password=") else q for q in parts.query.split("&") if q)
+    if url_password(url) is None and "password=" not in parts.query:
+        return url
+    secret = ("password=", "sentinel_password=")
+    query = "&".join(q.split("=", 1)[0] + "=***" if q.startswith(secret) else q for q in parts.query.split("&") if q)
     netloc = parts.netloc
     if parts.password is not None:
         userinfo, _, hostport = netloc.rpartition("@")
@@ -129,7 +217,7 @@ def read_password(path: str | os.PathLike[str]) -> str | None:
 
 def with_credentials(url: str, run_dir: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
     """``url`` with the embedded Redis's generated password when it carries none and the file exists."""
-    if url_password(url) is not None or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+    if url_password(url) is not None or urlsplit(url).scheme not in ("redis", "rediss", "unix", SENTINEL_SCHEME):
         return url
     for path in password_files(run_dir, root):
         password = read_password(path)

@@ -52,8 +52,12 @@ def auth_config(redis_url: str, run_dir: str) -> str:
     return f"user default off\nuser {quoted(user)} on {quoted('>' + password)} ~* &* +@all\n"
 
 
-def exec_redis(redis_url: str, conf: str, run_dir: str) -> None:
-    """Replace this process with redis-server configured for ``redis_url``."""
+def exec_redis(redis_url: str, conf: str, run_dir: str, data_dir: str | None = None) -> None:
+    """Replace this process with redis-server configured for ``redis_url``.
+
+    Its data (the AOF) goes to ``data_dir``, by default ``run_dir``; the password file
+    stays under ``run_dir``, where every Lamson process looks for it.
+    """
     binary = shutil.which("redis-server")
     if not binary:
         print("lamson: redis-server is not installed (apt-get install redis-server)", file=sys.stderr)
@@ -66,7 +70,7 @@ def exec_redis(redis_url: str, conf: str, run_dir: str) -> None:
         print(f"lamson: no redis config at {conf}", file=sys.stderr)
         raise SystemExit(1)
     os.umask(0o077)  # the AOF (whole messages) and anything else Redis writes: owner only
-    data = Path(run_dir).resolve()
+    data = Path(data_dir or run_dir).resolve()
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     # The configuration comes on stdin ("-"): the file, then the credentials, so neither the
     # password nor the ACL ever shows on the command line; port, bind and dir follow as options.

@@ -214,8 +214,16 @@ def validate(module: ModuleType | SimpleNamespace) -> None:
     except BadNamespace as exc:
         raise SettingsError(str(exc)) from None
     scheme = urlsplit(module.redis_url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
-        raise SettingsError(f"redis_url must be a redis://, rediss:// or unix:// URL, not {module.redis_url!r}")
+    if scheme == "redis+sentinel":  # Redis Sentinel (lamson.connection.parse_sentinel_url)
+        from lamson.connection import parse_sentinel_url, redact
+
+        try:
+            parse_sentinel_url(module.redis_url)
+        except ValueError as exc:
+            raise SettingsError(f"redis_url {redact(module.redis_url)!r}: {exc}") from None
+    elif scheme not in ("redis", "rediss", "unix"):
+        raise SettingsError(f"redis_url must be a redis://, rediss://, unix:// or redis+sentinel:// URL, "
+                            f"not {module.redis_url!r}")
 
 
 def apply_credentials(module: ModuleType | SimpleNamespace, root: str | os.PathLike[str] | None = None) -> None:

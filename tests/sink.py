@@ -61,11 +61,11 @@ class CountingController(Controller):
 
 
 @contextmanager
-def smtp_sink(**kwargs: Any) -> Iterator[Sink]:
-    """A running sink on a free loopback port, stopped on exit."""
+def smtp_sink(host: str = "127.0.0.1", port: int | None = None, **kwargs: Any) -> Iterator[Sink]:
+    """A running sink on a free loopback port (or ``host``:``port``), stopped on exit."""
     sink = Sink(**kwargs)
-    sink.port = free_port()
-    controller = CountingController(sink, hostname="127.0.0.1", port=sink.port)
+    sink.port = port or free_port()
+    controller = CountingController(sink, hostname=host, port=sink.port)
     controller.start()
     sink.connections = 0  # the controller's own readiness probe is not a client
     try:

@@ -98,7 +98,8 @@ def preflight(args: argparse.Namespace, proj: supervision.Project) -> None:
         return  # launch() explains
     conf = project.settings_or_defaults(args.config, args.root)
     text = proj.conf.read_text()
-    redis_url = urlsplit(conf.redis_url)
+    # (a redis+sentinel:// URL names several hosts: no [program:redis] port to check)
+    redis_url = urlsplit(conf.redis_url if not conf.redis_url.startswith("redis+sentinel:") else "redis://")
     checks = [
         ("[program:receiver]", conf.receiver_config["host"], conf.receiver_config["port"],
          "receiver_config (LAMSON_RECEIVER_PORT)"),

@@ -75,6 +75,9 @@ def relay(args: argparse.Namespace) -> int:
 def configure_redis(parser: Parser) -> None:
     app_options(parser)
     option(parser, "conf", default="deploy/redis.conf", help="redis.conf to start from")
+    option(parser, "dir", default=None, metavar="DIR",
+           help="where Redis keeps its AOF (default: LAMSON_REDIS_DIR, else run_dir): "
+                "put it on another disk than the spool (docs/operations.md)")
 
 
 def redis_cmd(args: argparse.Namespace) -> int:
@@ -82,7 +85,10 @@ def redis_cmd(args: argparse.Namespace) -> int:
     from lamson import settings as lsettings
 
     conf = lsettings.load(args.config, args.root)
-    redis_server.exec_redis(conf.redis_url, args.conf, conf.run_dir)
+    import os
+
+    data_dir = args.dir or os.environ.get("LAMSON_REDIS_DIR") or None
+    redis_server.exec_redis(conf.redis_url, args.conf, conf.run_dir, data_dir)
     return 0  # not reached: exec replaces this process
 
 

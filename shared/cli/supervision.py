@@ -7,6 +7,7 @@ questions go to supervisord's XML-RPC interface on ``run/supervisor.sock``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -19,16 +20,31 @@ from typing import Any
 from lamson.cli.framework import CommandError
 from lamson.cli.pidfiles import PidFile
 
+#: Another supervisord configuration than deploy/supervisord.conf (relative to the project root),
+#: e.g. deploy/multihost/worker.conf: one per host of a deployment that shares a checkout.
+CONF_ENV = "LAMSON_SUPERVISORD_CONF"
+
 
 @dataclass(frozen=True)
 class Project:
-    """The files of one project that ``start``/``stop``/``status`` use."""
+    """The files of one project that ``start``/``stop``/``status`` use.
+
+    With ``LAMSON_SUPERVISORD_CONF`` set, the configuration it names and the socket,
+    pid file and log folder written in it (``%(here)s`` and ``%(ENV_X)s`` expanded):
+    the per-host files of a multi-host deployment (docs/operations.md, "Several hosts").
+    """
 
     root: Path
 
     @property
     def conf(self) -> Path:
-        return self.root / "deploy" / "supervisord.conf"
+        other = os.environ.get(CONF_ENV)
+        return (self.root / other).resolve() if other else self.root / "deploy" / "supervisord.conf"
+
+    def _written(self, section: str, name: str) -> Path | None:
+        if not os.environ.get(CONF_ENV):
+            return None
+        return conf_path(self.conf, section, name)
 
     @property
     def run_dir(self) -> Path:
@@ -36,15 +52,34 @@ class Project:
 
     @property
     def log_dir(self) -> Path:
-        return self.root / "logs"
+        written = self._written("supervisord", "logfile")
+        return written.parent if written else self.root / "logs"
 
     @property
     def pidfile(self) -> PidFile:
-        return PidFile(self.run_dir / "supervisord.pid")
+        return PidFile(self._written("supervisord", "pidfile") or self.run_dir / "supervisord.pid")
 
     @property
     def socket(self) -> Path:
-        return self.run_dir / "supervisor.sock"
+        return self._written("unix_http_server", "file") or self.run_dir / "supervisor.sock"
+
+
+def conf_path(conf: Path, section: str, name: str) -> Path | None:
+    """A path option of a supervisord configuration, expanded as supervisord does (here, ENV_*)."""
+    import configparser
+
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(conf)
+        raw = parser.get(section, name)
+    except (configparser.Error, OSError):
+        return None
+    values = {"here": str(conf.parent)} | {f"ENV_{k}": v for k, v in os.environ.items()}
+    try:
+        return Path(raw % values).resolve()
+    except (KeyError, ValueError) as exc:
+        raise CommandError(f"{conf}: [{section}] {name} = {raw}: cannot expand {exc} "
+                           "(is LAMSON_HOSTNAME set?)") from None
 
 
 def supervisord_command(conf: Path) -> list[str]:
@@ -65,6 +100,8 @@ def launch(project: Project) -> int:
                            "(run this from a project made by lamson gen, or pass -root)")
     project.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     project.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for folder in (project.socket.parent, project.pidfile.path.parent):  # a host's own run/hosts/HOST
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     # umask 077 from the start: supervisord opens its own log before it applies the config's umask.
     result = subprocess.run(supervisord_command(project.conf), cwd=project.root, capture_output=True, text=True,
                             timeout=60, umask=0o077)

@@ -44,7 +44,7 @@ def message(client: int, i: int, run: str) -> tuple[str, bytes]:
 
 
 def session(ledger: Ledger, port: int, client: int, count: int, run: str, *, pause: float = 0.0,
-            deadline: float = 120.0) -> None:
+            deadline: float = 120.0, host: str = "127.0.0.1") -> None:
     """Send ``count`` messages over one SMTP session, reopening it whenever it breaks."""
     stop_at = time.monotonic() + deadline
     smtp: smtplib.SMTP | None = None
@@ -54,7 +54,7 @@ def session(ledger: Ledger, port: int, client: int, count: int, run: str, *, pau
             while time.monotonic() < stop_at:
                 try:
                     if smtp is None:
-                        smtp = smtplib.SMTP("127.0.0.1", port, timeout=30)
+                        smtp = smtplib.SMTP(host, port, timeout=30)
                     smtp.sendmail(f"client{client}@example.org", ["hello@test.com"], data)
                     ledger.record(msgid, 250)
                     break
