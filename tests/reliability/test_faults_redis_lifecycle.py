@@ -32,7 +32,7 @@ def test_redis_killed_under_a_running_handler_costs_the_message_no_attempt(tmp_p
         stop_process(proc)  # Redis goes away while the handler sleeps
         time.sleep(3)
         with redis_server(redis_dir, port=port) as (_url, _proc):  # back, from its AOF
-            wait_for(lambda: sink.messages, 60, 0.2, "the reply, once Redis is back")
+            wait_for(lambda: sink.messages, 120, 0.2, "the reply, once Redis is back")
             wait_for(lambda: not os.listdir(app.root / "run" / "spool" / "cur")
                      and not maildir.keys(app.root / "run" / "spool"), 30, 0.2, "the spool emptied")
             assert maildir.keys(app.root / "run" / "undeliverable") == []  # not parked
