@@ -86,7 +86,12 @@ class Delivery:
                 claimed.append(got)
         latencies: list[float] = []  # accept -> delivered (lamson.metrics)
         try:
-            for spooled in claimed:
+            for index, spooled in enumerate(claimed):
+                if self.ctx.stopping:  # the process is stopping: the rest goes back to wait for the next relay
+                    rest = [s.key for s in claimed[index:] if self.outbox.release(s, self.worker)]
+                    self.wake_later_many(rest)
+                    self.outcomes["handed back"] = len(rest)
+                    break
                 outcome = self.deliver(spooled)
                 self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
                 if outcome == "delivered":
@@ -202,6 +207,13 @@ class Delivery:
         record = replace(spooled.envelope, rcpt_tos=tuple(rcpts))
         key = maildir.write(maildir.ensure(self.outbox.parked), tag(record, reason, spooled.data))
         log.warning("%s for %s parked as %s in %s: %s", spooled.key, rcpts, key, self.outbox.parked, reason)
+
+    def wake_later_many(self, keys: list[str]) -> None:
+        for batch in queues.chunks(keys, queues.MAX_RELAY_BATCH):
+            try:
+                queues.wake_relay(self.ctx.conn, self.ctx.names, batch)
+            except Exception as exc:  # the sweeper finds them
+                log.debug("no wake-up for %d handed-back repl(ies): %s", len(batch), exc)
 
     def wake_later(self, key: str, delay: float) -> None:
         try:

@@ -38,6 +38,9 @@ class Context:
     smtp: Any = None
     #: A QueueReceiver's size_limit (bytes; 0: none).
     queue_size_limit: int = 0
+    #: Set when the process is told to stop: a job finishes the message in hand and hands the
+    #: rest back (a job following a busy sender's line would otherwise run on and on).
+    stopping: bool = False
 
     def spool(self, group: str = "incoming") -> Any:
         """The spool of a worker group ("incoming", "outgoing", a deferred queue), opened once."""

@@ -59,6 +59,13 @@ class LamsonWorker(SimpleWorker):
 
     HEARTBEAT_EVERY = 5.0
 
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        """Warm shutdown, and tell the job in hand to stop after its current message."""
+        ctx = context.get()
+        if ctx is not None:
+            ctx.stopping = True
+        super().request_stop(signum, frame)
+
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is None and timeout is None:
             now = time.monotonic()

@@ -78,6 +78,10 @@ class RoutingBatch:
         chained = 0
         try:
             while todo:
+                if self.ctx.stopping:  # the process is stopping: the rest goes back to wait, woken for others
+                    self._hand_back(list(todo))
+                    todo.clear()
+                    break
                 spooled = todo.popleft()
                 turn = self._turn(spooled)
                 if turn is None:
@@ -88,7 +92,7 @@ class RoutingBatch:
                     continue
                 spooled = turn  # itself (re-claimed, if it had stepped back for a moment)
                 if self._handle(spooled):
-                    following = self._follow(spooled, take=chained < MAX_CHAIN)
+                    following = self._follow(spooled, take=chained < MAX_CHAIN and not self.ctx.stopping)
                     if following is not None:
                         chained += 1
                         todo.appendleft(following)
@@ -100,6 +104,17 @@ class RoutingBatch:
         finally:
             self.commit()
         return ", ".join(f"{n} {what}" for what, n in self.outcomes.items()) or "nothing waiting"
+
+    def _hand_back(self, spooled: list[Spooled]) -> None:
+        """Put claimed messages back to wait (no attempt charged) and wake another worker for them."""
+        keys = [s.key for s in spooled if self.spool.release(s, self.worker)]
+        self._count("handed back", len(keys))
+        for batch in queues.chunks(keys):
+            try:
+                queues.wake_router(self.ctx.conn, self.ctx.names, self.group, batch,
+                                   timeout=queues.route_timeout(self.settings, len(batch)))
+            except Exception as exc:  # the sweeper wakes them
+                log.debug("no wake-up for %d handed-back message(s): %s", len(batch), exc)
 
     def _claim(self, key: str) -> Spooled | None:
         try:

@@ -19,15 +19,18 @@ from tests.support import wait_for
 def test_stopping_workers_mid_traffic_abandons_nothing(pipeline: Pipeline) -> None:
     ledger = Ledger()
     run = uuid.uuid4().hex[:8]
-    with ThreadPoolExecutor(5) as pool:
-        for f in [pool.submit(session, ledger, pipeline.ports["receiver"], c, 30, run) for c in range(5)]:
-            f.result()
-    assert len(ledger.accepted()) == 150
     conn = redis.Redis.from_url(pipeline.redis_url)
     spool = pipeline.root / "run" / "spool"
-    assert maildir.keys(spool), "the workers should still be busy when they are told to stop"
-
-    pipeline.ctl("stop", "router:*", "relay")  # SIGTERM: rq's warm shutdown finishes the job in hand
+    with ThreadPoolExecutor(5) as pool:
+        # Clients keep sending while the workers are told to stop: the stop lands on live traffic.
+        futures = [pool.submit(session, ledger, pipeline.ports["receiver"], c, 30, run, pause=0.05)
+                   for c in range(5)]
+        wait_for(lambda: len(ledger.accepted()) >= 40, 60, 0.05, "traffic under way")
+        pipeline.ctl("stop", "router:*", "relay")  # SIGTERM: rq's warm shutdown finishes the job in hand
+        for f in futures:
+            f.result()
+    assert len(ledger.accepted()) == 150
+    assert maildir.keys(spool), "mail accepted while the workers were stopped waits in the spool"
 
     for q in (Names().incoming, Names().outgoing):
         assert StartedJobRegistry(q, connection=conn).get_job_ids() == [], q

@@ -195,3 +195,21 @@ def test_a_fan_out_of_a_thousand_replies_costs_a_handful_of_wake_ups(ctx: contex
     assert len(ctx.outbox.waiting()) == 1000
     wake_ups = rqcompat.queue(ctx.conn, ctx.names.outgoing).jobs
     assert len(wake_ups) == 10 and sum(len(job.args[0]) for job in wake_ups) == 1000
+
+
+def test_a_stopping_worker_finishes_the_message_in_hand_and_hands_the_rest_back(
+        ctx: context.Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = [accept(ctx, f"m{i}", sender=f"s{i}@example.org") for i in range(4)]
+    real = jobs.RoutingBatch._deliver
+
+    def stop_after_first(self, spooled, rcpt):  # type: ignore[no-untyped-def]
+        real(self, spooled, rcpt)
+        ctx.stopping = True  # SIGTERM arrives while the first message is handled
+
+    monkeypatch.setattr(jobs.RoutingBatch, "_deliver", stop_after_first)
+    assert jobs.route(keys) == "1 routed, 3 handed back"
+    assert handlers.CALLS == ["m0"] and sorted(ctx.spool().waiting()) == sorted(keys[1:])
+    assert ctx.spool().claims() == [] and ctx.spool().get(keys[1]).envelope.attempts == 0
+    (job,) = rqcompat.queue(ctx.conn, ctx.names.incoming).jobs
+    assert sorted(job.args[0]) == sorted(keys[1:])  # another worker is woken for them
+    ctx.stopping = False
