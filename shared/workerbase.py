@@ -140,6 +140,9 @@ def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool,
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if burst:
                 raise
+            if ctx.stopping:  # told to stop while Redis was away (rq's goodbye needs Redis): just stop
+                log.warning("stopping with Redis unavailable (%s)", exc)
+                return 0
             log.warning("Redis unavailable (%s): this worker waits for it instead of exiting", exc)
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:

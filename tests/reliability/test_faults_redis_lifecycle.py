@@ -59,3 +59,24 @@ def test_a_stale_sweeper_lock_delays_the_sweep_by_two_intervals_at_most(tmp_path
         app.start("worker")
         wait_for(lambda: len(handled(redis_conn, "app")) == 3, 30, 0.1, "the backlog swept")
         assert time.monotonic() - started < 15  # the lock expires after two intervals, not five minutes
+
+
+def test_a_worker_waiting_for_redis_stops_when_told(tmp_path: Path, apps: list[App]) -> None:  # noqa: F811
+    import signal
+    import subprocess
+
+    with redis_server(tmp_path / "redis") as (url, proc), smtp_sink() as sink:
+        app = make_app(tmp_path, "app", url, sink)
+        apps.append(app)
+        worker = app.start("worker")
+        wait_for(lambda: "worker app.router" in (app.root / "worker.log").read_text(), 30, 0.1, "the worker up")
+        stop_process(proc)  # Redis gone: the worker waits for it instead of exiting...
+        time.sleep(3)
+        assert worker.poll() is None
+        started = time.monotonic()
+        os.kill(worker.pid, signal.SIGTERM)  # ...but a stop request still ends it at once
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the worker ignored SIGTERM while Redis was down") from None
+        assert time.monotonic() - started < 20 and worker.returncode == 0
