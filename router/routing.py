@@ -30,8 +30,7 @@ from email.utils import parseaddr
 from types import ModuleType
 from typing import Any
 
-import redis
-
+from lamson.connection import UNAVAILABLE, unavailable
 from lamson.router.decorators import is_state_key_generator, spec_of
 from lamson.router.locks import ConversationBusy, LocalLocks, Locks
 from lamson.router.patterns import RoutingError, compile_route
@@ -39,7 +38,7 @@ from lamson.router.state import START, MemoryStorage, StateStorage
 
 #: Errors of the services a handler leans on (Redis for state, locks and the
 #: outgoing queue), which say nothing about the message.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = UNAVAILABLE
 
 #: Errors that fail the routing job (to be retried) instead of parking the message.
 _NOT_THE_HANDLERS_FAULT: tuple[type[BaseException], ...] = (ConversationBusy, *INFRASTRUCTURE_ERRORS)
@@ -464,6 +463,8 @@ class RouterClass:
         except Exception as exc:
             if _is_smtp_error(exc):
                 raise  # deliver() decides: park (LOG_EXCEPTIONS) or propagate
+            if unavailable(exc):
+                raise  # Redis refusing writes (MISCONF, NOREPLICAS, ...): not the handler's fault either
             if not stateless and ERROR in self.state_names(module_name):
                 self.set_state(module_name, message, ERROR)
             LOG.error("%s failed on message from %r to %r:\n%s", function_name(func), message.From,

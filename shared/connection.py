@@ -248,3 +248,39 @@ def ensure_password(path: str | os.PathLike[str]) -> str:
     finally:
         tmp.unlink()
     return read_password(path) or password
+
+
+#: Errors that say Redis cannot serve right now (down, failing over, loading, out of memory,
+#: refusing writes), nothing about the message being handled: whoever gets one waits and tries
+#: again, and the message is not charged an attempt.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError,
+    redis.exceptions.MasterDownError, redis.exceptions.TryAgainError,
+)
+#: The same, for replies redis-py has no class for (a failed AOF write, too few replicas).
+_UNAVAILABLE_CODES = frozenset({"MISCONF", "NOREPLICAS", "LOADING", "READONLY", "OOM", "MASTERDOWN", "TRYAGAIN"})
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means Redis cannot serve now (see :data:`UNAVAILABLE`).
+
+    A refused command inside a pipeline or MULTI surfaces as "Command # N (...) of pipeline
+    caused error: CODE ..." or as an ExecAbortError whose context is that error, so the
+    exception's chain is read too.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, UNAVAILABLE):
+            return True
+        if isinstance(current, redis.ResponseError):
+            text = str(current)
+            code = text.split("caused error: ", 1)[1] if "caused error: " in text else text
+            if code.split(" ", 1)[0] in _UNAVAILABLE_CODES:
+                return True
+        if current.__cause__ is not None:
+            current = current.__cause__
+        else:
+            current = None if current.__suppress_context__ else current.__context__
+    return False

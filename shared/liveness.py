@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import redis
 
+from lamson.connection import unavailable
 from lamson.names import Names
 from lamson.process import alive
 
@@ -79,7 +80,9 @@ class Liveness:
         """Refresh this worker's key; False (and the settling starts again) when Redis is unreachable."""
         try:
             self.conn.set(self.key(self.worker_id), b"1", ex=self.ttl)
-        except (redis.ConnectionError, redis.TimeoutError):
+        except redis.RedisError as exc:
+            if not unavailable(exc):
+                raise
             self._beating_since = None
             return False
         if self._beating_since is None:

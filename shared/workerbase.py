@@ -20,7 +20,7 @@ import redis
 from rq import SimpleWorker
 
 from lamson import context, rqcompat, sweeper
-from lamson.connection import connect
+from lamson.connection import connect, unavailable
 from lamson.liveness import Liveness, new_worker_id
 from lamson.names import names_for
 from lamson.redis_check import persistence_problems
@@ -137,8 +137,8 @@ def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool,
         try:
             worker.work(burst=burst, with_scheduler=scheduler, logging_level=rq_log_level())
             return 0
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if burst:
+        except redis.RedisError as exc:
+            if burst or not unavailable(exc):
                 raise
             if ctx.stopping:  # told to stop while Redis was away (rq's goodbye needs Redis): just stop
                 log.warning("stopping with Redis unavailable (%s)", exc)
@@ -146,7 +146,7 @@ def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool,
             log.warning("Redis unavailable (%s): this worker waits for it instead of exiting", exc)
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            if not wait_for_redis(ctx.conn, stop):
+            if not wait_for_redis(ctx.conn, stop, probe=ctx.names.key("probe", ctx.worker_id)):
                 return 0
         finally:
             for sig, handler in previous.items():
@@ -160,14 +160,17 @@ def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool,
                     ctx.worker_id, released)
 
 
-def wait_for_redis(conn: redis.Redis, stop: threading.Event, *, longest: float = 30.0) -> bool:
-    """Ping until Redis answers (True) or ``stop`` is set (False); the cause logged once a minute."""
+def wait_for_redis(conn: redis.Redis, stop: threading.Event, *, probe: str, longest: float = 30.0) -> bool:
+    """Write a probe key until Redis takes it (True) or ``stop`` is set (False); the cause logged once a
+    minute. A write, not a ping: a Redis whose disk or memory is full answers pings but refuses writes."""
     delay, logged = 1.0, time.monotonic()
     while not stop.is_set():
         try:
-            conn.ping()
+            conn.set(probe, b"1", ex=60)
             return True
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            if not unavailable(exc):
+                raise
             if time.monotonic() - logged >= 60:
                 log.warning("Redis still unavailable (%s); waiting", exc)
                 logged = time.monotonic()

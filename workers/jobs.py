@@ -27,7 +27,10 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
+import redis
+
 from lamson import context, loops, metrics, queues
+from lamson.connection import unavailable
 from lamson.order import sender_of
 from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord, key_time
@@ -69,7 +72,6 @@ class RoutingBatch:
         self.counted: dict[str, int] = {}  # the outcomes already written to the metrics counters
 
     def run(self, keys: list[str]) -> str:
-        from lamson.router import INFRASTRUCTURE_ERRORS
 
         if not keys:  # a drain: the oldest waiting ones
             keys = self.spool.waiting(due=True)[:queues.MAX_BATCH]
@@ -96,7 +98,9 @@ class RoutingBatch:
                     if following is not None:
                         chained += 1
                         todo.appendleft(following)
-        except INFRASTRUCTURE_ERRORS as exc:
+        except redis.RedisError as exc:
+            if not unavailable(exc):
+                raise
             log.warning("Redis unavailable (%s): %d claimed message(s) go back to wait", exc, len(todo))
             self._count("back (Redis)", len(todo))
             for spooled in todo:
@@ -196,7 +200,7 @@ class RoutingBatch:
     def _handle(self, spooled: Spooled) -> bool:
         """Route one message; True when it is done (routed or parked) and its line can move on."""
         from lamson.mail import screen
-        from lamson.router import INFRASTRUCTURE_ERRORS, ConversationBusy
+        from lamson.router import ConversationBusy
 
         env = spooled.envelope
         if env.attempts >= self.max_attempts:
@@ -227,11 +231,11 @@ class RoutingBatch:
                 log.info("%s: conversation busy (%s); waits and tries again", env.id, exc)
                 self._back(spooled, replace(env, rcpt_tos=tuple(rcpts[index:])), delay=1.0, what="busy")
                 return False
-            except INFRASTRUCTURE_ERRORS:
-                self._back(spooled, replace(env, rcpt_tos=tuple(rcpts[index:])), delay=self.retries[0],
-                           what="back (Redis)")
-                raise
             except Exception as exc:
+                if unavailable(exc):  # Redis down or refusing writes: no attempt charged
+                    self._back(spooled, replace(env, rcpt_tos=tuple(rcpts[index:])), delay=self.retries[0],
+                               what="back (Redis)")
+                    raise
                 attempts = env.attempts + 1
                 if attempts >= self.max_attempts:
                     self._park(spooled, f"{type(exc).__name__} outside the handlers: {exc} "

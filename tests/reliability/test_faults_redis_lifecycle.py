@@ -80,3 +80,25 @@ def test_a_worker_waiting_for_redis_stops_when_told(tmp_path: Path, apps: list[A
         except subprocess.TimeoutExpired:
             raise AssertionError("the worker ignored SIGTERM while Redis was down") from None
         assert time.monotonic() - started < 20 and worker.returncode == 0
+
+
+def test_a_redis_that_refuses_writes_delays_mail_without_parking_it(tmp_path: Path,
+                                                                    apps: list[App]) -> None:  # noqa: F811
+    with redis_server(tmp_path / "redis") as (url, _proc), smtp_sink() as sink:
+        app = make_app(tmp_path, "app", url, sink, extra="max_attempts = 1\n")
+        apps.append(app)
+        app.start("receiver")
+        worker = app.start("worker")
+        relay = app.start("relay")
+        wait_port(app.project["receiver_port"])
+        conn = redis.Redis.from_url(url)
+        # Every write refused (NOREPLICAS), as a Redis whose disk or memory is full refuses them
+        # (MISCONF, OOM): reads and pings still work.
+        conn.config_set("min-replicas-to-write", 1)
+        app.send("a@client.test", "bot@test.com", "m1")  # the Maildir spool still accepts
+        time.sleep(4)
+        assert sink.messages == [] and worker.poll() is None and relay.poll() is None
+        conn.config_set("min-replicas-to-write", 0)  # the operator frees the disk
+        wait_for(lambda: sink.messages, 120, 0.2, "the reply, once Redis takes writes again")
+        assert maildir.keys(app.root / "run" / "undeliverable") == []  # not parked, no attempt charged
+        assert worker.poll() is None and relay.poll() is None  # the same processes

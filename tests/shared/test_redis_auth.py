@@ -104,3 +104,29 @@ def test_workers_run_lamson_jobs_only_and_drop_unreadable_ones(redis_conn: redis
     assert not marker.exists()
     assert evil.id in queue.failed_job_registry.get_job_ids()
     assert not redis_conn.exists("rq:job:bad-date") and queue.count == 0
+
+
+def test_unavailable_tells_redis_trouble_from_other_errors() -> None:
+    import redis
+
+    from lamson.connection import unavailable
+
+    assert unavailable(redis.ConnectionError("down"))
+    assert unavailable(redis.ResponseError("MISCONF Errors writing to the AOF file"))
+    assert unavailable(redis.ResponseError("Command # 1 (HSET k f v) of pipeline caused error: NOREPLICAS Not enough"))
+    try:
+        try:
+            raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
+        except redis.ResponseError:
+            raise redis.exceptions.ExecAbortError("Transaction discarded because of previous errors") from None
+    except redis.exceptions.ExecAbortError as exc:
+        assert not unavailable(exc)  # "from None" hides the cause: nothing to go on
+    try:
+        try:
+            raise redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'")
+        except redis.ResponseError:
+            raise redis.exceptions.ExecAbortError("Transaction discarded because of previous errors")  # noqa: B904
+    except redis.exceptions.ExecAbortError as exc:
+        assert unavailable(exc)
+    assert not unavailable(redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind"))
+    assert not unavailable(ValueError("x"))
