@@ -139,8 +139,38 @@ def settings_name(name: str | None = None) -> str:
 
 
 def project_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The directory that holds ``config/`` and ``app/``: argument, LAMSON_ROOT, or cwd."""
-    return Path(root or os.environ.get("LAMSON_ROOT") or os.getcwd()).resolve()
+    """The directory that holds ``config/`` and ``app/``: argument, LAMSON_ROOT, or cwd.
+
+    Run from a deploy directory whose application lives elsewhere (this
+    repository: ``deploy/`` at the top, the demo in ``examples/demo``), the
+    current directory has no ``config/``: then the application is the one
+    ``deploy/supervisord.conf`` runs (its ``LAMSON_ROOT=``), so ``lamson check``,
+    ``lamson queue -requeue`` and friends work from where the deploy files are.
+    """
+    given = root or os.environ.get("LAMSON_ROOT")
+    if given:
+        return Path(given).resolve()
+    cwd = Path.cwd()
+    if not (cwd / "config").is_dir():
+        found = root_from_deploy(cwd)
+        if found is not None and (found / "config").is_dir():
+            return found
+    return cwd.resolve()
+
+
+def root_from_deploy(directory: Path) -> Path | None:
+    """The application directory ``deploy/supervisord.conf`` here runs (its LAMSON_ROOT), if it names one."""
+    import re
+
+    conf = directory / "deploy" / "supervisord.conf"
+    try:
+        text = conf.read_text()
+    except OSError:
+        return None
+    found = re.search(r'LAMSON_ROOT="([^"]+)"', text)
+    if not found:
+        return None
+    return Path(found.group(1).replace("%(here)s", str(conf.parent))).resolve()
 
 
 def load(name: str | None = None, root: str | os.PathLike[str] | None = None) -> ModuleType:

@@ -51,17 +51,7 @@ def accepting(host: str, port: int) -> bool:
         return False
 
 
-def root_from_deploy(directory: Path) -> Path | None:
-    """The application directory ``deploy/supervisord.conf`` here runs (its LAMSON_ROOT), if it names one."""
-    import re
 
-    conf = directory / "deploy" / "supervisord.conf"
-    try:
-        text = conf.read_text()
-    except OSError:
-        return None
-    found = re.search(r'LAMSON_ROOT="([^"]+)"', text)
-    if not found:
-        return None
-    path = found.group(1).replace("%(here)s", str(conf.parent))
-    return Path(path).resolve()
+def root_from_deploy(directory: Path) -> Path | None:
+    """The application directory ``deploy/supervisord.conf`` here runs (see lamson.settings)."""
+    return lsettings.root_from_deploy(directory)
