@@ -12,6 +12,7 @@ import re
 import smtplib
 import socket
 import time
+from dataclasses import dataclass, field
 
 log = logging.getLogger("lamson.relay")
 
@@ -24,6 +25,29 @@ MAX_IDLE = 60.0
 def normalise_eol(data: bytes) -> bytes:
     """Every line ends in CRLF: a bare CR or LF can never end DATA early at the smart host."""
     return _EOL.sub(b"\r\n", data)
+
+
+@dataclass(frozen=True)
+class Security:
+    """How to talk to one SMTP server: TLS, authentication, LMTP (issue 13).
+
+    ``starttls``: "no", "opportunistic" (use it when offered: delivery by MX) or
+    "required" (refuse to send without it). ``ssl``: implicit TLS (port 465).
+    Certificates are verified unless ``verify`` is False; ``ca_file`` adds a CA.
+    Credentials never come from the outbox (it holds no secrets): the relay
+    worker reads them from ``relay_config`` (or a file or environment variable).
+    """
+
+    ssl: bool = False
+    starttls: str = "no"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    lmtp: bool = False
+    verify: bool = True
+    ca_file: str | None = None
+
+
+PLAIN = Security()
 
 
 class Connections:
