@@ -430,7 +430,12 @@ def registry_for(settings: Any, conn: Any = None) -> Any:
     from lamson.names import names_for
 
     if conn is None:  # short timeouts: a scrape never hangs on a sick Redis
-        conn = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+        from lamson.connection import connect, is_sentinel
+
+        if is_sentinel(settings.redis_url):  # the primary the Sentinels name, followed across failovers
+            conn = connect(settings.redis_url, timeout=2.0)
+        else:
+            conn = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(settings, conn, names_for(settings)))
     return registry
