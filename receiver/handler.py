@@ -7,7 +7,10 @@ the spool leaves nothing half-written.
 What it refuses, and why (docs/security.md has the table):
 
 * RCPT for a domain the application does not serve: 550 5.7.1, so the
-  receiver is never a relay for someone else's mail.
+  receiver is never a relay for someone else's mail. Only a client that
+  authenticated (AUTH on the submission listener, lamson.receiver.auth) may
+  send to any domain, with ``submission_max_recipients`` instead of
+  ``max_recipients``; its envelope says who it was (``extra["auth"]``).
 * A non-ASCII address in a transaction that did not say ``SMTPUTF8`` at
   MAIL: 553 5.6.7 (RFC 6531 3.4: only a client that declared it may send
   one, and only then may the receiver pass it on as UTF-8).
@@ -62,6 +65,21 @@ def received_header(env: Envelope, hostname: str) -> bytes:
     return text.encode("utf-8", "replace")
 
 
+def session_extra(session: Any, envelope: Any) -> dict[str, str]:
+    """What the envelope records about the session: protocol (RFC 3848/6531 names), TLS, AUTH."""
+    protocol = "UTF8SMTP" if envelope.smtp_utf8 else ("ESMTP" if session.extended_smtp else "SMTP")
+    extra = {}
+    if getattr(session, "ssl", None) is not None:
+        protocol += "S"
+        ssl_object = session.ssl.get("ssl_object")
+        version = ssl_object.version() if ssl_object is not None else None
+        extra["tls"] = str(version or "TLS")
+    if getattr(session, "authenticated", False) and isinstance(session.auth_data, str):
+        protocol += "A"
+        extra["auth"] = session.auth_data
+    return {"protocol": protocol, **extra}
+
+
 class SpoolHandler:
     """aiosmtpd handler that stores each message durably and enqueues its routing job."""
 
@@ -75,6 +93,7 @@ class SpoolHandler:
         hostname: str | None = None,
         served: ServedDomains | None = None,
         max_received_headers: int = DEFAULTS["max_received_headers"],
+        authenticated_max_recipients: int = DEFAULTS["submission_max_recipients"],
     ) -> None:
         self.spool = spool
         self.enqueue = enqueue
@@ -83,6 +102,8 @@ class SpoolHandler:
         self.hostname = hostname or socket.gethostname()
         self.served = served if served is not None else ServedDomains(())
         self.max_received_headers = max_received_headers
+        # (not auth_...: aiosmtpd takes handler attributes named auth_* for AUTH mechanisms)
+        self.authenticated_max_recipients = authenticated_max_recipients
 
     @counts_refusals
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
@@ -97,7 +118,8 @@ class SpoolHandler:
 
     @counts_refusals
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
-        if len(envelope.rcpt_tos) >= self.max_recipients:
+        authenticated = bool(getattr(session, "authenticated", False))  # only the submission listener offers AUTH
+        if len(envelope.rcpt_tos) >= (self.authenticated_max_recipients if authenticated else self.max_recipients):
             return "452 4.5.3 Too many recipients"
         if not address.isascii() and not envelope.smtp_utf8:
             return UNDECLARED_UTF8
@@ -107,7 +129,7 @@ class SpoolHandler:
         local, at, domain = address.rpartition("@")
         if not at or not local or "\x00" in address:
             return "553 5.1.3 Recipient address must be a mailbox (local@domain)"
-        if not self.served.serves(domain):
+        if not authenticated and not self.served.serves(domain):
             return f"550 5.7.1 Relaying denied: this server does not accept mail for {domain[:255]}"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -133,7 +155,7 @@ class SpoolHandler:
             helo=session.host_name or "",
             id=new_id(),
             received_at=time.time(),
-            extra={"protocol": "UTF8SMTP" if envelope.smtp_utf8 else ("ESMTP" if session.extended_smtp else "SMTP")},
+            extra=session_extra(session, envelope),
         )
         data = received_header(env, self.hostname) + raw
         loop = asyncio.get_running_loop()

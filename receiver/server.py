@@ -13,6 +13,13 @@ mail transaction (``smtp_start_timeout``: 421), so idle sockets cannot hold
 the slots, and a wall-clock limit per session (``smtp_session_timeout``:
 421), so a client cannot hold a session forever by sending NOOP or RSET. With ``receiver_user`` it binds as root (port 25)
 and then runs as that user. docs/security.md explains each one.
+
+With ``receiver_tls`` (a certificate and key) it offers STARTTLS, and with
+``"require": True`` refuses MAIL before it (530 5.7.0). With
+``submission_config`` the same process also listens on a submission port
+(STARTTLS required there, AUTH PLAIN/LOGIN after it, users from a file:
+lamson.receiver.auth); an authenticated client may send to any domain, any
+other client on either port only to the served ones.
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any, cast
+from typing import Any, AnyStr, cast
 
 from aiosmtpd.smtp import SMTP, syntax
 
 from lamson import logs
 from lamson.connection import connect, redact
 from lamson.names import names_for
+from lamson.receiver.auth import AuthConfigError, UsersAuthenticator, load_users, tls_context
 from lamson.receiver.checks import BadPath, parse_path, served_domains
 from lamson.receiver.enqueue import Enqueuer
 from lamson.receiver.handler import SpoolHandler
@@ -43,6 +51,13 @@ log = logging.getLogger("lamson.receiver")
 
 #: How long open sessions may run after SIGTERM before the process exits.
 DRAIN_SECONDS = 10.0
+
+#: Failed AUTH attempts a session may make before it is closed (421 4.7.0).
+MAX_AUTH_FAILURES = 3
+
+#: aiosmtpd's reply to a command before STARTTLS when TLS is required, and ours (RFC 3207 4).
+_NEED_TLS = "530 Must issue a STARTTLS command first"
+NEED_TLS = "530 5.7.0 Must issue a STARTTLS command first"
 
 
 class ReceiverError(Exception):
@@ -107,6 +122,9 @@ class LamsonSMTP(SMTP):
     def __init__(self, handler: Any, *, sessions: Sessions, session_timeout: float,
                  start_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
+        # AUTH only where an authenticator is given (the submission listener); aiosmtpd would
+        # otherwise advertise AUTH after STARTTLS on every listener (and refuse every login).
+        self._offer_auth = kwargs.get("authenticator") is not None
         self._sessions = sessions
         self._session_timeout = session_timeout
         self._start_timeout = start_timeout
@@ -116,6 +134,11 @@ class LamsonSMTP(SMTP):
         self._start_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is not None:
+            # STARTTLS: aiosmtpd calls this again with the TLS transport. Same session slot,
+            # same deadlines; aiosmtpd resets the SMTP state (RFC 3207 4.2).
+            super().connection_made(transport)
+            return
         peer = transport.get_extra_info("peername")
         client = client_of(peer)
         why = self._sessions.refusal(client)
@@ -171,6 +194,33 @@ class LamsonSMTP(SMTP):
         """aiosmtpd calls this whenever a transaction ends (DATA done, RSET, HELO/EHLO)."""
         super()._set_post_data_state()
         self._arm_start_deadline()
+
+    async def push(self, status: AnyStr) -> None:
+        if status == _NEED_TLS:  # aiosmtpd's reply has no enhanced status code
+            await super().push(NEED_TLS)
+        elif self._offer_auth or not (isinstance(status, str) and status.startswith("250-AUTH")):
+            await super().push(status)
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command method name
+        if self._tls_protocol is not None:  # aiosmtpd would start TLS inside TLS (RFC 3207 4.2: no)
+            await self.push("503 5.5.1 TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command method name
+        if not self._offer_auth:
+            await self.push("502 5.5.1 AUTH is offered on the submission port only")
+            return
+        await super().smtp_AUTH(arg)
+        session: Any = self.session
+        if session is not None and getattr(session, "auth_failures", 0) >= MAX_AUTH_FAILURES \
+                and self.transport is not None:
+            log.warning("%r %d failed AUTH attempts; closing", session.peer, session.auth_failures)
+            transport: Any = self.transport
+            transport.write(f"421 4.7.0 {self.hostname} Too many failed authentications, closing\r\n".encode())
+            transport.close()
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command method name
@@ -283,7 +333,42 @@ def build_handler(settings: ModuleType, executor: ThreadPoolExecutor) -> SpoolHa
         hostname=getattr(settings, "receiver_hostname", None) or socket.gethostname(),
         served=served,
         max_received_headers=settings.max_received_headers,
+        authenticated_max_recipients=settings.submission_max_recipients,
     )
+
+
+class ListenerSecurity:
+    """What ``receiver_tls`` and ``submission_config`` give the listeners, loaded before binding."""
+
+    def __init__(self, settings: ModuleType) -> None:
+        tls = getattr(settings, "receiver_tls", None) or {}
+        submission = getattr(settings, "submission_config", None) or {}
+        for name, value in (("receiver_tls", tls), ("submission_config", submission)):
+            if not isinstance(value, dict):
+                raise ReceiverError(f"{name} must be a dict or None, not {value!r}")
+        self.require_tls = bool(tls.get("require", False))
+        self.submission: dict[str, Any] | None = submission or None
+        self.context = None
+        self.authenticator: UsersAuthenticator | None = None
+        try:
+            if tls:
+                if not tls.get("cert") or not tls.get("key"):
+                    raise ReceiverError("receiver_tls needs both 'cert' and 'key' (paths to PEM files)")
+                self.context = tls_context(tls["cert"], tls["key"])
+            elif self.require_tls:
+                raise ReceiverError("receiver_tls['require'] needs a 'cert' and 'key'")
+            if self.submission is not None:
+                if self.context is None:
+                    raise ReceiverError("submission_config needs receiver_tls (AUTH is offered over TLS only)")
+                for key in ("host", "port", "users"):
+                    if not self.submission.get(key) and self.submission.get(key) != 0:
+                        raise ReceiverError(f"submission_config needs {key!r}")
+                self.authenticator = UsersAuthenticator(load_users(self.submission["users"]))
+                if not self.authenticator.users:
+                    log.warning("WARNING: submission users file %r has no users: nobody can AUTH",
+                                self.submission["users"])
+        except AuthConfigError as exc:
+            raise ReceiverError(str(exc)) from exc
 
 
 async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None:
@@ -298,8 +383,16 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
     port = settings.receiver_config["port"]
     sessions = Sessions(settings.max_connections, settings.max_connections_per_ip)
     handler: SpoolHandler | None = None
+    security = ListenerSecurity(settings)  # certificate, key and users are read before privileges go
 
-    def factory() -> SMTP:
+    def factory(submission: bool = False) -> SMTP:
+        # Port 25 style: STARTTLS when configured (required with receiver_tls["require"]), no AUTH.
+        # Submission: STARTTLS always required, then AUTH; unauthenticated clients keep the
+        # served-domains rule (lamson.receiver.handler).
+        extra: dict[str, Any] = {"tls_context": security.context,
+                                 "require_starttls": security.require_tls or submission}
+        if submission:
+            extra.update(authenticator=security.authenticator, auth_require_tls=True, auth_required=False)
         return LamsonSMTP(
             handler,
             sessions=sessions,
@@ -312,9 +405,15 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
             ident="Lamson ESMTP",
             timeout=settings.smtp_timeout,
             loop=loop,
+            **extra,
         )
 
     server = await loop.create_server(factory, host=host, port=port, reuse_address=True, start_serving=False)
+    servers = [server]
+    if security.submission is not None:
+        servers.append(await loop.create_server(lambda: factory(submission=True), host=security.submission["host"],
+                                                port=security.submission["port"], reuse_address=True,
+                                                start_serving=False))
     executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="spool")
     try:
         if settings.receiver_user:
@@ -327,14 +426,22 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):
                 pass
-        await server.start_serving()
-        log.info("receiver listening on %s:%s, spool %r, serving %r", host, port, handler.spool, handler.served)
+        for each in servers:
+            await each.start_serving()
+        log.info("receiver listening on %s:%s%s, spool %r, serving %r", host, port,
+                 " (STARTTLS required)" if security.require_tls else " (STARTTLS)" if security.context else "",
+                 handler.spool, handler.served)
+        if security.submission is not None:
+            log.info("submission listening on %s:%s (STARTTLS required, AUTH PLAIN LOGIN, %d users)",
+                     security.submission["host"], security.submission["port"],
+                     len(security.authenticator.users) if security.authenticator else 0)
         await stop.wait()
     finally:
         log.info("receiver stopping: no new connections, draining for up to %.0fs", DRAIN_SECONDS)
-        server.close()
+        for each in servers:
+            each.close()
         try:
-            await asyncio.wait_for(server.wait_closed(), DRAIN_SECONDS)
+            await asyncio.wait_for(asyncio.gather(*(each.wait_closed() for each in servers)), DRAIN_SECONDS)
         except TimeoutError:
             log.warning("sessions still open after %.0fs; exiting", DRAIN_SECONDS)
         executor.shutdown(wait=True)

@@ -51,10 +51,20 @@ DEFAULTS: dict[str, Any] = {
     "run_dir": "run",
     # Receiver limits.
     "max_message_size": 32 * MiB,
-    # RCPT per message (452 beyond it). Low because every client is unauthenticated (no AUTH
-    # yet) and each accepted recipient can draw an automatic reply; authenticated submission
-    # will get a higher limit of its own.
+    # RCPT per message (452 beyond it) for unauthenticated clients: low, because each accepted
+    # recipient can draw an automatic reply. Clients that authenticated on the submission
+    # listener get submission_max_recipients instead.
     "max_recipients": 20,
+    "submission_max_recipients": 100,
+    # STARTTLS on the receiver (docs/security.md): None, or {"cert": "config/tls/cert.pem",
+    # "key": "config/tls/key.pem", "require": False}; "require": True refuses MAIL before
+    # STARTTLS (530 5.7.0).
+    "receiver_tls": None,
+    # A submission listener in the receiver process: None, or {"host": "0.0.0.0", "port": 587,
+    # "users": "config/submission_users"}. Needs receiver_tls: STARTTLS is required there, then
+    # AUTH PLAIN/LOGIN against the users file (`lamson passwd USER`); authenticated clients may
+    # send to any domain, others only to served_domains, as on receiver_config.
+    "submission_config": None,
     "smtp_timeout": 300,
     # Routing jobs: how long one may run, and how often a failing one is retried.
     "job_timeout": 45,
