@@ -25,7 +25,7 @@ from lamson.receiver.auth import (
 )
 from lamson.receiver.server import ListenerSecurity, ReceiverError
 from lamson.spool import MaildirSpool
-from tests.support import BIN, free_port, make_project, spawn, stop_process, wait_for, wait_port
+from tests.support import BIN, free_port, make_project, run_lamson, spawn, stop_process, wait_for, wait_port
 
 MESSAGE = "From: alice@test.com\r\nTo: someone@elsewhere.example\r\nSubject: submitted\r\n\r\nHello.\r\n"
 
@@ -310,3 +310,20 @@ def test_settings_that_cannot_work_are_refused(tmp_path: Path, ca: trustme.CA) -
     assert ok.context is not None and ok.require_tls and ok.authenticator is not None
     plain = ListenerSecurity(settings())
     assert plain.context is None and plain.authenticator is None and not plain.require_tls
+
+
+def test_lamson_passwd_writes_a_line_the_receiver_accepts(tmp_path: Path) -> None:
+    users = tmp_path / "submission_users"
+    users.write_text("# users\nalice:scrypt$1$1$1$AA==$AA==\n")
+    for password in ("first", "second"):  # the second replaces alice's line
+        done = run_lamson("passwd", "alice", "-file", str(users), "-stdin", cwd=tmp_path, input=f"{password}\n".encode())
+        assert done.returncode == 0, done.stderr
+    assert users.stat().st_mode & 0o777 == 0o600
+    loaded = load_users(users)
+    assert list(loaded) == ["alice"]
+    assert verify_password(b"second", loaded["alice"]) and not verify_password(b"first", loaded["alice"])
+    printed = run_lamson("passwd", "bob", "-stdin", cwd=tmp_path, input=b"pw\n")
+    user, _, stored = printed.stdout.decode().strip().partition(":")
+    assert user == "bob" and verify_password(b"pw", stored)
+    bad = run_lamson("passwd", "a:b", "-stdin", cwd=tmp_path, input=b"pw\n")
+    assert bad.returncode != 0 and b"bad user name" in bad.stderr and b"Traceback" not in bad.stderr
