@@ -28,7 +28,7 @@ from typing import Any
 
 from lamson import context, loops, maildir, metrics, queues
 from lamson.envelope import Envelope
-from lamson.relay import dsn
+from lamson.relay import dkim, dsn
 from lamson.relay.smtp import Connections, normalise_eol
 from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord, tag
@@ -65,6 +65,7 @@ class Delivery:
         self.max_attempts = int(getattr(settings, "max_attempts", DEFAULTS["max_attempts"]))
         self.trace = loops.trace_name(settings, ctx.names)
         self.rate_limit = int(getattr(settings, "reply_rate_limit", DEFAULTS["reply_rate_limit"]) or 0)
+        self.dkim = dkim.Signer(settings)  # DKIM signing (lamson.relay.dkim), if dkim_config says so
         self.outcomes: dict[str, int] = {}
 
     def run(self, keys: list[str]) -> str:
@@ -124,6 +125,11 @@ class Delivery:
             rcpts = [r for r in rcpts if r not in limited]
         # The trace goes over the bytes actually sent (Bcc already removed by Relay.envelope).
         data = loops.add_traces(normalise_eol(spooled.data), self.trace, int(env.extra.get(loops.LOOP, "0") or 0))
+        try:  # signed last, over exactly the bytes sent
+            data = self.dkim.sign(data, spooled.key)
+        except dkim.KeyUnavailable as exc:  # nothing goes out unsigned for want of a key: it waits
+            log.error("%s not sent: %s", spooled.key, exc)
+            return self.temporary(spooled, rcpts, host, port, 0, f"cannot sign with DKIM: {exc}")
         try:
             refused = self.smtp.send(host, port, env.mail_from, rcpts, data)
         except smtplib.SMTPRecipientsRefused as exc:

@@ -84,6 +84,9 @@ DEFAULTS: dict[str, Any] = {
     # DNS for delivery by MX and sender authentication (lamson.dns): None uses the system's
     # resolver; {"nameservers": ["127.0.0.1"], "port": 53, "timeout": 5.0} names others.
     "dns_config": None,
+    # DKIM signing of outgoing mail in the relay (lamson.relay.dkim): None, or {"domain": "example.com",
+    # "selector": "mail2026", "key_file": "config/dkim.key"} (+ optional "headers": [...], "sign_all": True).
+    "dkim_config": None,
     # A router worker whose application fails to load (a syntax error in a handler) says why and
     # tries again this often (seconds) instead of exiting, so the fix is picked up by itself.
     "boot_retry": 30,

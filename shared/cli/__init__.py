@@ -26,6 +26,7 @@ COMMAND_MODULES: dict[str, str] = {
     "routes": "routes",
     "check": "check",
     "metrics": "metricscmd",
+    "dkim": "dkimcmd",
     "passwd": "passwdcmd",
     "blast": "blast",
     "cleanse": "cleanse",
