@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ def parse_config(value: Any) -> Config | None:
         if "from" not in {h.lower() for h in headers}:
             raise ValueError("dkim_config['headers'] must include From (RFC 6376 5.4)")
         headers = tuple(headers)
-    return Config(domain=str(value["domain"]).lower().rstrip("."), selector=str(value["selector"]),
+    return Config(domain=ascii_domain(str(value["domain"])), selector=str(value["selector"]),
                   key_file=str(value["key_file"]), headers=headers, sign_all=bool(value.get("sign_all", False)))
 
 
@@ -111,15 +111,25 @@ def load_key(path: str) -> bytes:
 def from_domain(data: bytes) -> str | None:
     """The domain of the (first) ``From:`` address, lower case, or None."""
     try:
-        headers = BytesHeaderParser().parsebytes(data)
+        end = data.find(b"\r\n\r\n")
+        headers = HeaderParser().parsestr((data if end < 0 else data[:end + 2]).decode("utf-8", "replace"))
         values = headers.get_all("From") or []
         addresses = getaddresses([str(v) for v in values])
     except Exception:
         return None
     for _, address in addresses:
         if "@" in address:
-            return address.rsplit("@", 1)[1].strip().lower().rstrip(".") or None
+            return ascii_domain(address.rsplit("@", 1)[1]) or None
     return None
+
+
+def ascii_domain(domain: str) -> str:
+    """``domain`` lower case, without a final dot, internationalized names as A-labels (xn--)."""
+    domain = domain.strip().lower().rstrip(".")
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
 
 
 class Signer:

@@ -186,7 +186,12 @@ def test_the_key_is_read_once_per_process(key_and_record: tuple[Path, str], monk
     dkim.load_key(path)
     reads: list[object] = []
     real = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
+
+    def counted(self: Path) -> bytes:
+        reads.append(self)
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
     for _ in range(3):
         dkim.load_key(path)
     assert reads == []
@@ -201,3 +206,87 @@ def test_openssl_fallback_makes_a_key_dkimpy_can_use(tmp_path: Path) -> None:
                                                       "key_file": str(key)}))
     data = signer.sign(b"From: a@test.com\r\nSubject: x\r\n\r\nbody\r\n")
     assert dkimpy.verify(data, dnsfunc=lambda name, timeout=5: value.encode("ascii"))
+
+
+def independent_verify(data: bytes, public_b64: str) -> bool:
+    """A second verifier, not dkimpy: RFC 6376 relaxed header / simple body canonicalization by hand
+    (3.4.2, 3.4.3) and the RSA check by ``cryptography``, over the bytes as received."""
+    import base64
+    import hashlib
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields: list[tuple[bytes, bytes]] = []  # (name, the whole field with its folding)
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            fields[-1] = (fields[-1][0], fields[-1][1] + b"\r\n" + line)
+        else:
+            fields.append((line.split(b":", 1)[0], line))
+
+    def relaxed(field: bytes) -> bytes:
+        name, value = field.split(b":", 1)
+        value = re.sub(rb"[ \t]+", b" ", value.replace(b"\r\n", b"")).strip(b" ")
+        return name.strip().lower() + b":" + value + b"\r\n"
+
+    signature = fields[0][1]
+    assert fields[0][0].lower() == b"dkim-signature"
+    tags = {k.strip(): v for k, v in (t.split(b"=", 1) for t in
+                                      re.sub(rb"\s+", b"", signature.split(b":", 1)[1]).split(b";") if t)}
+    assert tags[b"c"] == b"relaxed/simple" and tags[b"a"] == b"rsa-sha256"
+    simple_body = re.sub(rb"(\r\n)*$", b"", body) + b"\r\n"  # 3.4.3: trailing empty lines go, one CRLF stays
+    if base64.b64decode(tags[b"bh"]) != hashlib.sha256(simple_body).digest():
+        return False
+    remaining = list(reversed(fields[1:]))  # 5.4.2: the last instance of a name first
+    signed = b""
+    for name in tags[b"h"].split(b":"):
+        match = next((f for f in remaining if f[0].lower() == name.lower()), None)
+        if match is not None:
+            remaining.remove(match)
+            signed += relaxed(match[1])
+    unsigned_sig = re.sub(rb"(\bb=)[^;]*", rb"\1", signature)
+    signed += relaxed(unsigned_sig)[:-2]  # the DKIM-Signature itself, b= empty, no final CRLF
+    key = serialization.load_der_public_key(base64.b64decode(public_b64))
+    assert isinstance(key, rsa.RSAPublicKey)
+    try:
+        key.verify(base64.b64decode(tags[b"b"]), signed, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
+
+
+def test_a_second_verifier_agrees_on_the_bytes_received(tmp_path: Path, redis_conn: object,
+                                                        key_and_record: tuple[Path, str]) -> None:
+    kit = signing_kit(tmp_path, redis_conn, key_and_record[0])
+    try:
+        with smtp_sink() as sink:
+            kit.relay(port=sink.port).deliver(MESSAGE)
+            kit.work()
+            (received,) = sink.messages
+    finally:
+        kit.close()
+    public = dkim.public_key_b64(key_and_record[0].read_bytes())
+    assert independent_verify(received.data, public)
+    assert not independent_verify(received.data.replace(b"line two", b"line 2"), public)
+    assert not independent_verify(received.data.replace(b"Subject: signed", b"Subject: signe"), public)
+
+
+def test_internationalized_domains_match_as_a_labels(key_and_record: tuple[Path, str]) -> None:
+    signer = dkim.Signer(SimpleNamespace(dkim_config={"domain": "bücher.example", "selector": "s",
+                                                      "key_file": str(key_and_record[0])}))
+    assert signer.config is not None and signer.config.domain == "xn--bcher-kva.example"
+    assert signer.wants("From: a@B\u00fcCHER.example\r\n\r\n".encode())
+    assert signer.wants(b"From: a@news.xn--bcher-kva.example.\r\n\r\n")
+    assert not signer.wants(b"From: a@xn--bcher-kva.example.org\r\n\r\n")
+    assert dkim.Signer(SimpleNamespace()).sign(b"x") == b"x"  # no dkim_config: nothing to do
+
+
+def test_utf8_headers_and_body_are_signed(key_and_record: tuple[Path, str],
+                                          published: Callable[..., bytes]) -> None:
+    signer = dkim.Signer(SimpleNamespace(dkim_config={"domain": "test.com", "selector": "s2026",
+                                                      "key_file": str(key_and_record[0])}))
+    data = signer.sign("From: Jösé <a@test.com>\r\nSubject: héllo\r\n\r\nbødy".encode())
+    assert data.startswith(b"DKIM-Signature:") and data.endswith("bødy\r\n".encode())  # the CRLF smtplib adds
+    assert dkimpy.verify(data, dnsfunc=published)
