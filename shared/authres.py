@@ -8,7 +8,8 @@ handlers read it as ``message.auth`` (an :class:`AuthResults`) and as the
     if message.auth.spf == "pass": ...
 
 * **SPF** (pyspf): the envelope sender (or the HELO name for the null sender ``<>``) and the
-  connecting IP (the envelope's ``peer``). No peer IP (a message read back from a queue): ``none``.
+  connecting IP (the envelope's ``peer``). No peer IP, or a loopback one (another MTA on this
+  host handed the message over): ``none``.
 * **DKIM** (dkimpy): every ``DKIM-Signature`` (at most :data:`MAX_SIGNATURES`) over the
   bytes as received; ``pass`` when one verifies.
 * **DMARC**: the ``_dmarc.<From domain>`` TXT record (else the organizational domain's),
@@ -241,17 +242,15 @@ def _peer_ip(peer: Any) -> str | None:
     if isinstance(peer, tuple | list) and peer:
         peer = peer[0]
     text = str(peer or "").strip()
-    if text.startswith("["):
-        text = text[1:].split("]", 1)[0]
-    else:
+    # The receiver writes "IP:port" (an IPv6 address unbracketed: "2001:db8::1:40001"), so the
+    # part before the last colon is tried first; then the whole text (a bare address).
+    candidates = [text[1:].split("]", 1)[0]] if text.startswith("[") else [text.rsplit(":", 1)[0], text]
+    for candidate in candidates:
         try:
-            return str(ipaddress.ip_address(text))
+            return str(ipaddress.ip_address(candidate))
         except ValueError:
-            text = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
+            continue
+    return None
 
 
 def check_spf(results: AuthResults, ip: str | None, lookups: _Lookups, limit: float) -> None:
@@ -259,6 +258,10 @@ def check_spf(results: AuthResults, ip: str | None, lookups: _Lookups, limit: fl
     results.spf_domain = sender.rpartition("@")[2].lower()
     if ip is None or not results.spf_domain:
         results.spf = "none"
+        return
+    if ipaddress.ip_address(ip).is_loopback:
+        # Another MTA on this host handed it over (Postfix in front): SPF of that hop means nothing.
+        results.spf, results.reason = "none", "SPF: not checked for a loopback peer"
         return
     _install_spf_hook()
     token = _current.set(lookups)

@@ -45,6 +45,7 @@ from lamson.encoding import (
 )
 
 if TYPE_CHECKING:
+    from lamson.authres import AuthResults
     from lamson.envelope import Envelope
 
 __all__ = [
@@ -128,6 +129,9 @@ class MailRequest:
 
     #: The spool envelope the message arrived with (set by the router worker), else None.
     envelope: Envelope | None = None
+    #: Sender authentication (SPF, DKIM, DMARC: :class:`lamson.authres.AuthResults`), set by the
+    #: router worker when ``auth_results`` is on, else None.
+    auth: AuthResults | None = None
 
     def __init__(
         self,

@@ -84,6 +84,17 @@ DEFAULTS: dict[str, Any] = {
     # DNS for delivery by MX and sender authentication (lamson.dns): None uses the system's
     # resolver; {"nameservers": ["127.0.0.1"], "port": 53, "timeout": 5.0} names others.
     "dns_config": None,
+    # Sender authentication of incoming mail (lamson.authres, docs/mail.md): SPF, DKIM and DMARC
+    # computed by the router worker before routing, read by handlers as message.auth and an
+    # Authentication-Results header. On by default: it costs a few DNS lookups per message, each
+    # bounded by dns_config's timeout and all of them by auth_timeout (seconds); with no DNS
+    # reachable the results are "temperror" and the mail is routed all the same.
+    "auth_results": True,
+    "auth_timeout": 3.0,
+    # The name in our Authentication-Results headers (None: receiver_hostname, else the host name).
+    "authserv_id": None,
+    # Park (with the reason) incoming mail that fails DMARC when its domain publishes p=reject.
+    "dmarc_reject_park": False,
     # DKIM signing of outgoing mail in the relay (lamson.relay.dkim): None, or {"domain": "example.com",
     # "selector": "mail2026", "key_file": "config/dkim.key"} (+ optional "headers": [...], "sign_all": True).
     "dkim_config": None,

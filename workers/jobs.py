@@ -70,6 +70,10 @@ class RoutingBatch:
         self.done: list[Spooled] = []
         self.outcomes: dict[str, int] = {}
         self.counted: dict[str, int] = {}  # the outcomes already written to the metrics counters
+        # Sender authentication (lamson.authres): once per message, shared by its recipients.
+        self.auth_on = self.ordered and bool(getattr(self.settings, "auth_results", DEFAULTS["auth_results"]))
+        self.dmarc_park = bool(getattr(self.settings, "dmarc_reject_park", DEFAULTS["dmarc_reject_park"]))
+        self.auth: dict[str, tuple[Any, bytes]] = {}  # spool key -> (AuthResults, the bytes handlers see)
 
     def run(self, keys: list[str]) -> str:
 
@@ -222,6 +226,11 @@ class RoutingBatch:
             self._park(spooled, f"mail loop: it carries {loops.TRACE_HEADER}: {self.trace} {traces} times "
                                 f"(max_loop_traces={self.max_traces})")
             return True
+        auth = self._authenticate(spooled)
+        if self.dmarc_park and auth is not None and auth.dmarc == "fail" and auth.dmarc_policy == "reject":
+            self._park(spooled, f"DMARC fail for {auth.from_domain}, whose policy is p=reject "
+                                f"(spf={auth.spf}, dkim={auth.dkim}; dmarc_reject_park is on)")
+            return True
         rcpts = list(env.rcpt_tos)
         for index, rcpt in enumerate(rcpts):
             try:
@@ -257,9 +266,26 @@ class RoutingBatch:
         from lamson.router import Router
 
         env = spooled.envelope
-        message = MailRequest(env.peer, env.mail_from, rcpt, spooled.data)
+        auth, data = self.auth.get(spooled.key, (None, spooled.data))
+        message = MailRequest(env.peer, env.mail_from, rcpt, data)
         message.envelope = env
+        message.auth = auth
         Router.deliver(message)
+
+    def _authenticate(self, spooled: Spooled) -> Any:
+        """SPF/DKIM/DMARC of a message (lamson.authres), once per batch; None when ``auth_results`` is off."""
+        if not self.auth_on:
+            return None
+        if spooled.key not in self.auth:
+            from lamson import authres
+
+            env = spooled.envelope
+            result = authres.check(spooled.data, peer=env.peer, mail_from=env.mail_from, helo=env.helo,
+                                   settings=self.settings)
+            self.auth[spooled.key] = (result, result.stamp(spooled.data))
+            log.info("%s: spf=%s dkim=%s dmarc=%s%s", env.id, result.spf, result.dkim, result.dmarc,
+                     f" ({result.reason})" if result.reason else "")
+        return self.auth[spooled.key][0]
 
     def _back(self, spooled: Spooled, envelope: Any, *, delay: float, what: str) -> None:
         """Put a message back to wait (its replies so far made durable first); wake a worker when due."""

@@ -65,6 +65,7 @@ def signed(data: bytes, domain: bytes = b"example.org") -> bytes:
     ("carol@nospf.example.com", PEER, "none"),
     ("dave@unknown.example.com", PEER, "none"),
     ("alice@example.org", "", "none"),  # no peer IP (read back from a queue): nothing to check
+    ("alice@example.org", "127.0.0.1:40000", "none"),  # another MTA on this host handed it over
 ])
 def test_spf(sender: str, peer: str, expected: str) -> None:
     with dns_server(ZONE) as server:
@@ -79,6 +80,8 @@ def test_peer_forms() -> None:
     assert authres._peer_ip(("2001:db8::1", 25)) == "2001:db8::1"
     assert authres._peer_ip("[2001:db8::1]:25") == "2001:db8::1"
     assert authres._peer_ip("2001:db8::1") == "2001:db8::1"
+    assert authres._peer_ip("2001:db8::5:40001") == "2001:db8::5"  # the receiver's "IP:port" for IPv6
+    assert authres._peer_ip("192.0.2.1") == "192.0.2.1"
     assert authres._peer_ip("") is None and authres._peer_ip("nonsense") is None
 
 
