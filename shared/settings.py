@@ -166,23 +166,21 @@ def settings_name(name: str | None = None) -> str:
 
 
 def project_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The directory that holds ``config/`` and ``app/``: argument, LAMSON_ROOT, or cwd.
+    """The directory that holds ``config/`` and ``app/``: argument, LAMSON_ROOT, or cwd."""
+    return Path(root or os.environ.get("LAMSON_ROOT") or os.getcwd()).resolve()
 
-    Run from a deploy directory whose application lives elsewhere (this
-    repository: ``deploy/`` at the top, the demo in ``examples/demo``), the
-    current directory has no ``config/``: then the application is the one
-    ``deploy/supervisord.conf`` runs (its ``LAMSON_ROOT=``), so ``lamson check``,
-    ``lamson queue -requeue`` and friends work from where the deploy files are.
+
+def app_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """Where the application's settings are: :func:`project_root`, or, run from a deploy directory
+    whose application lives elsewhere (this repository: ``deploy/`` at the top, the demo in
+    ``examples/demo``), the one ``deploy/supervisord.conf`` runs (its ``LAMSON_ROOT=``) — so
+    ``lamson check``, ``lamson queue -requeue`` and friends work from where the deploy files are.
     """
-    given = root or os.environ.get("LAMSON_ROOT")
-    if given:
-        return Path(given).resolve()
-    cwd = Path.cwd()
-    if not (cwd / "config").is_dir():
-        found = root_from_deploy(cwd)
-        if found is not None and (found / "config").is_dir():
-            return found
-    return cwd.resolve()
+    top = project_root(root)
+    if root or os.environ.get("LAMSON_ROOT") or (top / "config").is_dir():
+        return top
+    found = root_from_deploy(top)
+    return found if found is not None and (found / "config").is_dir() else top
 
 
 def root_from_deploy(directory: Path) -> Path | None:
@@ -208,7 +206,7 @@ def load(name: str | None = None, root: str | os.PathLike[str] | None = None) ->
     and the services that ``config/boot.py`` assigns to it.
     """
     dotted = settings_name(name)
-    top = str(project_root(root))
+    top = str(app_root(root) if dotted == "config.settings" else project_root(root))
     if top not in sys.path:
         sys.path.insert(0, top)
     try:
