@@ -62,6 +62,11 @@ spool = "maildir"
 # Listen on port 25 as root, then run as this user (the spool must be writable by it).
 # receiver_user = "lamson"
 
+# STARTTLS on the receiver, and a submission port where users who AUTH (after STARTTLS) may
+# send to any domain; add users with `lamson passwd alice -file config/submission_users`.
+# receiver_tls = {"cert": "config/tls/fullchain.pem", "key": "config/tls/key.pem", "require": False}
+# submission_config = {"host": "0.0.0.0", "port": 587, "users": "config/submission_users"}
+
 # The guide's "Deferred Processing To Queues": handlers push slow work into a
 # Maildir queue (lamson.queue.Queue(queue_config["queue"]).push(message)) and
 # a QueueReceiver (config/queue.py; `lamson start -boot config.queue`) routes
