@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any, AnyStr, cast
 
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, syntax
 
 from lamson import logs
 from lamson.connection import connect, redact
@@ -114,6 +114,14 @@ class Sessions:
             self.by_client[client] = left
         else:
             self.by_client.pop(client, None)
+
+
+class _PendingCheck:
+    """Credentials aiosmtpd decoded, to be checked off the event loop (LamsonSMTP._checked)."""
+
+    def __init__(self, mechanism: str, auth_data: Any) -> None:
+        self.mechanism = mechanism
+        self.auth_data = auth_data
 
 
 class LamsonSMTP(SMTP):
@@ -221,6 +229,29 @@ class LamsonSMTP(SMTP):
             transport: Any = self.transport
             transport.write(f"421 4.7.0 {self.hostname} Too many failed authentications, closing\r\n".encode())
             transport.close()
+
+    # aiosmtpd calls the (synchronous) authenticator inside the event loop; an scrypt check takes
+    # ~50 ms, so a stream of AUTH attempts would stall every other session. Its PLAIN and LOGIN
+    # decoders stay; the check they end in runs in a thread (hashlib.scrypt releases the GIL).
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        return AuthResult(success=False, handled=False, auth_data=_PendingCheck(mechanism, auth_data))
+
+    async def _checked(self, result: AuthResult) -> AuthResult:
+        pending = result.auth_data
+        if not isinstance(pending, _PendingCheck):
+            return result  # aiosmtpd already answered (bad base64, cancelled challenge)
+        authenticator: Any = self._authenticator
+        if authenticator is None:
+            return AuthResult(success=False, handled=False)
+        return await self.loop.run_in_executor(None, authenticator, self, self.session, self.envelope,
+                                               pending.mechanism, pending.auth_data)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd's mechanism name
+        return await self._checked(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd's mechanism name
+        return await self._checked(await super().auth_LOGIN(_, args))
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:  # noqa: N802 - aiosmtpd's command method name

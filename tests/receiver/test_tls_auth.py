@@ -70,7 +70,8 @@ def receiver(tmp_path_factory: pytest.TempPathFactory, redis_url: str, ca: trust
     base = tmp_path_factory.mktemp("tlsauth")
     cert, key = write_tls(ca, base / "tls")
     users = base / "submission_users"
-    users.write_text(f"# submission users\nalice:{hash_password('correct horse')}\n\nbob:{hash_password('b0b')}\n")
+    users.write_text(f"# submission users\nalice:{hash_password('correct horse')}\n\nbob:{hash_password('b0b')}\n"
+                     f"slow:{hash_password('pw', p=24)}\n")  # about a second per check
     submission_port = free_port()
     extra = (f"served_domains = ['test.com']\nmax_recipients = 3\nsubmission_max_recipients = 6\n"
              f"receiver_tls = {{'cert': {str(cert)!r}, 'key': {str(key)!r}}}\n"
@@ -221,6 +222,35 @@ def test_authenticated_client_may_relay_and_the_envelope_says_who(receiver: dict
     assert item.envelope.extra["auth"] == "alice"
     assert item.envelope.extra["protocol"] == "ESMTPSA"
     assert b"with ESMTPSA id" in item.data
+
+
+def test_a_slow_password_check_does_not_stall_other_sessions(receiver: dict) -> None:
+    """The scrypt check runs off the event loop: another session gets its replies meanwhile."""
+    import threading
+    import time
+
+    done: dict[str, float] = {}
+
+    def login() -> None:
+        with smtplib.SMTP("127.0.0.1", receiver["submission_port"], timeout=15) as smtp:
+            smtp.starttls(context=receiver["context"])
+            smtp.ehlo("client.example.org")
+            smtp.user, smtp.password = "slow", "pw"
+            started = time.monotonic()
+            assert smtp.auth("PLAIN", smtp.auth_plain)[0] == 235
+            done["auth"] = time.monotonic() - started
+
+    with smtplib.SMTP("127.0.0.1", receiver["receiver_port"], timeout=15) as other:
+        other.ehlo("client.example.org")
+        thread = threading.Thread(target=login)
+        thread.start()
+        time.sleep(0.4)  # the slow check is under way
+        started = time.monotonic()
+        assert other.noop()[0] == 250
+        noop = time.monotonic() - started
+        thread.join(20)
+    assert done["auth"] > 0.5, done  # the check really was slow...
+    assert noop < 0.3, noop          # ...and the other session did not wait for it
 
 
 def test_authenticated_clients_get_submission_max_recipients(receiver: dict) -> None:
