@@ -68,15 +68,17 @@ class Relay:
 
     ``host``/``port`` name the smart host the relay worker delivers these
     messages to (the guide's ``relay_config``). ``username``, ``password``,
-    ``ssl``, ``starttls`` and ``lmtp`` are Lamson 1.x's arguments; the relay
-    worker takes credentials and TLS from ``relay_config`` in settings (they
-    are never written into the outbox), so here they are kept for reading only.
+    ``ssl``, ``starttls`` (True/"required" or "opportunistic") and ``lmtp`` are
+    Lamson 1.x's arguments: these flags are recorded with each message (beside
+    the host and port) and the relay worker honours them. ``username`` and
+    ``password`` are kept for reading only: credentials are never written into
+    the outbox, the relay worker takes them from ``relay_config``.
     Outside a worker process, ``connection``/``redis_url`` and ``outbox`` (or
     the application's settings) say where to write and whom to wake.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8825, username: str | None = None,
-                 password: str | None = None, ssl: bool = False, starttls: bool = False, lmtp: bool = False,
+                 password: str | None = None, ssl: bool = False, starttls: bool | str = False, lmtp: bool = False,
                  debug: int = 0, *, redis_url: str | None = None, connection: redis.Redis | None = None,
                  outbox: Any = None, settings: Any = None, retries: list[int] | None = None) -> None:
         self.host = host
@@ -123,6 +125,10 @@ class Relay:
             if any(ch in address for ch in "\r\n\x00<>"):
                 raise ValueError(f"refusing envelope address with control or bracket characters: {address!r}")
         extra = {"relay_host": self.host, "relay_port": str(self.port), **metrics.origin_extra()}
+        # The non-secret flags only (credentials stay in relay_config, read by the relay worker).
+        for flag, value in (("relay_ssl", self.ssl), ("relay_starttls", self.starttls), ("relay_lmtp", self.lmtp)):
+            if value:
+                extra[flag] = "required" if value is True and flag == "relay_starttls" else str(value)
         traces = loops.inherited()
         if traces is not None:  # sent by a handler while it handled a message: automatic mail
             extra[loops.AUTO] = "1"

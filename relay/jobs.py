@@ -29,7 +29,8 @@ from typing import Any
 from lamson import context, loops, maildir, metrics, queues
 from lamson.envelope import Envelope
 from lamson.relay import dkim, dsn
-from lamson.relay.smtp import Connections, normalise_eol
+from lamson.relay import mx as mx
+from lamson.relay.smtp import Connections, SessionError, normalise_eol, smarthost_security
 from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord, tag
 
@@ -60,6 +61,8 @@ class Delivery:
             ctx.smtp = Connections(timeout=float(getattr(settings, "relay_timeout", DEFAULTS["relay_timeout"])))
         self.smtp: Connections = ctx.smtp
         self.default = getattr(settings, "relay_config", {}) or {}
+        # Delivery by MX (lamson.relay.mx) when relay_config says "mx": True or names no host.
+        self.mx = mx.MXSender(self.smtp, settings, ctx.conn, ctx.names) if mx.enabled(self.default) else None
         self.retries = list(getattr(settings, "relay_retries", DEFAULTS["relay_retries"])) or [30]
         self.lifetime = float(getattr(settings, "relay_lifetime", DEFAULTS["relay_lifetime"]))
         self.max_attempts = int(getattr(settings, "max_attempts", DEFAULTS["max_attempts"]))
@@ -114,6 +117,11 @@ class Delivery:
             return "parked"
         host, port = self.destination(env)
         rcpts = list(env.rcpt_tos)
+        by_mx = self.mx is not None and self.mx.applies(host, port)
+        if self.mx is not None and by_mx:  # one domain per outbox file: the others get files of their own
+            rcpts = mx.split_by_domain(self.outbox, spooled, rcpts, self.ctx.conn, self.ctx.names)
+            spooled, env = replace_spooled(spooled, rcpt_tos=tuple(rcpts)), replace(env, rcpt_tos=tuple(rcpts))
+            host, port = mx.domain_of(rcpts[0]), self.mx.port
         limited = self.rate_limited(spooled)
         if limited:
             reason = (f"reply rate limit: more than reply_rate_limit={self.rate_limit} automatic messages "
@@ -131,7 +139,11 @@ class Delivery:
             log.error("%s not sent: %s", spooled.key, exc)
             return self.temporary(spooled, rcpts, host, port, 0, f"cannot sign with DKIM: {exc}")
         try:
-            refused = self.smtp.send(host, port, env.mail_from, rcpts, data)
+            if self.mx is not None and by_mx:
+                refused = self.mx.send(host, port, env.mail_from, rcpts, data)
+            else:  # TLS, AUTH, LMTP as relay_config (and the record's flags) say
+                refused = self.smtp.send(host, port, env.mail_from, rcpts, data,
+                                         smarthost_security(self.default, env.extra, host, port))
         except smtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients
         except smtplib.SMTPResponseException as exc:
@@ -144,6 +156,9 @@ class Delivery:
                           f"{exc.smtp_code} {reply}", dsn_sent=sent)
                 return "bounced"
             return self.temporary(spooled, rcpts, host, port, exc.smtp_code, reply)
+        except SessionError as exc:  # TLS, certificate, credentials: an operator fixes it, retried meanwhile
+            log.error("%s not sent: %s", spooled.key, exc)
+            return self.temporary(spooled, rcpts, host, port, 0, str(exc))
         except (smtplib.SMTPException, OSError) as exc:
             return self.temporary(spooled, rcpts, host, port, 0, f"cannot deliver to {host}:{port}: {exc!r}")
 

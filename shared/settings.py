@@ -29,6 +29,9 @@ MiB = 1024 * 1024
 #: (the project root, as in the guide: ``run/``, ``logs/``).
 DEFAULTS: dict[str, Any] = {
     "receiver_config": {"host": "127.0.0.1", "port": 8823},
+    # The smart host; also "ssl", "starttls" ("required"/"opportunistic"/False), "username" with
+    # "password" (or "password_file", "password_env"), "lmtp", "verify" (True), "ca_file".
+    # {"mx": True}: no smart host, delivery by MX ("mx_port": 25). README, docs/security.md.
     "relay_config": {"host": "127.0.0.1", "port": 8825},
     "handlers": [],
     "router_defaults": {},
@@ -72,6 +75,8 @@ DEFAULTS: dict[str, Any] = {
     # Relay: SMTP timeout and retry schedule (seconds) for 4xx and connection failures.
     "relay_timeout": 30,
     "relay_retries": [5, 30, 120, 600, 1800],
+    # Delivery by MX: deliveries to one domain at once, across all relay workers (0: no limit).
+    "relay_domain_concurrency": 20,
     # Conversation locks (seconds): expiry of a lock whose holder died, and wait.
     "lock_timeout": 30,
     "lock_wait": 10,

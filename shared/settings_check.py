@@ -52,7 +52,8 @@ APPLICATION_NAMES = frozenset({
 SECTION_KEYS: dict[str, frozenset[str]] = {
     "receiver_config": frozenset({"host", "port"}),
     # username/password/ssl/starttls/lmtp/debug: Lamson 1.x's Relay arguments (relay.client).
-    "relay_config": frozenset({"host", "port", "username", "password", "ssl", "starttls", "lmtp", "debug"}),
+    "relay_config": frozenset({"host", "port", "username", "password", "ssl", "starttls", "lmtp", "debug",
+                               "password_file", "password_env", "verify", "ca_file", "mx", "mx_port"}),
     "template_config": frozenset({"dir", "module"}),
     "metrics_config": frozenset({"host", "port"}),
 }
