@@ -123,7 +123,8 @@ class Connections:
         try:
             if security.ssl:
                 if security.lmtp:
-                    raise ValueError("LMTP over implicit TLS is not supported: use starttls with lmtp")
+                    raise SessionError("configuration", host, port,
+                                       "LMTP over implicit TLS is not supported: use starttls with lmtp")
                 smtp = _SMTP_SSL(local_hostname=self.local_hostname, timeout=self.timeout, context=context)
             elif security.lmtp:
                 smtp = _LMTP(local_hostname=self.local_hostname, timeout=self.timeout)
@@ -334,7 +335,10 @@ def smarthost_security(config: dict[str, Any], extra: dict[str, str], host: str,
     naming another server never gets them.
     """
     ssl_on = _flag(extra["relay_ssl"]) if "relay_ssl" in extra else bool(config.get("ssl"))
-    starttls = starttls_mode(extra["relay_starttls"] if "relay_starttls" in extra else config.get("starttls"))
+    try:
+        starttls = starttls_mode(extra["relay_starttls"] if "relay_starttls" in extra else config.get("starttls"))
+    except ValueError as exc:  # a misconfiguration: logged and retried like the others, the mail waits
+        raise SessionError("configuration", host, port, str(exc)) from None
     lmtp = _flag(extra["relay_lmtp"]) if "relay_lmtp" in extra else bool(config.get("lmtp"))
     username = password = None
     if host == str(config.get("host")) and port == int(config.get("port") or 0) and config.get("username"):

@@ -214,3 +214,22 @@ def test_lmtp_one_reply_per_recipient(tmp_path: Path, redis_conn: redis.Redis, c
             kit.close()
     assert sink.connections == 1
     assert b"two@example.org" in kit.bounced()[0] and b"no such mailbox" in kit.bounced()[0]
+
+
+def test_settings_that_cannot_work_are_a_clear_error_not_a_crash(tmp_path: Path, redis_conn: redis.Redis,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from lamson.relay.smtp import smarthost_security
+
+    with pytest.raises(SessionError, match="configuration"):
+        Connections(timeout=1).send("127.0.0.1", free_port(), "a@test.com", ["b@example.org"], MESSAGE,
+                                    Security(ssl=True, lmtp=True))
+    with pytest.raises(SessionError, match="starttls must be"):
+        smarthost_security({"host": "h", "port": 25, "starttls": "always"}, {}, "h", 25)
+    kit = make_kit(tmp_path, redis_conn, 25, starttls="always", relay_retries=[3600])
+    try:
+        with caplog.at_level(logging.INFO):
+            key = kit.relay(port=25).deliver(MESSAGE)
+            kit.work()
+    finally:
+        kit.close()
+    assert kit.outbox.waiting() == [key] and "configuration with 127.0.0.1:25" in caplog.text
