@@ -15,6 +15,7 @@ import copy
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -147,7 +148,17 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Environment variables that override settings, and how to apply them.
-ENV_OVERRIDES: dict[str, tuple[str | tuple[str, str], type[str] | type[int]]] = {
+def flag(raw: str) -> bool:
+    """An on/off environment value: 1/0, true/false, yes/no, on/off."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+ENV_OVERRIDES: dict[str, tuple[str | tuple[str, str], Callable[[str], Any]]] = {
     "LAMSON_REDIS_URL": ("redis_url", str),
     "LAMSON_NAMESPACE": ("namespace", str),
     "LAMSON_SPOOL": ("spool", str),
@@ -158,6 +169,9 @@ ENV_OVERRIDES: dict[str, tuple[str | tuple[str, str], type[str] | type[int]]] = 
     "LAMSON_RELAY_PORT": (("relay_config", "port"), int),
     "LAMSON_METRICS_HOST": (("metrics_config", "host"), str),
     "LAMSON_METRICS_PORT": (("metrics_config", "port"), int),
+    # Sender authentication's DNS lookups off (a machine with no DNS, or a test suite that must
+    # not send DNS queries anywhere but its own loopback server).
+    "LAMSON_AUTH_RESULTS": ("auth_results", flag),
 }
 
 
@@ -253,7 +267,7 @@ def apply_environment(module: ModuleType | SimpleNamespace, environ: os._Environ
         try:
             value = kind(raw)
         except ValueError as exc:
-            raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+            raise SettingsError(f"{var}={raw!r} is not a valid {getattr(kind, '__name__', 'value')}") from exc
         if isinstance(target, tuple):
             section, key = target
             getattr(module, section)[key] = value

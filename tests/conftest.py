@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,11 @@ import pytest
 import redis
 
 from tests.support import redis_server
+
+# Nothing in the suite may send DNS queries beyond loopback: sender authentication (SPF, DKIM,
+# DMARC lookups) is off for every process the tests start, unless a test configures it against
+# its own loopback DNS server (tests/dnsserver.py) in settings it builds itself.
+os.environ["LAMSON_AUTH_RESULTS"] = "0"
 
 
 @pytest.fixture(scope="session")
