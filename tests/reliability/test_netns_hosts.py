@@ -37,7 +37,12 @@ from tests.reliability.ledger import Ledger, session
 from tests.sink import Sink, smtp_sink
 from tests.support import BIN, REPO, wait_for
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"), reason="needs root and ip netns")
+
+@pytest.fixture(autouse=True)
+def _root_and_ip() -> None:
+    """Network namespaces need root and `ip` (scripts/setup --test installs iproute2): fail loudly without."""
+    assert os.geteuid() == 0, "network namespaces need root: run the suite as root (CI does)"
+    assert shutil.which("ip"), "`ip` is missing: bash scripts/setup --test installs iproute2"
 
 SUBNET = "10.231.0"
 FRONT_ADDR = f"{SUBNET}.1"
