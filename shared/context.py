@@ -10,6 +10,9 @@ exactly one per process, set in one place; tests install their own.
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -77,3 +80,34 @@ def current() -> Context:
 def get() -> Context | None:
     """The installed context, or None (unit tests, scripts, the CLI)."""
     return _current
+
+
+@dataclass(frozen=True)
+class Handling:
+    """The incoming message a handler is running for: what the mail it sends inherits.
+
+    The router sets it around each handler call; ``Relay.deliver`` reads it to
+    mark the outgoing record as automatic mail, carry the loop-trace count
+    (lamson.loops) and the accept time for the latency metric (lamson.metrics).
+    """
+
+    traces: int = 0
+    accepted_at: float | None = None
+
+
+_handling: contextvars.ContextVar[Handling | None] = contextvars.ContextVar("lamson_handling", default=None)
+
+
+@contextmanager
+def handling(current: Handling) -> Iterator[None]:
+    """While a handler runs for the message ``current`` describes."""
+    token = _handling.set(current)
+    try:
+        yield
+    finally:
+        _handling.reset(token)
+
+
+def handled() -> Handling | None:
+    """The message being handled, or None outside a handler (a script, the CLI)."""
+    return _handling.get()

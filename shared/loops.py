@@ -22,7 +22,6 @@ mailing without end (docs/security.md, "Mail loops and amplification"):
 
 from __future__ import annotations
 
-import contextvars
 import re
 import socket
 import time
@@ -30,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from lamson import context
 from lamson.encoding import header_block_end
 from lamson.names import Names, names_for
 
@@ -57,7 +57,6 @@ _TRACE_LINE = re.compile(rb"^x-lamson-loop[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECAS
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9.@_-]")
 
 #: The count of our traces on the message being handled (None: not handling one).
-_handling: contextvars.ContextVar[int | None] = contextvars.ContextVar("lamson_loop_handling", default=None)
 
 
 def installation(settings: Any) -> str:
@@ -98,17 +97,15 @@ def add_traces(data: bytes, name: str, inherited: int = 0) -> bytes:
 
 @contextmanager
 def handling(traces: int) -> Iterator[None]:
-    """While a handler runs for a message carrying ``traces`` of ours (the router sets this)."""
-    token = _handling.set(traces)
-    try:
+    """While a handler runs for a message carrying ``traces`` of ours (lamson.context.handling, traces only)."""
+    with context.handling(context.Handling(traces=traces)):
         yield
-    finally:
-        _handling.reset(token)
 
 
 def inherited() -> int | None:
     """The trace count of the message being handled, or None outside a handler."""
-    return _handling.get()
+    current = context.handled()
+    return None if current is None else current.traces
 
 
 def first_for(message: Any, scope: str = "", *, conn: Any = None, names: Names | None = None) -> bool:

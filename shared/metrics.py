@@ -35,7 +35,6 @@ measured from the moment it was written to the outbox.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import signal
@@ -43,7 +42,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -237,22 +235,12 @@ def counts_refusals(method: Any) -> Any:
     return wrapper
 
 
-_accepted_at: contextvars.ContextVar[float | None] = contextvars.ContextVar("lamson_accepted_at", default=None)
-
-
-@contextmanager
-def handling(accepted_at: float) -> Iterator[None]:
-    """While a handler runs for a message accepted at ``accepted_at`` (the router sets this)."""
-    token = _accepted_at.set(accepted_at)
-    try:
-        yield
-    finally:
-        _accepted_at.reset(token)
-
-
 def origin_extra() -> dict[str, str]:
     """The outbox envelope extra carrying the accept time of the message being handled (or nothing)."""
-    accepted = _accepted_at.get()
+    from lamson import context
+
+    current = context.handled()
+    accepted = None if current is None else current.accepted_at
     return {} if accepted is None else {ACCEPTED_AT: f"{accepted:.6f}"}
 
 

@@ -234,7 +234,7 @@ class RoutingBatch:
         rcpts = list(env.rcpt_tos)
         for index, rcpt in enumerate(rcpts):
             try:
-                with loops.handling(traces), metrics.handling(env.received_at):  # replies carry the accept time
+                with context.handling(context.Handling(traces=traces, accepted_at=env.received_at)):
                     self._deliver(spooled, rcpt)
             except ConversationBusy as exc:
                 log.info("%s: conversation busy (%s); waits and tries again", env.id, exc)
