@@ -82,6 +82,19 @@ def get() -> Context | None:
     return _current
 
 
+def app_settings() -> Any:
+    """The application's settings: the worker's, else loaded (scripts, tests).
+
+    Built-in handlers (lamson.handlers) cannot import ``config.settings`` as an
+    application's handlers do: they do not know its module name.
+    """
+    if _current is not None and _current.settings is not None:
+        return _current.settings
+    from lamson import settings
+
+    return settings.load()
+
+
 @dataclass(frozen=True)
 class Handling:
     """The incoming message a handler is running for: what the mail it sends inherits.

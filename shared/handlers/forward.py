@@ -23,19 +23,7 @@ from lamson.router import nolocking, route, stateless
 log = logging.getLogger("lamson.handlers.forward")
 
 
-def app_settings() -> Any:
-    """The application's settings (with ``relay`` once ``config/boot.py`` ran).
-
-    The guide's handlers import ``config.settings``; a built-in handler cannot
-    know the application's module name, so it asks at call time: the worker's
-    context first, else :func:`lamson.settings.load` (scripts, tests).
-    """
-    current = context.get()
-    if current is not None and current.settings is not None:
-        return current.settings
-    from lamson import settings
-
-    return settings.load()
+app_settings = context.app_settings
 
 
 @route("(to)@(host)", to=".+", host=".+")
