@@ -40,6 +40,30 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate} (last: {last!r})")
 
 
+def wait_all_running(status: Callable[[], str], count: int, logs: Path, timeout: float = 90.0) -> None:
+    """Wait until supervisorctl's ``status`` shows ``count`` programs RUNNING.
+
+    On a loaded machine (the suite runs in several processes) Python programs can take
+    many seconds to pass their ``startsecs``; when they never do, the failure shows the
+    last status and the end of every log, so the cause is in the report, not guessed at.
+    """
+    last = ""
+
+    def running() -> bool:
+        nonlocal last
+        last = status()
+        return last.count("RUNNING") == count
+
+    try:
+        wait_for(running, timeout, 0.3, f"{count} programs RUNNING")
+    except AssertionError as exc:
+        tails = []
+        for log in sorted(logs.glob("*.log")) + sorted(logs.glob("*.out")):
+            lines = log.read_text(errors="replace").splitlines()[-15:]
+            tails.append(f"--- {log.name}\n" + "\n".join(lines))
+        raise AssertionError(f"{exc}\nstatus:\n{last}\n" + "\n".join(tails)) from None
+
+
 def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
     """Wait until something accepts TCP connections on host:port."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lamson import maildir
 from tests.cli.conftest import Tracker, pid_alive
-from tests.support import BIN, run_lamson, wait_for
+from tests.support import BIN, run_lamson, wait_all_running, wait_for
 
 
 def replies(root: Path) -> list[bytes]:
@@ -142,8 +142,7 @@ def test_the_guide_session(generated: Path, project_env: dict[str, str], tracker
     assert direct.returncode == 0, direct.stderr.decode()
     wait_for(lambda: (root / "run" / "supervisord.pid").exists(), 20, what="supervisord.pid")
     tracker.add_pidfiles(root / "run")
-    wait_for(lambda: b"RUNNING" in lamson("status").stdout and lamson("status").stdout.count(b"RUNNING") == 7,
-             60, 0.5, "every program RUNNING under a bare PATH")
+    wait_all_running(lambda: lamson("status").stdout.decode(), 7, root / "logs")
     tracker.add_programs(root)
 
     restarted = lamson("restart", timeout=200)

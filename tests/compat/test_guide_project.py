@@ -319,7 +319,7 @@ def test_guide_project_runs_under_lamson_start(guide_app: tuple[Path, dict[str, 
 def test_guide_project_runs_under_plain_supervisord(guide_app: tuple[Path, dict[str, str], dict[str, int]]) -> None:
     import subprocess
 
-    from tests.support import BIN, run_lamson, wait_for
+    from tests.support import BIN, run_lamson, wait_all_running, wait_for
 
     root, env, ports = guide_app
 
@@ -332,11 +332,11 @@ def test_guide_project_runs_under_plain_supervisord(guide_app: tuple[Path, dict[
     assert direct.returncode == 0, direct.stderr.decode()
     wait_for(lambda: (root / "run/supervisord.pid").exists(), 20, 0.1, "run/supervisord.pid")
 
-    def running() -> bool:
-        status = subprocess.run([*ctl, "status"], cwd=root, env=env, capture_output=True, timeout=30).stdout
-        return status.count(b"RUNNING") == 7  # redis, receiver, 2 routers, relay, metrics, log (queue: off)
+    def status() -> str:
+        return subprocess.run([*ctl, "status"], cwd=root, env=env, capture_output=True, text=True, timeout=30).stdout
 
-    wait_for(running, 60, 0.3, "every program RUNNING under supervisord")
+    # redis, receiver, 2 routers, relay, metrics, log (queue: off)
+    wait_all_running(status, 7, root / "logs")
     conversation(root, ports["receiver"], "reader@localhost")
 
     def start_queue() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from lamson.connection import with_credentials
 from lamson.process import alive
-from tests.support import BIN, REPO, free_port, wait_for, wait_port
+from tests.support import BIN, REPO, free_port, wait_all_running, wait_port
 
 
 class Pipeline:
@@ -76,7 +76,7 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
         wait_port(ports["redis"], timeout=30)
         wait_port(ports["receiver"], timeout=30)
         wait_port(ports["relay"], timeout=30)
-        wait_for(lambda: p.ctl("status").count("RUNNING") == 7, 30, 0.2, "all seven programs RUNNING")
+        wait_all_running(lambda: p.ctl("status"), 7, root / "logs")
         children = p.pids()
         yield p
     finally:
