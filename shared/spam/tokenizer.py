@@ -1,0 +1,413 @@
+"""Mail to tokens: the facts about a message the classifier learns from.
+
+A token is a short string with a prefix saying where it came from
+(``subject:free``, ``from:domain:example.com``, ``url:host:example``,
+``html:img``); plain body words have no prefix. Each message yields a *set*
+(a word repeated a hundred times counts once: the classifier asks "does
+this message contain it", which a repetitive spammer cannot inflate).
+
+What is read, and why:
+
+* **Headers a sender controls and that differ between senders**: Subject
+  words, From/Reply-To addresses, domains and display-name words, the
+  mailer, Content-Type and charsets, and a few facts (no Message-Id, no
+  Date, Reply-To differing from From). Received lines give only the relay
+  host's domain and IP prefix of the *first two* hops (the ones nearest to
+  us are our own and say nothing about the sender). Other filters' verdicts
+  (``X-Spam-*``, our own ``X-Spam-Classification``) are never read: learning
+  them would learn the other filter, or feed our own verdict back to us.
+  Recipient addresses and dates are never read either: they say who
+  collected the mail and when, not what it is.
+* **MIME structure**: the content type of every part, attachment file
+  extensions, encodings.
+* **Text bodies** (text/plain and text/html), decoded with their charset
+  (:func:`lamson.encoding.decode_text`): HTML tags are removed, but the
+  facts spammers rely on are noted (images, fonts, hidden text, forms,
+  scripts, comments splitting words), and every URL (in text or in
+  ``href``/``src``) becomes its scheme, host pieces and path words.
+* **Words** lower-cased, stripped of surrounding punctuation; too short
+  ones dropped, long ones summarised as ``skip:<first char> <length/10>``
+  (random strings and base64 junk must not each become a new token).
+
+Work is bounded (see :class:`lamson.spam.config.SpamConfig`): at most
+``max_message_bytes`` are parsed, ``max_text_chars`` of text read,
+``max_parts`` MIME parts visited and ``max_tokens`` tokens kept, so a
+hostile message costs no more than a large ordinary one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html
+import re
+from collections.abc import Iterable, Iterator
+from email import policy
+from email.message import Message
+from email.parser import BytesParser
+from typing import Any
+
+from lamson.encoding import decode_header_text, decode_text, screen, walk_with_depth
+from lamson.spam.config import SpamConfig
+
+#: The header the filter writes; never read back (it would teach the filter its own verdicts).
+CLASSIFICATION_HEADER = "X-Spam-Classification"
+
+_COMPAT = BytesParser(policy=policy.compat32)
+_WORD_STRIP = "\"'`.,;:!?()[]{}<>*~_=|\\/-+#$%&^"
+_URL = re.compile(r"""(?i)\b(?:(https?|ftp)://|www\.)[^\s<>"'`{}|\\^\[\]]+""")
+_EMAIL = re.compile(r"(?i)\b[a-z0-9._%+-]{1,64}@([a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+)")
+_TAG = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9]{0,15})([^<>]{0,2000})>")
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_SCRIPT_STYLE = re.compile(r"<\s*(script|style)\b[^>]*>.*?<\s*/\s*\1\s*>", re.S | re.I)
+_ATTR_URL = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*["']?([^"'\s>]+)""")
+_HIDDEN = re.compile(r"(?i)display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*[01](?:px|pt)?\b")
+_SPLIT = re.compile(r"\s+")
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_RECEIVED_FROM = re.compile(r"(?i)^\s*from\s+(\S+)(?:\s+\(([^)]{0,200})\))?")
+_BRACKET_IP = re.compile(r"\[(\d{1,3}(?:\.\d{1,3}){3})\]")
+_HOSTLIKE = re.compile(r"^[a-z0-9-]+(?:\.[a-z0-9-]+)+$")
+#: HTML tags worth a token of their own: what spam uses and plain mail rarely does.
+_NOTED_TAGS = frozenset({"img", "font", "table", "form", "input", "script", "iframe", "object", "embed",
+                         "map", "area", "style", "center", "b", "u", "blink", "marquee", "base", "meta"})
+
+
+def tokenize(message: bytes | str | Message | Any, config: SpamConfig | None = None) -> set[str]:
+    """The token set of a message given as bytes/str, an ``email.message.Message`` or a MailRequest."""
+    config = config or SpamConfig()
+    parsed, raw_body = _parse(message, config)
+    tokens = _Tokens(config.max_tokens)
+    _header_tokens(parsed, tokens)
+    budget = _Budget(config.max_text_chars)
+    if raw_body is not None:  # refused by the MIME limits: its raw text is all we read
+        tokens.update(_text_tokens(raw_body[: config.max_text_chars], "text/plain", config, budget))
+    else:
+        _body_tokens(parsed, tokens, config, budget)
+    return tokens.found
+
+
+class _Tokens:
+    """A token set that stops growing at a limit (later tokens are dropped, earlier ones kept)."""
+
+    def __init__(self, limit: int) -> None:
+        self.found: set[str] = set()
+        self.limit = limit
+
+    def add(self, token: str) -> None:
+        if len(self.found) < self.limit:
+            self.found.add(token)
+
+    def update(self, tokens: Iterable[str]) -> None:
+        for token in tokens:
+            if len(self.found) >= self.limit:
+                return
+            self.found.add(token)
+
+
+class _Budget:
+    """Characters of decoded text still to be read for this message."""
+
+    def __init__(self, chars: int) -> None:
+        self.left = chars
+
+    def take(self, text: str) -> str:
+        taken = text[: max(self.left, 0)]
+        self.left -= len(taken)
+        return taken
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse(message: Any, config: SpamConfig) -> tuple[Message, str | None]:
+    """The parsed message, and the raw body text when the MIME limits refused its structure."""
+    if isinstance(message, Message):
+        return message, None
+    to_message = getattr(message, "to_message", None)
+    if callable(to_message) and getattr(message, "refused", "") is None:
+        return to_message(), None  # a MailRequest, already parsed (or parsed now) within lamson.mail's limits
+    if hasattr(message, "as_bytes"):
+        message = message.as_bytes()
+    data = message.encode("utf-8", "surrogateescape") if isinstance(message, str) else bytes(message)
+    data = data[: config.max_message_bytes]
+    if screen(data) is None:
+        try:
+            parsed = _COMPAT.parsebytes(data)
+            if max(depth for depth, _ in walk_with_depth(parsed)) <= 50:
+                return parsed, None
+        except Exception:  # noqa: BLE001 - a parser failure means: read it as headers and text
+            pass
+    try:
+        headers = _COMPAT.parsebytes(data, headersonly=True)
+    except Exception:  # noqa: BLE001
+        headers = Message()
+    body_start = data.find(b"\n\n")
+    body = data[body_start + 2:] if body_start >= 0 else data
+    return headers, body.decode("utf-8", "replace")
+
+
+def _header(message: Message, name: str) -> list[str]:
+    """Every ``name`` header, decoded (RFC 2047, charset fallbacks); never raises."""
+    try:
+        values = message.get_all(name) or []
+    except Exception:  # noqa: BLE001
+        return []
+    out = []
+    for value in values[:20]:
+        try:
+            out.append(decode_header_text(str(value))[:2000])
+        except Exception:  # noqa: BLE001
+            continue
+    return out
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _header_tokens(message: Message, tokens: _Tokens) -> None:
+    for subject in _header(message, "subject")[:1]:
+        tokens.update(_subject_tokens(subject))
+    from_addresses = _address_tokens(message, "from", tokens)
+    reply_addresses = _address_tokens(message, "reply-to", tokens)
+    if reply_addresses and from_addresses and not (reply_addresses & from_addresses):
+        tokens.add("reply-to:differs")
+    for name in ("x-mailer", "user-agent"):
+        for value in _header(message, name)[:1]:
+            for word in _words(value.lower(), 2, 20):
+                tokens.add(f"{name}:{word}")
+    if not _header(message, "message-id"):
+        tokens.add("header:no-message-id")
+    else:
+        message_id = _header(message, "message-id")[0]
+        domain = message_id.rsplit("@", 1)[-1].strip(" <>").lower() if "@" in message_id else ""
+        tokens.add("message-id:domain-shape:" + ("ip" if _IPV4.match(domain.strip("[]")) else
+                                                 "host" if _HOSTLIKE.match(domain) else "odd"))
+    if not _header(message, "date"):
+        tokens.add("header:no-date")
+    for name in ("content-type",):
+        for value in _header(message, name)[:1]:
+            tokens.add(f"content-type:{value.split(';')[0].strip().lower()[:60]}")
+    for name in ("content-transfer-encoding",):
+        for value in _header(message, name)[:1]:
+            tokens.add(f"encoding:{value.strip().lower()[:30]}")
+    if _header(message, "list-id") or _header(message, "list-unsubscribe"):
+        tokens.add("header:list")
+    for index, received in enumerate(_header(message, "received")[-2:]):
+        tokens.update(_received_tokens(received, index))
+
+
+def _subject_tokens(subject: str) -> Iterator[str]:
+    letters = [ch for ch in subject if ch.isalpha()]
+    if len(letters) >= 8 and sum(ch.isupper() for ch in letters) > 0.7 * len(letters):
+        yield "subject:shouting"
+    if "!!" in subject or "$" in subject:
+        yield "subject:" + ("!!" if "!!" in subject else "$")
+    for word in _words(subject.lower(), 2, 20):
+        yield f"subject:{word}"
+
+
+def _address_tokens(message: Message, name: str, tokens: _Tokens) -> set[str]:
+    """Tokens of an address header; returns the bare addresses found."""
+    found: set[str] = set()
+    for value in _header(message, name)[:2]:
+        try:
+            pairs = email.utils.getaddresses([value])[:5]
+        except Exception:  # noqa: BLE001
+            pairs = []
+        if not pairs:
+            tokens.add(f"{name}:unparsed")
+        for display, address in pairs:
+            address = address.lower().strip()
+            if "@" not in address:
+                tokens.add(f"{name}:no-address")
+                continue
+            found.add(address)
+            local, _, domain = address.rpartition("@")
+            tokens.add(f"{name}:addr:{address[:80]}")
+            tokens.add(f"{name}:domain:{domain[:60]}")
+            labels = domain.split(".")
+            if len(labels) >= 2:
+                tokens.add(f"{name}:domain:*.{'.'.join(labels[-2:])}")
+            if any(ch.isdigit() for ch in local) and sum(ch.isdigit() for ch in local) >= 3:
+                tokens.add(f"{name}:local-digits")
+            if not display:
+                tokens.add(f"{name}:no-name")
+            for word in _words(display.lower(), 2, 20):
+                tokens.add(f"{name}:name:{word}")
+    return found
+
+
+def _received_tokens(received: str, index: int) -> Iterator[str]:
+    """The sending relay of one of the first two hops: its domain (last two labels) and IP /16."""
+    match = _RECEIVED_FROM.match(received)
+    if not match:
+        return
+    helo = match.group(1).strip("[]()").lower()
+    comment = match.group(2) or ""
+    ip_match = _BRACKET_IP.search(comment) or _BRACKET_IP.search(match.group(0))
+    if ip_match:
+        octets = ip_match.group(1).split(".")
+        yield f"received:ip:{octets[0]}.{octets[1]}"
+    host = ""
+    for candidate in [*comment.split(), helo]:
+        candidate = candidate.strip("[]()").lower()
+        if _HOSTLIKE.match(candidate) and not _IPV4.match(candidate):
+            host = candidate
+            break
+    if host:
+        yield "received:domain:" + ".".join(host.split(".")[-2:])
+    elif helo and not _IPV4.match(helo):
+        yield "received:helo-not-a-host"
+
+
+# --------------------------------------------------------------------------- body
+
+
+def _body_tokens(message: Message, tokens: _Tokens, config: SpamConfig, budget: _Budget) -> None:
+    parts = 0
+    for depth, part in walk_with_depth(message):
+        parts += 1
+        if parts > config.max_parts:
+            tokens.add("mime:too-many-parts")
+            return
+        try:
+            ctype = part.get_content_type().lower()
+        except Exception:  # noqa: BLE001
+            ctype = "text/plain"
+        tokens.add(f"mime:{ctype[:60]}")
+        if part.is_multipart():
+            continue
+        if depth > 0 or part is not message:
+            for value in _header(part, "content-transfer-encoding")[:1]:
+                tokens.add(f"encoding:{value.strip().lower()[:30]}")
+        filename = _filename(part)
+        if filename:
+            stem, _, ext = filename.lower().rpartition(".")
+            tokens.add(f"filename:ext:{ext[:10]}" if stem else "filename:no-ext")
+            for word in _words(stem, 2, 20):
+                tokens.add(f"filename:{word}")
+            continue
+        if ctype not in ("text/plain", "text/html") or budget.left <= 0:
+            continue
+        charset = _charset(part)
+        if charset:
+            tokens.add(f"charset:{charset[:30]}")
+        text = budget.take(_part_text(part, charset, config.max_text_chars))
+        tokens.update(_text_tokens(text, ctype, config, budget))
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:  # noqa: BLE001
+        return None
+    if not name:
+        return None
+    return decode_header_text(str(name))[:200]
+
+
+def _charset(part: Message) -> str | None:
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # noqa: BLE001
+        return None
+    return charset.strip().strip('"').lower() if charset else None
+
+
+def _part_text(part: Message, charset: str | None, limit: int) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001
+        payload = None
+    if not isinstance(payload, bytes):
+        raw = part.get_payload()
+        payload = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+    # Decode a little more than the limit in bytes: multi-byte charsets need up to 4 per character.
+    return decode_text(payload[: limit * 4], charset)
+
+
+def _text_tokens(text: str, ctype: str, config: SpamConfig, budget: _Budget) -> Iterator[str]:
+    if ctype == "text/html" or (ctype == "text/plain" and "<html" in text[:2000].lower()):
+        text, facts = _strip_html(text)
+        yield from facts
+    for url in _URL.finditer(text):
+        yield from _url_tokens(url.group(0))
+    text = _URL.sub(" ", text)
+    for found in _EMAIL.finditer(text):
+        yield "email:domain:" + ".".join(found.group(1).lower().split(".")[-2:])
+    yield from _words(text.lower(), config.min_word_length, config.max_word_length, summarise=True)
+
+
+def _strip_html(text: str) -> tuple[str, list[str]]:
+    """The visible text of HTML, and facts about its markup (tags used, hidden text, URLs)."""
+    facts: list[str] = []
+    if _COMMENT.search(text):
+        facts.append("html:comment")
+        text = _COMMENT.sub("", text)
+    if _SCRIPT_STYLE.search(text):
+        text = _SCRIPT_STYLE.sub(" ", text)
+    seen: set[str] = set()
+    for match in _TAG.finditer(text):
+        name = match.group(2).lower()
+        attrs = match.group(3)
+        if name in _NOTED_TAGS and name not in seen:
+            seen.add(name)
+            facts.append(f"html:{name}")
+        if attrs:
+            if _HIDDEN.search(attrs):
+                facts.append("html:hidden-text")
+            lowered = attrs.lower()
+            if name == "font" and ("color=\"#ffffff\"" in lowered or "color=white" in lowered or
+                                   "color=\"white\"" in lowered or "color=#ffffff" in lowered):
+                facts.append("html:white-font")
+            for url in _ATTR_URL.finditer(attrs):
+                value = html.unescape(url.group(1))
+                if value.lower().startswith(("http:", "https:", "ftp:", "www.")):
+                    facts.extend(_url_tokens(value))
+                elif value.lower().startswith("mailto:"):
+                    facts.append("url:mailto")
+    visible = _TAG.sub(" ", text)
+    return html.unescape(visible), facts
+
+
+def _url_tokens(url: str) -> Iterator[str]:
+    url = url.rstrip(".,;:!?)]}'\"")
+    lowered = url.lower()
+    scheme, sep, rest = lowered.partition("://")
+    if not sep:
+        scheme, rest = "http", lowered
+    yield f"url:scheme:{scheme[:10]}"
+    authority, _, path = rest.partition("/")
+    if "@" in authority:
+        yield "url:userinfo"
+        authority = authority.rsplit("@", 1)[1]
+    host, _, port = authority.partition(":")
+    if port and port not in ("80", "443"):
+        yield "url:port"
+    if _IPV4.match(host):
+        yield "url:ip-host"
+    elif host:
+        labels = [label for label in host.split(".") if label][:10]
+        for label_ in labels:
+            if label_ not in ("www", "com", "net", "org"):
+                yield f"url:host:{label_[:30]}"
+        if len(labels) >= 2:
+            yield "url:domain:" + ".".join(labels[-2:])
+        if "%" in host or "xn--" in host:
+            yield "url:odd-host"
+    if "%" in path:
+        yield "url:escaped-path"
+    for word in re.split(r"[^a-z0-9]+", path)[:20]:
+        if 2 < len(word) <= 20:
+            yield f"url:path:{word}"
+
+
+def _words(text: str, shortest: int, longest: int, summarise: bool = False) -> Iterator[str]:
+    """Words of ``text`` (already lower-cased): stripped of punctuation, length-bounded."""
+    for raw in _SPLIT.split(text):
+        word = raw.strip(_WORD_STRIP)
+        if len(word) < shortest:
+            continue
+        if len(word) <= longest:
+            yield word
+        elif summarise:
+            yield f"skip:{word[0]} {len(word) // 10 * 10}"
