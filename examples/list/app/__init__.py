@@ -1,0 +1,1 @@
+"""The application: handlers, templates, models and data (see the Lamson guide)."""

@@ -1,0 +1,1 @@
+"""Handler modules; list the ones to load in config/settings.py ``handlers``."""
