@@ -1,0 +1,1 @@
+"""The one-shot blog: handlers, model (blog store, names, Markdown), templates, data."""

@@ -1,0 +1,1 @@
+"""Handler modules: post and comment (router workers), index (the queue worker)."""

@@ -1,0 +1,1 @@
+"""Configuration: settings.py (plain variables), boot.py (services), testing.py (tests)."""

@@ -1,0 +1,123 @@
+"""Posting, confirming, updating and deleting posts by mail, in-process (no servers, no Redis)."""
+
+from config import settings
+
+from lamson.queue import Queue
+from lamson.testing import RouterConversation, assert_in_state, delivered, make_message
+from tests.handlers.helpers import HOST, confirm_address, confirmed_author
+
+ALICE = "alice@example.org"
+BOB = "bob@example.net"
+PAGE = "posts/alice.example.org/my-first-post.html"
+
+
+def test_a_first_post_waits_for_the_senders_confirmation(blog):
+    client = RouterConversation(ALICE, "Hello")
+    reply = client.say(f"my-first-post@{HOST}", "# Hello", expect="Confirmation required")
+    assert reply["to"] == ALICE
+    assert confirm_address(reply).startswith("my-first-post-confirm-")
+    assert "my-first-post@osb.test" in reply.body()
+    assert not (blog / PAGE).exists()
+    assert_in_state("app.handlers.post", f"my-first-post@{HOST}", ALICE, "CONFIRMING")
+
+
+def test_confirming_publishes_the_post_and_answers_with_its_url(blog):
+    _, published = confirmed_author(ALICE)
+    assert "http://127.0.0.1:8848/" + PAGE in published.body()
+    assert published["from"] == f"my-first-post@{HOST}" and published["subject"] == "Published: Hello"
+    page = (blog / PAGE).read_text()
+    assert "<h1>Hello</h1>" in page and "<em>first</em>" in page
+    assert "comment-alice.example.org-my-first-post@osb.test" in page
+    assert "alice@example.org" not in page  # the author's address stays private
+    assert Queue(settings.pending_config["posts"]).count() == 0
+    assert Queue(settings.queue_config["queue"]).count() == 1  # the index rebuild was asked for
+    assert_in_state("app.handlers.post", f"my-first-post@{HOST}", ALICE, "POSTING")
+
+
+def test_a_confirmed_author_publishes_at_once_and_the_same_name_updates(blog):
+    client, _ = confirmed_author(ALICE)
+    client.say(f"second@{HOST}", "Straight *online*.", expect="second.html")
+    assert "<em>online</em>" in (blog / "posts/alice.example.org/second.html").read_text()
+    client.say(f"my-first-post@{HOST}", "Rewritten.", Subject="Hello again", expect="Published: Hello again")
+    page = (blog / PAGE).read_text()
+    assert "Rewritten." in page and "Hello again" in page and "<em>first</em>" not in page
+
+
+def test_a_wrong_secret_publishes_nothing(blog):
+    client = RouterConversation(ALICE, "Hello")
+    client.say(f"my-first-post@{HOST}", "text", expect="Confirmation required")
+    client.say(f"my-first-post-confirm-{'0' * 32}@{HOST}", "me", expect="did not work")
+    assert not (blog / PAGE).exists()
+    assert_in_state("app.handlers.post", f"my-first-post@{HOST}", ALICE, "CONFIRMING")
+
+
+def test_an_out_of_office_answer_does_not_confirm(blog, lamson_router):
+    client = RouterConversation(ALICE, "Hello")
+    request = client.say(f"my-first-post@{HOST}", "text", expect="Confirmation required")
+    lamson_router.deliver(make_message(ALICE, confirm_address(request), "Out of office", "Away until Monday.",
+                                       Auto_Submitted="auto-replied"))
+    assert not (blog / PAGE).exists()
+    assert not delivered("is online")
+    assert_in_state("app.handlers.post", f"my-first-post@{HOST}", ALICE, "CONFIRMING")
+
+
+def test_auto_replies_and_bounces_never_start_a_confirmation(blog, lamson_router):
+    lamson_router.deliver(make_message(ALICE, f"my-first-post@{HOST}", "Auto", "x", Precedence="bulk"))
+    lamson_router.deliver(make_message("", f"my-first-post@{HOST}", "Undeliverable", "x"))
+    assert not delivered("Confirmation required")
+    assert_in_state("app.handlers.post", f"my-first-post@{HOST}", ALICE, "START")
+
+
+def test_another_post_while_confirming_gets_its_own_request_and_both_publish(blog):
+    client = RouterConversation(ALICE, "Hello")
+    first = client.say(f"one@{HOST}", "first", expect="one-confirm-")
+    second = client.say(f"two@{HOST}", "second", expect="two-confirm-")
+    client.say(confirm_address(second), "me", expect="two.html")
+    assert_in_state("app.handlers.post", f"two@{HOST}", ALICE, "POSTING")
+    client.say(confirm_address(first), "me", expect="one.html")  # answered late, still publishes
+    assert (blog / "posts/alice.example.org/one.html").exists()
+
+
+def test_only_the_author_deletes_a_post(blog):
+    alice, _ = confirmed_author(ALICE)
+    confirmed_author(BOB, post_name="bobs-post")
+    bob = RouterConversation(BOB, "Delete")
+    bob.say(f"my-first-post-delete@{HOST}", "gone", expect="No post named my-first-post")
+    assert (blog / PAGE).exists()
+    reply = alice.say(f"my-first-post-delete@{HOST}", "gone", expect="Deleted: Hello")
+    assert reply["to"] == ALICE
+    assert not (blog / PAGE).exists()
+    assert "No posts any more" in (blog / "posts/alice.example.org/index.html").read_text()
+    assert (blog / "posts/bob.example.net/bobs-post.html").exists()
+
+
+def test_a_name_too_long_is_refused_with_the_reason(blog):
+    client = RouterConversation(ALICE, "Long")
+    name = "a" * 65
+    client.say(f"{name}@{HOST}", "text", expect="cannot be the name of a post")
+    assert not delivered("Confirmation required")
+
+
+def test_reserved_names_are_not_posts(blog):
+    client, _ = confirmed_author(ALICE)
+    client.say(f"x-confirm-y@{HOST}", "not a post")
+    client.say(f"comment-nothing@{HOST}", "not a post")
+    assert sorted(p.name for p in (blog / "posts/alice.example.org").iterdir()) == ["index.html", "my-first-post.html"]
+
+
+def test_markup_in_a_post_cannot_run_in_a_readers_browser(blog):
+    client, _ = confirmed_author(ALICE)
+    client.say(f"evil@{HOST}", '<script>alert(1)</script>\n\n[x](javascript:alert(2)) <img src=x onerror=y>',
+               Subject="<b>bold</b>", expect="evil.html")
+    page = (blog / "posts/alice.example.org/evil.html").read_text()
+    assert "<script>" not in page and "javascript:" not in page and "<img" not in page and "<b>" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_an_address_full_of_path_tricks_gets_a_safe_blog(blog):
+    client, published = confirmed_author("../../etc/passwd@example.org")
+    assert "posts/etc.passwd.example.org/my-first-post.html" in published.body()
+    assert (blog / "posts/etc.passwd.example.org/my-first-post.html").exists()
+    # Nothing was written beside the blog's own folders.
+    assert sorted(p.name for p in blog.parent.iterdir()) == ["data", "index", "pending-posts", "store"]
+    assert [p.name for p in (blog / "posts").iterdir()] == ["etc.passwd.example.org"]
