@@ -23,6 +23,7 @@ COMMAND_MODULES: dict[str, str] = {
     "send": "mailing",
     "sendmail": "mailing",
     "queue": "queuecmd",
+    "spam": "spamcmd",
     "routes": "routes",
     "check": "check",
     "metrics": "metricscmd",

@@ -237,18 +237,22 @@ def _address_tokens(message: Message, name: str, tokens: _Tokens) -> set[str]:
 
 
 def _received_tokens(received: str, index: int) -> Iterator[str]:
-    """The sending relay of one of the first two hops: its domain (last two labels) and IP /16."""
+    """The sending relay of one of the first two hops: its domain (last two labels) and IP /16.
+
+    Only the ``from`` clause counts (up to `` by ``): what the receiving
+    server recorded about the sender, the reverse-DNS name and the IP address.
+    """
     match = _RECEIVED_FROM.match(received)
     if not match:
         return
+    clause = re.split(r"(?i)\sby\s", received, maxsplit=1)[0]
     helo = match.group(1).strip("[]()").lower()
-    comment = match.group(2) or ""
-    ip_match = _BRACKET_IP.search(comment) or _BRACKET_IP.search(match.group(0))
+    ip_match = _BRACKET_IP.search(clause)
     if ip_match:
         octets = ip_match.group(1).split(".")
         yield f"received:ip:{octets[0]}.{octets[1]}"
     host = ""
-    for candidate in [*comment.split(), helo]:
+    for candidate in [*(match.group(2) or "").split(), helo]:
         candidate = candidate.strip("[]()").lower()
         if _HOSTLIKE.match(candidate) and not _IPV4.match(candidate):
             host = candidate

@@ -1,0 +1,165 @@
+"""``lamson spam``: train the application's spam filter, score a message, show what it knows.
+
+Training reads Maildir folders (``cur/`` and ``new/``), plain folders of
+message files, or mbox files; several actions may be given at once (e.g.
+``-train-spam`` and ``-train-ham``). The filter's counts are in the
+application's Redis (its ``redis_url`` and ``namespace`` settings, or
+``-redis URL``), under the storage name the handlers' ``@spam_filter``
+uses (``-storage``, default ``run/spamdb``). See docs/spam.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import mailbox
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lamson.cli.framework import Command, CommandError, Parser, UsageError, app_options, option
+
+if TYPE_CHECKING:
+    from lamson.spam import Filter
+
+DEFAULT_STORAGE = "run/spamdb"
+_TRAINING = ("train-spam", "train-ham", "untrain-spam", "untrain-ham")
+
+
+def configure(parser: Parser) -> None:
+    for name in _TRAINING:
+        verb, kind = name.split("-")
+        option(parser, name, metavar="PATH", action="append", default=[],
+               help=f"{verb} as {kind} every message of PATH (a Maildir, a folder of messages or an mbox file; "
+                    "may be repeated)")
+    option(parser, "score", metavar="FILE", help="print the score and label of the message in FILE (- for stdin)")
+    option(parser, "explain", action="store_true", help="with -score: also the tokens that decided it")
+    option(parser, "stats", action="store_true", help="print how many messages and tokens were trained")
+    option(parser, "clear", action="store_true", help="forget everything this storage has learnt")
+    option(parser, "storage", default=DEFAULT_STORAGE, metavar="NAME",
+           help=f"the filter's storage name, as given to Filter/@spam_filter (default: {DEFAULT_STORAGE})")
+    option(parser, "filter-config", metavar="INI", default=None,
+           help="the filter's settings (cutoffs, tokenizer limits): an INI file (default: built-in defaults)")
+    option(parser, "redis", metavar="URL", default=None,
+           help="the Redis holding the counts (default: the application's redis_url)")
+    app_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    training = [(name, path) for name in _TRAINING for path in getattr(args, name.replace("-", "_"))]
+    if not (training or args.score or args.stats or args.clear):
+        raise UsageError("lamson spam: say what to do: -train-spam, -train-ham, -untrain-spam, -untrain-ham, "
+                         "-score, -stats or -clear (see: lamson help -for spam)")
+    if args.explain and not args.score:
+        raise UsageError("lamson spam: -explain goes with -score FILE")
+    import redis
+
+    spam = open_filter(args)
+    try:
+        if args.clear:
+            spam.clear()
+            print(f"cleared spam filter {args.storage}")
+        for name, path in training:
+            train(spam, name, path)
+        if args.score:
+            score(spam, args.score, args.explain)
+        if args.stats:
+            stats(spam, args.storage)
+    except redis.RedisError as exc:
+        raise CommandError(f"cannot reach Redis: {exc}", code=1) from None
+    return 0
+
+
+def open_filter(args: argparse.Namespace) -> Filter:
+    """The Filter on the application's Redis and namespace (or -redis URL with the app's namespace)."""
+    from lamson import settings as lsettings
+    from lamson.cli.queuecmd import app_settings
+    from lamson.connection import connect
+    from lamson.names import DEFAULT_NAMESPACE, Names, names_for
+    from lamson.spam import ConfigError, Filter
+
+    try:
+        conf = app_settings(args)
+    except lsettings.SettingsError:
+        if args.redis is None:
+            raise
+        conf = None  # -redis given and no application here: the default namespace
+    names = names_for(conf) if conf is not None else Names(DEFAULT_NAMESPACE)
+    url = args.redis or conf.redis_url
+    try:
+        return Filter(args.storage, args.filter_config, redis=connect(url, timeout=2.0), names=names)
+    except ConfigError as exc:
+        raise CommandError(str(exc), code=1) from None
+
+
+def messages(path: str) -> Iterator[bytes]:
+    """The raw messages of a Maildir, a folder of message files, or an mbox file."""
+    where = Path(path)
+    if where.is_dir():
+        folders = [where / "cur", where / "new"] if (where / "cur").is_dir() or (where / "new").is_dir() else [where]
+        for folder in folders:
+            if not folder.is_dir():
+                continue
+            for item in sorted(folder.iterdir()):
+                if item.is_file() and not item.name.startswith("."):
+                    yield item.read_bytes()
+    elif where.is_file():
+        box = mailbox.mbox(where, create=False)
+        try:
+            for key in box.iterkeys():
+                yield box.get_bytes(key)
+        finally:
+            box.close()
+    else:
+        raise CommandError(f"no Maildir, folder or mbox file at {path}", code=1)
+
+
+def train(spam: Filter, action: str, path: str) -> None:
+    method = getattr(spam, action.replace("-", "_"))
+    count = 0
+    for data in messages(path):
+        method(data)
+        count += 1
+    verb, kind = action.split("-")
+    print(f"{verb}ed {count} {kind} message{'s' if count != 1 else ''} from {path}")
+
+
+def score(spam: Filter, path: str, explain: bool) -> None:
+    from lamson.spam import classifier
+
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror or exc}", code=1) from None
+    value, decided_by = spam.explain(data)
+    print(f"{value:.4f} {classifier.label(value, spam.config)}")
+    if explain:
+        for token, probability in decided_by:
+            print(f"  {probability:.4f}  {token}")
+
+
+def stats(spam: Filter, storage: str) -> None:
+    found = spam.stats()
+    store = spam.store
+    where = getattr(store, "meta_key", storage).rsplit(":", 1)[0]
+    print(f"storage: {where}")
+    print(f"messages trained: {found.nspam + found.nham} ({found.nspam} spam, {found.nham} ham)")
+    print(f"tokens: {found.tokens} ({found.spam_tokens} seen in spam, {found.ham_tokens} seen in ham)")
+
+
+COMMANDS = {
+    "spam": Command(
+        name="spam",
+        summary="train the spam filter from Maildirs or mbox files, score a message, show its statistics",
+        examples=("lamson spam -train-spam run/spam -train-ham ham.mbox",
+                  "lamson spam -score message.eml",
+                  "lamson spam -score - -explain < message.eml",
+                  "lamson spam -stats -storage run/spamdb"),
+        configure=configure,
+        run=run,
+        description=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    ),
+}

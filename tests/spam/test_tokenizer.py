@@ -1,0 +1,113 @@
+"""The tokenizer reads mail as mail, and stays bounded on hostile input."""
+
+from __future__ import annotations
+
+import time
+from email.message import EmailMessage
+
+from lamson.spam import SpamConfig, tokenize
+
+
+def msg(headers: str, body: bytes | str) -> bytes:
+    head = headers.strip().replace("\n", "\r\n").encode()
+    return head + b"\r\n\r\n" + (body.encode() if isinstance(body, str) else body)
+
+
+def test_encoded_words_are_decoded() -> None:
+    tokens = tokenize(msg("From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <jm@example.de>\n"
+                          "Subject: =?iso-8859-1?q?Gr=FC=DFe_aus_K=F6ln?=", "hello there"))
+    assert {"subject:grüße", "subject:köln", "from:name:jürgen", "from:name:müller"} <= tokens
+    assert {"from:addr:jm@example.de", "from:domain:example.de"} <= tokens
+
+
+def test_body_charsets_are_decoded_and_noted() -> None:
+    body = "Привет, это тестовое сообщение".encode("koi8-r")
+    tokens = tokenize(msg("Subject: x\nContent-Type: text/plain; charset=koi8-r\nContent-Transfer-Encoding: 8bit", body))
+    assert {"привет", "тестовое", "сообщение", "charset:koi8-r"} <= tokens
+    latin = "Crème brûlée recette".encode("latin-1")
+    tokens = tokenize(msg("Subject: x\nContent-Type: text/plain; charset=iso-8859-1", latin))
+    assert {"crème", "brûlée", "recette"} <= tokens
+
+
+def test_html_is_stripped_but_its_tricks_are_noted() -> None:
+    html = ('<html><body><font color="#ffffff">invisible words</font>'
+            '<div style="display:none">hiddenword</div><img src="http://img.example.com/a.gif">'
+            '<p>Visible&nbsp;offer &amp; more</p>fr<!-- x -->ee '
+            '<a href="http://track.example.com/click/now?id=1">here</a></body></html>')
+    tokens = tokenize(msg("Subject: x\nContent-Type: text/html", html))
+    assert {"html:font", "html:img", "html:white-font", "html:hidden-text", "html:comment"} <= tokens
+    assert {"visible", "offer", "more", "free", "url:domain:example.com", "url:host:track",
+            "url:path:click"} <= tokens
+    assert not {"href", "color", "div", "style", "body", "&amp;", "display:none"} & tokens
+
+
+def test_urls_become_scheme_host_and_path_pieces() -> None:
+    tokens = tokenize(msg("Subject: x", "see https://login.bank.example.co.uk:8080/secure/verify-account "
+                                        "and http://10.1.2.3/x.exe and www.shop.example.net/buy"))
+    assert {"url:scheme:https", "url:host:login", "url:host:bank", "url:domain:co.uk", "url:port",
+            "url:path:secure", "url:path:verify", "url:path:account", "url:ip-host", "url:path:exe",
+            "url:host:shop", "url:path:buy"} <= tokens
+
+
+def test_multipart_structure_and_attachments() -> None:
+    message = EmailMessage()
+    message["From"] = "a@example.org"
+    message["Subject"] = "report"
+    message.set_content("see attached quarterly report")
+    message.add_attachment(b"MZ\x90\x00binary", maintype="application", subtype="octet-stream",
+                           filename="invoice_2026.exe")
+    tokens = tokenize(message.as_bytes())
+    assert {"mime:multipart/mixed", "mime:text/plain", "mime:application/octet-stream",
+            "filename:ext:exe", "filename:invoice_2026", "quarterly", "report"} <= tokens
+    assert not any("binary" in token for token in tokens)
+
+
+def test_header_facts_and_what_is_ignored() -> None:
+    tokens = tokenize(msg("From: Sales <sales123456@example.biz>\nReply-To: other@example.net\n"
+                          "To: victim@example.com\nSubject: LIMITED TIME OFFER!!\nX-Mailer: Bulk Mailer Pro 4.2\n"
+                          "X-Spam-Status: Yes, score=20\nX-Spam-Classification: spam; 0.99", "hi"))
+    assert {"header:no-message-id", "header:no-date", "reply-to:differs", "subject:shouting", "subject:!!",
+            "from:local-digits", "x-mailer:bulk", "x-mailer:mailer"} <= tokens
+    assert not any("victim" in token or "score=20" in token or token.startswith("x-spam") for token in tokens)
+
+
+def test_received_lines_give_only_the_origin_hops_domain_and_ip_prefix() -> None:
+    headers = ("Received: from mx.ours.example ([10.9.9.9]) by inbox.ours.example\n"
+               "Received: from relay.isp.example.net (relay.isp.example.net [192.0.2.10]) by mx.ours.example\n"
+               "Received: from unknown (HELO sender) ([198.51.100.7]) by relay.isp.example.net\nSubject: x")
+    tokens = tokenize(msg(headers, "hi"))
+    assert {"received:domain:example.net", "received:ip:192.0", "received:ip:198.51"} <= tokens
+    assert "received:ip:10.9" not in tokens
+
+
+def test_words_are_lowercased_deduplicated_and_long_ones_summarised() -> None:
+    body = "Money MONEY money! " * 500 + "a an " + "x" * 37 + " " + "supercalifragilistic"
+    tokens = tokenize(msg("Subject: x", body))
+    assert "money" in tokens and "MONEY" not in tokens
+    assert "a" not in tokens and "an" not in tokens
+    assert {"skip:x 30", "skip:s 20"} <= tokens
+
+
+def test_hostile_input_is_bounded() -> None:
+    config = SpamConfig(max_tokens=200)
+    cases = {
+        "huge line": msg("Subject: x", b"A" * (8 * 1024 * 1024)),
+        "many words": msg("Subject: x", " ".join(f"w{i}x" for i in range(300_000))),
+        "binary junk": bytes(range(256)) * 4000,
+        "broken mime": msg('Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"',
+                           b"--b\r\nContent-Type: text/html\r\n\r\n<html><body><a href=" + b"x" * 100000),
+        "deep nesting": msg('Subject: x\nContent-Type: multipart/mixed; boundary="b"',
+                            b"".join(b"--b\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+                                     for _ in range(3000))),
+        "many parts": msg('Subject: x\nContent-Type: multipart/mixed; boundary="b"',
+                          b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nword%d\r\n" % i for i in range(5000))
+                          + b"--b--\r\n"),
+        "encoded word flood": msg("Subject: " + "=?utf-8?q?a?= " * 20000, "hi"),
+    }
+    for name, data in cases.items():
+        started = time.perf_counter()
+        tokens = tokenize(data, config)
+        elapsed = time.perf_counter() - started
+        assert len(tokens) <= 200, name
+        assert elapsed < 5.0, (name, elapsed)
+    assert tokenize(b"") == {"header:no-message-id", "header:no-date", "mime:text/plain"}
