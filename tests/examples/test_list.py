@@ -1,0 +1,190 @@
+"""examples/list, the mailing list manager: its own tests, and one round trip through the real pipeline.
+
+The pipeline is the example's own deploy/supervisord.conf, started in a copy of
+the example on free ports (``tmp/examples/list``, with ``tmp/.venv`` linking to
+this repository's virtualenv so the copy's PATH line finds ``lamson``). Its
+smart host is a capturing SMTP server in this process (tests/sink.py), so the
+envelope of every copy is visible; the logging server is left out of the copy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import smtplib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from lamson.connection import with_credentials
+from lamson.process import alive
+from tests.sink import Received, Sink, smtp_sink
+from tests.support import BIN, REPO, free_port, wait_all_running, wait_for, wait_port
+
+EXAMPLE = REPO / "examples" / "list"
+HOST = "test.com"
+ALICE = "alice@example.org"
+BOB = "bob+lists@example.net"
+
+
+def copy_example(tmp_path: Path) -> Path:
+    """The example as a new user has it (no run/ or logs/ state), under tmp/examples/list."""
+    root = tmp_path / "examples" / "list"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    for state in ("run", "logs"):
+        for entry in (root / state).iterdir():
+            if entry.name != "README.md":
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    return root
+
+
+def test_the_examples_own_tests_pass(tmp_path: Path) -> None:
+    root = copy_example(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMSON_", "PYTEST"))}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"\b\d{2,} passed", done.stdout), done.stdout[-500:]
+    assert sorted(p.name for p in (root / "run").iterdir()) == ["README.md"]  # the tests leave no mail behind
+
+
+class ListPipeline:
+    """The example's supervisord on free ports, and the sink its relay delivers to."""
+
+    def __init__(self, root: Path, env: dict[str, str], ports: dict[str, int], sink: Sink) -> None:
+        self.root = root
+        self.env = env
+        self.ports = ports
+        self.sink = sink
+        self.conf = root / "deploy" / "supervisord.conf"
+
+    def ctl(self, *args: str) -> str:
+        out = subprocess.run([str(BIN / "supervisorctl"), "-c", str(self.conf), *args], env=self.env,
+                             capture_output=True, text=True, timeout=120)
+        return out.stdout
+
+    def send(self, sender: str, to: str, subject: str, body: str = "", headers: str = "") -> None:
+        data = f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n{headers}\r\n{body}\r\n"
+        with smtplib.SMTP("127.0.0.1", self.ports["receiver"], timeout=30) as smtp:
+            smtp.sendmail(sender, [to], data)
+
+    def sent_to(self, address: str, needle: bytes = b"") -> list[Received]:
+        with self.sink.lock:
+            return [m for m in self.sink.messages if address in m.rcpt_tos and needle in m.data]
+
+    def wait_for_mail(self, address: str, needle: bytes, what: str) -> Received:
+        found: list[Received] = wait_for(lambda: self.sent_to(address, needle), 30, 0.05, what)
+        return found[-1]
+
+    def redis(self) -> redis.Redis:
+        url = with_credentials(f"redis://127.0.0.1:{self.ports['redis']}/0", self.root / "run")
+        return redis.Redis.from_url(url)
+
+
+@pytest.fixture
+def list_pipeline(tmp_path: Path) -> Iterator[ListPipeline]:
+    root = copy_example(tmp_path)
+    conf = root / "deploy" / "supervisord.conf"
+    # The capturing sink takes the relay's port: the logging server is not started.
+    conf.write_text(conf.read_text().split("; Development only: the logging server")[0])
+    ports = {"redis": free_port(), "receiver": free_port(), "metrics": free_port()}
+    with smtp_sink() as sink:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAMSON_")}
+        env.update({
+            "PATH": f"{BIN}:{env.get('PATH', '')}",
+            "LAMSON_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
+            "LAMSON_RECEIVER_PORT": str(ports["receiver"]),
+            "LAMSON_RELAY_PORT": str(sink.port),
+            "LAMSON_METRICS_PORT": str(ports["metrics"]),
+            "LAMSON_AUTH_RESULTS": "0",  # no DNS query leaves loopback
+        })
+        started = subprocess.run([str(BIN / "supervisord"), "-c", str(conf)], cwd=root, env=env,
+                                 capture_output=True, text=True, timeout=60)
+        assert started.returncode == 0, started.stderr
+        p = ListPipeline(root, env, ports, sink)
+        pidfile = root / "run" / "supervisord.pid"
+        children: list[int] = []
+        try:
+            wait_port(ports["receiver"], timeout=60)
+            wait_all_running(lambda: p.ctl("status"), 6, root / "logs")
+            children = [int(w) for w in p.ctl("pid", "all").split() if w.isdigit() and int(w) > 0]
+            yield p
+        finally:
+            sup = int(pidfile.read_text()) if pidfile.exists() else None
+            if sup and alive(sup):
+                p.ctl("shutdown")
+                deadline = time.monotonic() + 90
+                while alive(sup) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if alive(sup):
+                    os.kill(sup, 9)
+            for pid in children:
+                if alive(pid):
+                    os.kill(pid, 9)
+
+
+def header(message: Received, name: str) -> str | None:
+    found = re.search(rb"^" + name.encode() + rb":[ \t]*([^\r\n]*)", message.data, re.IGNORECASE | re.MULTILINE)
+    return found.group(1).decode() if found else None
+
+
+def subscribe(p: ListPipeline, address: str) -> None:
+    p.send(address, f"lamson-subscribe@{HOST}", "subscribe")
+    request = p.wait_for_mail(address, b"Confirm your subscription", f"the confirmation request to {address}")
+    confirm = header(request, "Reply-To")
+    assert confirm and re.fullmatch(r"lamson-confirm-[a-f0-9]{32}@test\.com", confirm), confirm
+    p.send(address, confirm, "Re: Confirm your subscription", "yes")
+    p.wait_for_mail(address, b"Welcome to lamson@test.com", f"the welcome to {address}")
+
+
+def dsn(to: str, recipient: str) -> str:
+    return ("From: MAILER-DAEMON@mx.example.net\r\n"
+            f"To: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: text/plain\r\n\r\nUser unknown.\r\n"
+            "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+            f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n")
+
+
+def test_subscribe_post_and_bounce_through_the_pipeline(list_pipeline: ListPipeline) -> None:
+    p = list_pipeline
+    subscribe(p, ALICE)
+    subscribe(p, BOB)
+    conn = p.redis()
+    assert {m.decode() for m in conn.smembers("list:list:lamson:members")} == {ALICE, BOB}
+
+    p.send(ALICE, f"lamson@{HOST}", "Hello list", "My first post.")
+    copies = {who: p.wait_for_mail(who, b"My first post.", f"the copy for {who}") for who in (ALICE, BOB)}
+    for who, copy in copies.items():
+        assert copy.rcpt_tos == [who]
+        local, domain = who.split("@")
+        assert copy.mail_from == f"lamson-bounce+{local.replace('+', '+2b')}={domain}@{HOST}"
+        assert header(copy, "List-Id") == "Talk about the Lamson mail framework <lamson.test.com>"
+        assert header(copy, "List-Unsubscribe") == "<mailto:lamson-unsubscribe@test.com>"
+        assert header(copy, "List-Post") == "<mailto:lamson@test.com>"
+        assert header(copy, "List-Help") == "<mailto:lamson-help@test.com>"
+        assert header(copy, "List-Archive") == "<https://test.com/archive/lamson/>"
+        assert header(copy, "Precedence") == "list"
+        assert header(copy, "Subject") == "Hello list"
+    assert len(os.listdir(p.root / "run" / "archive" / "lamson" / "new")) == 1
+
+    # A member's auto-reply to the list is not passed on: only the post above reached Bob.
+    p.send(ALICE, f"lamson@{HOST}", "Out of office", "Away.", "Auto-Submitted: auto-replied\r\n")
+    # Bob's server refuses his copies: three hard bounces to his VERP return path disable him.
+    return_path = copies[BOB].mail_from
+    for _ in range(3):
+        with smtplib.SMTP("127.0.0.1", p.ports["receiver"], timeout=30) as smtp:
+            smtp.sendmail("", [return_path], dsn(return_path, BOB))
+    notice = p.wait_for_mail(BOB, b"is disabled", "the notice that Bob is disabled")
+    assert notice.mail_from == "<>"  # aiosmtpd's spelling of the null reverse-path
+    assert b"lamson-subscribe@test.com" in notice.data
+    assert conn.hget("list:list:lamson:bounces", f"{BOB}:hard") == b"3"
+    assert {m.decode() for m in conn.smembers("list:list:lamson:members")} == {ALICE}
+    assert not p.sent_to(BOB, b"Out of office") and not p.sent_to(ALICE, b"Out of office")
