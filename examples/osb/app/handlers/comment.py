@@ -4,23 +4,25 @@ Every post page shows its comment address. A commenter's conversation with
 this module (its own state, apart from their posting state in post.py):
 
 * ``START``: the first comment of a sender waits in the pending Maildir; they
-  get a confirmation request From/Reply-To
-  ``comment-BLOG-POSTNAME-confirm-SECRET@HOST``. -> ``CONFIRMING``
+  get a confirmation request From/Reply-To ``comment-confirm-SECRET@HOST``.
+  -> ``CONFIRMING``
 * ``CONFIRMING``: answering it publishes the waiting comment. -> ``COMMENTING``
-  (A comment to another post meanwhile gets its own request.)
+  (A comment before they answer replaces the waiting one, with a new request.)
 * ``COMMENTING``: a confirmed commenter; comments appear at once.
 
 Comments pass the spam filter (``@spam_filter``, under the routes; spam is
 kept in ``spam_config["queue"]``, run/spam, and does nothing else). The
 confirmation answer itself is not filtered: the comment it releases was.
+Which post a pending comment is for travels in a header we set
+(:data:`COMMENT_HEADER`), as for posts.
 """
 
 import logging
 
 from config import settings
 
-from app.model import services
-from app.model.names import BLOG_NAME, POST_NAME
+from app.model import names, services
+from app.model.names import BLOG_NAME, POST_NAME, BadName
 from app.model.store import NoSuchPost
 from lamson.loops import first_for
 from lamson.router import route, route_like
@@ -29,10 +31,14 @@ from lamson.spam import spam_filter
 log = logging.getLogger(__name__)
 
 SPAM = settings.spam_config
+#: The confirmation target: confirm addresses are ``comment-confirm-SECRET@HOST``.
+TARGET = "comment"
+#: Where a pending comment keeps the post it is for: ``BLOG/POSTNAME``.
+COMMENT_HEADER = "X-OSB-Comment-On"
 
 
-def target(blog, post_name):
-    """The confirmation target of a comment, and the local part of its comment address."""
+def address(blog, post_name):
+    """The local part of a post's comment address."""
     return f"comment-{blog}-{post_name}"
 
 
@@ -40,29 +46,36 @@ def post_of(message, blog, post_name, host):
     """The post being commented on, or None after telling the sender there is no such post."""
     try:
         return services.store().get(blog, post_name)
-    except NoSuchPost:
+    except (NoSuchPost, BadName):
         if first_for(message, "osb-comment-no-post"):
             services.reply(message, "no_such_post.txt", f"No post named {post_name}",
-                           f"{target(blog, post_name)}@{host}", post_name=post_name, host=host)
+                           f"{address(blog, post_name)}@{host}", post_name=post_name, host=host)
         return None
 
 
-def add_comment(message, post, host, original=None):
-    """Add the comment (the pending ``original`` or ``message``) and answer with the post's URL."""
-    source = original if original is not None else message
+def add_comment(message, post, host, source=None):
+    """Add the comment (the pending ``source``, else ``message``) and answer with the post's URL."""
+    source = source if source is not None else message
     blog = services.store()
     post = blog.comment(post.blog, post.name, services.display_name(source), services.body_of(source))
     services.request_index(host, f"comment on {post.blog}/{post.name}")
     services.reply(message, "commented.txt", f"Comment added: {post.title}",
-                   f"{target(post.blog, post.name)}@{host}", post=post, url=blog.url_of(post), host=host)
+                   f"{address(post.blog, post.name)}@{host}", post=post, url=blog.url_of(post), host=host)
 
 
-def ask_to_confirm(message, blog, post, host):
+def ask_to_confirm(message, post, host):
     """Keep the comment pending and send the commenter's confirmation request (once per message)."""
     if first_for(message, "osb-comment-confirm"):
+        message[COMMENT_HEADER] = f"{post.blog}/{post.name}"
         services.confirmations("comments").send(
-            settings.relay, target(blog, post.name), message, "confirm_comment.txt",
+            settings.relay, TARGET, message, "confirm_comment.txt",
             {"post": post, "host": host, "sender": message.route_from})
+
+
+def pending_post(original):
+    """``(blog, post name)`` of a pending comment, from the header we set; BadName if it is unusable."""
+    blog, _, post_name = (original[COMMENT_HEADER] or "").partition("/")
+    return names.blog_name(blog), names.post_name(post_name)
 
 
 @route("comment-(blog)-(post_name)@(host)", blog=BLOG_NAME, post_name=POST_NAME)
@@ -74,31 +87,34 @@ def START(message, blog=None, post_name=None, host=None):
     post = post_of(message, blog, post_name, host)
     if post is None:
         return None
-    ask_to_confirm(message, blog, post, host)
+    ask_to_confirm(message, post, host)
     return CONFIRMING
 
 
-@route("comment-(blog)-(post_name)-confirm-(secret)@(host)", blog=BLOG_NAME, post_name=POST_NAME,
-       secret=r"[a-z0-9]+")
+@route("comment-confirm-(secret)@(host)", secret=r"[a-z0-9]+")
 @route_like(START)
 def CONFIRMING(message, blog=None, post_name=None, secret=None, host=None):
-    """Waiting for the commenter's confirmation; a comment to another post meanwhile is kept too."""
+    """Waiting for the commenter's confirmation; another comment meanwhile replaces the waiting one."""
     if secret is None:
-        return START(message, blog=blog, post_name=post_name, host=host)  # filtered, its own request
+        return START(message, blog=blog, post_name=post_name, host=host)  # spam-filtered, a new request
     if not services.answerable(message):
         return None
     engine = services.confirmations("comments")
-    _, pending_id = engine.storage.get(target(blog, post_name), message.route_from)
-    original = engine.verify(target(blog, post_name), message.route_from, secret)
-    post = post_of(message, blog, post_name, host)  # it may have been deleted meanwhile
-    if original is None or post is None:
-        if original is None:
-            services.reply(message, "confirm_failed.txt", "That confirmation did not work",
-                           f"{target(blog, post_name)}@{host}", post_name=post_name, host=host)
+    _, pending_id = engine.storage.get(TARGET, message.route_from)
+    original = engine.verify(TARGET, message.route_from, secret)
+    if original is None:
+        services.reply(message, "confirm_failed.txt", "That confirmation did not work",
+                       f"comment-confirm@{host}", host=host)
         return None
-    add_comment(message, post, host, original)
     if pending_id:
         engine.delete_pending(pending_id)
+    try:
+        post = post_of(message, *pending_post(original), host)  # it may have been deleted meanwhile
+    except BadName:
+        log.warning("pending comment %s of %s names no post", pending_id, message.route_from)
+        post = None
+    if post is not None:
+        add_comment(message, post, host, original)
     return COMMENTING
 
 

@@ -4,20 +4,24 @@ The conversation of one sender with this module:
 
 * ``START``: a sender we do not know mails a post. The post waits in the
   pending Maildir and they get a confirmation request From/Reply-To
-  ``POSTNAME-confirm-SECRET@HOST`` (lamson.confirm). -> ``CONFIRMING``
+  ``post-confirm-SECRET@HOST`` (lamson.confirm). -> ``CONFIRMING``
 * ``CONFIRMING``: their answer to that address publishes the waiting post
-  and tells them its URL -> ``POSTING``. Another post meanwhile gets its own
-  confirmation request (the one they answer first confirms them).
+  and tells them its URL. -> ``POSTING``. Another post before they answer
+  replaces the waiting one, with a new request (the old secret stops working).
 * ``POSTING``: a confirmed sender; every post is published at once.
-  A confirmation they left unanswered still publishes its post.
 * ``DELETE`` is stateless: whatever the state, only the sender's own blog is
   looked in, so nobody can delete somebody else's post.
 * ``ERROR``: a handler crashed on the sender's previous message (it was kept
   in run/undeliverable); their next message is handled as if nothing happened.
 
-Bounces, auto-replies and list mail are ignored (answerable): an
+The confirmation is for the sender's address, not for one post: that keeps
+the confirm address short (a local part has at most 64 characters, a post
+name alone may have 64), so the post's name travels in the pending message,
+in a header we set (:data:`POST_HEADER`).
+
+Bounces, auto-replies and list mail are ignored (services.answerable): an
 out-of-office answer to a confirmation request must not confirm it. Mail
-carrying our own loop trace never gets here (the router parks it).
+carrying our own loop trace never gets here: the router parks it.
 """
 
 import logging
@@ -30,12 +34,15 @@ from lamson.router import route, route_like, stateless
 
 log = logging.getLogger(__name__)
 
-SECRET = r"[a-z0-9]+"
+#: The confirmation target: confirm addresses are ``post-confirm-SECRET@HOST``.
+TARGET = "post"
+#: Where a pending post keeps the name it was mailed to (set by us, replacing any the sender wrote).
+POST_HEADER = "X-OSB-Post"
 
 
-def publish(message, post_name, host, original=None):
-    """Publish ``original`` (the pending message) or ``message`` as ``post_name``; answer with its URL."""
-    source = original if original is not None else message
+def publish(message, post_name, host, source=None):
+    """Publish ``source`` (the pending message, else ``message``) as ``post_name``; answer with its URL."""
+    source = source if source is not None else message
     title = " ".join((source["subject"] or "").split()) or post_name
     blog = services.store()
     post = blog.publish(message.route_from, post_name, title[:200], services.body_of(source))
@@ -49,19 +56,24 @@ def ask_to_confirm(message, post_name, host):
     """Keep the post pending and send the confirmation request (once per incoming message)."""
     if not first_for(message, "osb-post-confirm"):
         return
+    message[POST_HEADER] = post_name
     services.confirmations("posts").send(
-        services.settings.relay, post_name, message, "confirm_post.txt",
+        services.settings.relay, TARGET, message, "confirm_post.txt",
         {"post_name": post_name, "host": host, "sender": message.route_from})
 
 
-def confirm(message, post_name, secret, host):
-    """Publish the post waiting for ``secret``; True if it was there, else tell the sender it was not."""
+def confirm(message, secret, host):
+    """Publish the post waiting for ``secret``; False if none is (the secret is wrong, used or old)."""
     engine = services.confirmations("posts")
-    _, pending_id = engine.storage.get(post_name, message.route_from)
-    original = engine.verify(post_name, message.route_from, secret)
+    _, pending_id = engine.storage.get(TARGET, message.route_from)
+    original = engine.verify(TARGET, message.route_from, secret)
     if original is None:
-        services.reply(message, "confirm_failed.txt", "That confirmation did not work",
-                       f"{post_name}@{host}", post_name=post_name, host=host)
+        return False
+    post_name = original[POST_HEADER] or ""
+    try:
+        names.post_name(post_name)
+    except BadName:
+        log.warning("pending post %s of %s has no usable name %r", pending_id, message.route_from, post_name)
         return False
     publish(message, post_name, host, original)
     if pending_id:
@@ -90,28 +102,31 @@ def START(message, post_name=None, host=None):
     return CONFIRMING
 
 
-@route("(post_name)-confirm-(secret)@(host)", post_name=POST_NAME, secret=SECRET)
+@route("post-confirm-(secret)@(host)", secret=r"[a-z0-9]+")
 @route_like(START)
 def CONFIRMING(message, post_name=None, secret=None, host=None):
-    """Waiting for the answer to a confirmation request (or another post, which gets its own)."""
-    if not services.answerable(message) or not good_name(message, post_name, host):
+    """Waiting for the answer to a confirmation request (another post replaces the waiting one)."""
+    if not services.answerable(message):
         return CONFIRMING
     if secret is None:
-        ask_to_confirm(message, post_name, host)
+        if good_name(message, post_name, host):
+            ask_to_confirm(message, post_name, host)
         return CONFIRMING
-    return POSTING if confirm(message, post_name, secret, host) else CONFIRMING
+    if confirm(message, secret, host):
+        return POSTING
+    services.reply(message, "confirm_failed.txt", "That confirmation did not work", f"post-confirm@{host}",
+                   host=host)
+    return CONFIRMING
 
 
-@route("(post_name)-confirm-(secret)@(host)", post_name=POST_NAME, secret=SECRET)
+@route("post-confirm-(secret)@(host)", secret=r"[a-z0-9]+")
 @route_like(START)
 def POSTING(message, post_name=None, secret=None, host=None):
-    """A confirmed sender: publish at once (or a post whose confirmation they answer late)."""
-    if not services.answerable(message) or not good_name(message, post_name, host):
-        return POSTING
-    if secret is None:
+    """A confirmed sender: publish at once. (A second answer to their old confirmation is ignored.)"""
+    if secret is not None:
+        log.info("%s is confirmed already: their message to post-confirm-... is ignored", message.route_from)
+    elif services.answerable(message) and good_name(message, post_name, host):
         publish(message, post_name, host)
-    else:
-        confirm(message, post_name, secret, host)
     return POSTING
 
 

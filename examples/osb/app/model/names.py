@@ -18,9 +18,10 @@ from pathlib import Path
 #: addresses) or end in ``-delete`` (delete addresses).
 POST_NAME = r"(?!comment-)[a-z0-9]+(?:-(?!confirm-)[a-z0-9]+)*(?<!-delete)"
 
-#: A blog name: words of letters and digits joined by dots, never a hyphen, so
-#: ``comment-BLOG-POSTNAME`` splits at the first hyphen after ``comment-``.
-BLOG_NAME = r"[a-z0-9]+(?:\.[a-z0-9]+)*"
+#: A blog name: at least two words of letters and digits joined by dots, never a
+#: hyphen, so ``comment-BLOG-POSTNAME`` splits at the first hyphen after
+#: ``comment-``, and ``comment-confirm-SECRET`` (no dot) is never a comment address.
+BLOG_NAME = r"[a-z0-9]+(?:\.[a-z0-9]+)+"
 
 #: The longest post or blog name (file names and URLs stay short).
 MAX_NAME = 64
@@ -60,8 +61,8 @@ def blog_slug(address: str) -> str:
     """
     local, _, domain = (address or "").lower().rpartition("@")
     parts = [_NOT_WORD.sub(".", part).strip(".") for part in (local, domain)]
-    slug = ".".join(part for part in parts if part)[:MAX_NAME - 4].strip(".")
-    return slug or "blog"
+    slug = ".".join(part for part in parts if part)[:MAX_NAME - 10].strip(".")
+    return slug if "." in slug else (slug or "unnamed") + ".blog"
 
 
 def inside(root: Path, *parts: str) -> Path:

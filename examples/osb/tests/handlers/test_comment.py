@@ -21,7 +21,7 @@ def test_a_first_comment_waits_for_the_commenters_confirmation_then_shows(blog):
     confirmed_author(ALICE)
     carol = RouterConversation(CAROL, "Nice")
     request = carol.say(COMMENT, "What a *nice* post.", expect="Confirmation required")
-    assert confirm_address(request).startswith("comment-alice.example.org-my-first-post-confirm-")
+    assert confirm_address(request).startswith("comment-confirm-")
     assert "What a" not in (blog / PAGE).read_text()
     assert_in_state("app.handlers.comment", COMMENT, CAROL_ADDRESS, "CONFIRMING")
 

@@ -1,9 +1,11 @@
 """Posting, confirming, updating and deleting posts by mail, in-process (no servers, no Redis)."""
 
+import email.utils
+
 from config import settings
 
 from lamson.queue import Queue
-from lamson.testing import RouterConversation, assert_in_state, delivered, make_message
+from lamson.testing import RouterConversation, assert_in_state, delivered, make_message, queue
 from tests.handlers.helpers import HOST, confirm_address, confirmed_author
 
 ALICE = "alice@example.org"
@@ -15,7 +17,7 @@ def test_a_first_post_waits_for_the_senders_confirmation(blog):
     client = RouterConversation(ALICE, "Hello")
     reply = client.say(f"my-first-post@{HOST}", "# Hello", expect="Confirmation required")
     assert reply["to"] == ALICE
-    assert confirm_address(reply).startswith("my-first-post-confirm-")
+    assert confirm_address(reply).startswith("post-confirm-")
     assert "my-first-post@osb.test" in reply.body()
     assert not (blog / PAGE).exists()
     assert_in_state("app.handlers.post", f"my-first-post@{HOST}", ALICE, "CONFIRMING")
@@ -46,7 +48,7 @@ def test_a_confirmed_author_publishes_at_once_and_the_same_name_updates(blog):
 def test_a_wrong_secret_publishes_nothing(blog):
     client = RouterConversation(ALICE, "Hello")
     client.say(f"my-first-post@{HOST}", "text", expect="Confirmation required")
-    client.say(f"my-first-post-confirm-{'0' * 32}@{HOST}", "me", expect="did not work")
+    client.say(f"post-confirm-{'0' * 32}@{HOST}", "me", expect="did not work")
     assert not (blog / PAGE).exists()
     assert_in_state("app.handlers.post", f"my-first-post@{HOST}", ALICE, "CONFIRMING")
 
@@ -68,14 +70,26 @@ def test_auto_replies_and_bounces_never_start_a_confirmation(blog, lamson_router
     assert_in_state("app.handlers.post", f"my-first-post@{HOST}", ALICE, "START")
 
 
-def test_another_post_while_confirming_gets_its_own_request_and_both_publish(blog):
+def test_another_post_while_confirming_replaces_the_waiting_one(blog):
     client = RouterConversation(ALICE, "Hello")
-    first = client.say(f"one@{HOST}", "first", expect="one-confirm-")
-    second = client.say(f"two@{HOST}", "second", expect="two-confirm-")
+    first = client.say(f"one@{HOST}", "first", expect="Confirmation required")
+    second = client.say(f"two@{HOST}", "second", expect="Confirmation required")
+    assert confirm_address(first) != confirm_address(second)
+    client.say(confirm_address(first), "me", expect="did not work")
     client.say(confirm_address(second), "me", expect="two.html")
     assert_in_state("app.handlers.post", f"two@{HOST}", ALICE, "POSTING")
-    client.say(confirm_address(first), "me", expect="one.html")  # answered late, still publishes
-    assert (blog / "posts/alice.example.org/one.html").exists()
+    assert sorted(p.name for p in (blog / "posts/alice.example.org").iterdir()) == ["index.html", "two.html"]
+    assert Queue(settings.pending_config["posts"]).count() == 0
+    sent = queue().count()
+    client.say(confirm_address(second), "me again")  # a confirmed sender's second answer: ignored
+    assert queue().count() == sent
+
+
+def test_a_forged_post_header_does_not_choose_the_post(blog):
+    client = RouterConversation(ALICE, "Hello")
+    request = client.say(f"mine@{HOST}", "text", expect="Confirmation required", X_OSB_Post="elsewhere")
+    client.say(confirm_address(request), "me", expect="mine.html")
+    assert not (blog / "posts/alice.example.org/elsewhere.html").exists()
 
 
 def test_only_the_author_deletes_a_post(blog):
@@ -89,6 +103,16 @@ def test_only_the_author_deletes_a_post(blog):
     assert not (blog / PAGE).exists()
     assert "No posts any more" in (blog / "posts/alice.example.org/index.html").read_text()
     assert (blog / "posts/bob.example.net/bobs-post.html").exists()
+
+
+def test_every_address_we_hand_out_fits_smtps_local_part_limit(blog):
+    longest = "a" * 64
+    client = RouterConversation(ALICE, "Long")
+    request = client.say(f"{longest}@{HOST}", "text", expect="Confirmation required")
+    published = client.say(confirm_address(request), "me", expect="is online")
+    for header in (request["from"], published["from"]):
+        address = email.utils.parseaddr(header)[1]
+        assert address.endswith("@osb.test") and len(address.partition("@")[0]) <= 64, address
 
 
 def test_a_name_too_long_is_refused_with_the_reason(blog):

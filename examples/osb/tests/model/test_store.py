@@ -48,7 +48,9 @@ def test_inside_refuses_paths_that_resolve_elsewhere(tmp_path):
     ("Mary-Jane@Example.org", "mary.jane.example.org"),
     ("../../etc/passwd@x.org", "etc.passwd.x.org"),
     ('"a b"@[127.0.0.1]', "a.b.127.0.0.1"),
-    ("@", "blog"),
+    ("@", "unnamed.blog"),
+    ("root@localhost", "root.localhost"),
+    ("x@", "x.blog"),
 ])
 def test_blog_slugs_are_valid_blog_names(address, slug):
     assert names.blog_slug(address) == slug
