@@ -1,6 +1,9 @@
-"""Comments by mail: ``comment-BLOG-POSTNAME@HOST`` adds the message's text to a post's page.
+"""Comments by mail: ``comment-ID@HOST`` adds the message's text to a post's page.
 
-Every post page shows its comment address. A commenter's conversation with
+Every post page (and the author's "published" reply) shows its comment
+address; ID is 12 hex digits standing for ``BLOG/POSTNAME``
+(app.model.store.comment_id), because the names themselves would not fit in
+an address. A commenter's conversation with
 this module (its own state, apart from their posting state in post.py):
 
 * ``START``: the first comment of a sender waits in the pending Maildir; they
@@ -21,8 +24,8 @@ import logging
 
 from config import settings
 
-from app.model import names, services
-from app.model.names import BLOG_NAME, POST_NAME, BadName
+from app.model import services
+from app.model.names import BadName
 from app.model.store import NoSuchPost
 from lamson.loops import first_for
 from lamson.router import route, route_like
@@ -33,23 +36,22 @@ log = logging.getLogger(__name__)
 SPAM = settings.spam_config
 #: The confirmation target: confirm addresses are ``comment-confirm-SECRET@HOST``.
 TARGET = "comment"
-#: Where a pending comment keeps the post it is for: ``BLOG/POSTNAME``.
+#: Where a pending comment keeps the id of the post it is for (set by us, replacing any the sender wrote).
 COMMENT_HEADER = "X-OSB-Comment-On"
 
 
-def address(blog, post_name):
-    """The local part of a post's comment address."""
-    return f"comment-{blog}-{post_name}"
+#: The id in a comment address: lowercase hex, as store.comment_id makes it.
+POST_ID = r"[0-9a-f]{12}"
 
 
-def post_of(message, blog, post_name, host):
+def post_of(message, post_id, host):
     """The post being commented on, or None after telling the sender there is no such post."""
     try:
-        return services.store().get(blog, post_name)
+        return services.store().by_comment_id(post_id)
     except (NoSuchPost, BadName):
         if first_for(message, "osb-comment-no-post"):
-            services.reply(message, "no_such_post.txt", f"No post named {post_name}",
-                           f"{address(blog, post_name)}@{host}", post_name=post_name, host=host)
+            services.reply(message, "no_such_post.txt", "No such post", f"comment-{post_id}@{host}",
+                           address=f"comment-{post_id}@{host}", host=host)
         return None
 
 
@@ -60,31 +62,25 @@ def add_comment(message, post, host, source=None):
     post = blog.comment(post.blog, post.name, services.display_name(source), services.body_of(source))
     services.request_index(host, f"comment on {post.blog}/{post.name}")
     services.reply(message, "commented.txt", f"Comment added: {post.title}",
-                   f"{address(post.blog, post.name)}@{host}", post=post, url=blog.url_of(post), host=host)
+                   f"comment-{post.comment_id}@{host}", post=post, url=blog.url_of(post), host=host)
 
 
 def ask_to_confirm(message, post, host):
     """Keep the comment pending and send the commenter's confirmation request (once per message)."""
     if first_for(message, "osb-comment-confirm"):
-        message[COMMENT_HEADER] = f"{post.blog}/{post.name}"
+        message[COMMENT_HEADER] = post.comment_id
         services.confirmations("comments").send(
             settings.relay, TARGET, message, "confirm_comment.txt",
             {"post": post, "host": host, "sender": message.route_from})
 
 
-def pending_post(original):
-    """``(blog, post name)`` of a pending comment, from the header we set; BadName if it is unusable."""
-    blog, _, post_name = (original[COMMENT_HEADER] or "").partition("/")
-    return names.blog_name(blog), names.post_name(post_name)
-
-
-@route("comment-(blog)-(post_name)@(host)", blog=BLOG_NAME, post_name=POST_NAME)
+@route("comment-(post_id)@(host)", post_id=POST_ID)
 @spam_filter(SPAM["storage"], SPAM["config"], SPAM["queue"])
-def START(message, blog=None, post_name=None, host=None):
+def START(message, post_id=None, host=None):
     """A first comment from this sender: keep it, ask them to confirm their address."""
     if not services.answerable(message):
         return None
-    post = post_of(message, blog, post_name, host)
+    post = post_of(message, post_id, host)
     if post is None:
         return None
     ask_to_confirm(message, post, host)
@@ -93,10 +89,10 @@ def START(message, blog=None, post_name=None, host=None):
 
 @route("comment-confirm-(secret)@(host)", secret=r"[a-z0-9]+")
 @route_like(START)
-def CONFIRMING(message, blog=None, post_name=None, secret=None, host=None):
+def CONFIRMING(message, post_id=None, secret=None, host=None):
     """Waiting for the commenter's confirmation; another comment meanwhile replaces the waiting one."""
     if secret is None:
-        return START(message, blog=blog, post_name=post_name, host=host)  # spam-filtered, a new request
+        return START(message, post_id=post_id, host=host)  # spam-filtered, a new request
     if not services.answerable(message):
         return None
     engine = services.confirmations("comments")
@@ -108,11 +104,7 @@ def CONFIRMING(message, blog=None, post_name=None, secret=None, host=None):
         return None
     if pending_id:
         engine.delete_pending(pending_id)
-    try:
-        post = post_of(message, *pending_post(original), host)  # it may have been deleted meanwhile
-    except BadName:
-        log.warning("pending comment %s of %s names no post", pending_id, message.route_from)
-        post = None
+    post = post_of(message, original[COMMENT_HEADER] or "", host)  # it may have been deleted meanwhile
     if post is not None:
         add_comment(message, post, host, original)
     return COMMENTING
@@ -120,11 +112,11 @@ def CONFIRMING(message, blog=None, post_name=None, secret=None, host=None):
 
 @route_like(START)
 @spam_filter(SPAM["storage"], SPAM["config"], SPAM["queue"])
-def COMMENTING(message, blog=None, post_name=None, host=None):
+def COMMENTING(message, post_id=None, host=None):
     """A confirmed commenter: the comment appears at once."""
     if not services.answerable(message):
         return None
-    post = post_of(message, blog, post_name, host)
+    post = post_of(message, post_id, host)
     if post is not None:
         add_comment(message, post, host)
     return None

@@ -141,7 +141,7 @@ def DELETE(message, post_name=None, host=None):
         post = blog.delete(message.route_from, post_name)
     except (NoSuchPost, BadName):
         services.reply(message, "no_such_post.txt", f"No post named {post_name}", f"{post_name}-delete@{host}",
-                       post_name=post_name, host=host)
+                       address=f"{post_name}@{host}", host=host)
         return
     services.request_index(host, f"deleted {post.blog}/{post.name}")
     services.reply(message, "deleted.txt", f"Deleted: {post.title}", f"{post_name}-delete@{host}",

@@ -14,13 +14,12 @@ from pathlib import Path
 
 #: A post name: lowercase words of letters and digits joined by single hyphens.
 #: Reserved so that the addresses stay unambiguous: a name cannot start with
-#: ``comment-`` (comment addresses), hold a ``-confirm-`` word (confirmation
-#: addresses) or end in ``-delete`` (delete addresses).
+#: ``comment-`` (comment addresses), hold a ``-confirm-`` word
+#: (``post-confirm-SECRET``) or end in ``-delete`` (delete addresses).
 POST_NAME = r"(?!comment-)[a-z0-9]+(?:-(?!confirm-)[a-z0-9]+)*(?<!-delete)"
 
-#: A blog name: at least two words of letters and digits joined by dots, never a
-#: hyphen, so ``comment-BLOG-POSTNAME`` splits at the first hyphen after
-#: ``comment-``, and ``comment-confirm-SECRET`` (no dot) is never a comment address.
+#: A blog name: at least two words of letters and digits joined by dots (what
+#: :func:`blog_slug` makes of an address), nothing that could mean a path.
 BLOG_NAME = r"[a-z0-9]+(?:\.[a-z0-9]+)+"
 
 #: The longest post or blog name (file names and URLs stay short).

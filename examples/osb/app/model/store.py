@@ -17,6 +17,7 @@ never sees half a page.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -67,10 +68,25 @@ class Post:
         """The page's path under the site folder (and under the site's URL)."""
         return f"posts/{self.blog}/{self.name}.html"
 
+    @property
+    def comment_id(self) -> str:
+        """What the post's comment address ``comment-ID@HOST`` names it by (see :func:`comment_id`)."""
+        return comment_id(self.blog, self.name)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Post:
         comments = [Comment(**c) for c in data.pop("comments", [])]
         return cls(comments=comments, **data)
+
+
+def comment_id(blog: str, post: str) -> str:
+    """A short, stable id of a post: 12 hex digits of SHA-256 of ``BLOG/POST``.
+
+    ``comment-BLOG-POSTNAME`` would be friendlier, but blog and post names of
+    up to 64 characters each do not fit SMTP's 64-character local part
+    (RFC 5321 section 4.5.3.1.1): receivers refuse such addresses.
+    """
+    return hashlib.sha256(f"{blog}/{post}".encode()).hexdigest()[:12]
 
 
 def now() -> str:
@@ -141,6 +157,28 @@ class BlogStore:
         write_atomically(self.store / "blogs.json", json.dumps(owners, indent=1, sort_keys=True))
         return owners[address]
 
+    def _comment_ids(self) -> dict[str, list[str]]:
+        path = self.store / "comment-ids.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    def _index_comment_id(self, post: Post, present: bool) -> None:
+        """Add or remove a post's entry in ``comment-ids.json`` (call with the lock held)."""
+        ids = self._comment_ids()
+        if present == (post.comment_id in ids):
+            return
+        if present:
+            ids[post.comment_id] = [post.blog, post.name]
+        else:
+            del ids[post.comment_id]
+        write_atomically(self.store / "comment-ids.json", json.dumps(ids, indent=1, sort_keys=True))
+
+    def by_comment_id(self, post_id: str) -> Post:
+        """The post whose comment address names ``post_id``, or :class:`NoSuchPost`."""
+        found = self._comment_ids().get(post_id.lower())
+        if not found:
+            raise NoSuchPost(post_id)
+        return self.get(*found)
+
     # -- posts ---------------------------------------------------------------
 
     def _record(self, blog: str, post: str) -> Path:
@@ -170,6 +208,7 @@ class BlogStore:
                 stamp = now()
                 record = Post(blog, post, author.lower(), title, text[:MAX_POST], stamp, stamp)
             self._save(record)
+            self._index_comment_id(record, True)
             return record
 
     def delete(self, author: str, post: str) -> Post:
@@ -183,6 +222,7 @@ class BlogStore:
             if record.author != author.lower():  # a blog has one owner; checked again all the same
                 raise NoSuchPost(post)
             self._record(blog, post).unlink()
+            self._index_comment_id(record, False)
             page = names.inside(self.site, "posts", blog, post + ".html")
             page.unlink(missing_ok=True)
             self.render_blog(blog)

@@ -2,6 +2,7 @@
 
 import email.utils
 
+from app.model.store import comment_id
 from config import settings
 
 from lamson.queue import Queue
@@ -29,7 +30,7 @@ def test_confirming_publishes_the_post_and_answers_with_its_url(blog):
     assert published["from"] == f"my-first-post@{HOST}" and published["subject"] == "Published: Hello"
     page = (blog / PAGE).read_text()
     assert "<h1>Hello</h1>" in page and "<em>first</em>" in page
-    assert "comment-alice.example.org-my-first-post@osb.test" in page
+    assert f"comment-{comment_id('alice.example.org', 'my-first-post')}@osb.test" in page
     assert "alice@example.org" not in page  # the author's address stays private
     assert Queue(settings.pending_config["posts"]).count() == 0
     assert Queue(settings.queue_config["queue"]).count() == 1  # the index rebuild was asked for
@@ -96,7 +97,7 @@ def test_only_the_author_deletes_a_post(blog):
     alice, _ = confirmed_author(ALICE)
     confirmed_author(BOB, post_name="bobs-post")
     bob = RouterConversation(BOB, "Delete")
-    bob.say(f"my-first-post-delete@{HOST}", "gone", expect="No post named my-first-post")
+    bob.say(f"my-first-post-delete@{HOST}", "gone", expect="There is no post at my-first-post@osb.test")
     assert (blog / PAGE).exists()
     reply = alice.say(f"my-first-post-delete@{HOST}", "gone", expect="Deleted: Hello")
     assert reply["to"] == ALICE

@@ -55,3 +55,13 @@ def test_inside_refuses_paths_that_resolve_elsewhere(tmp_path):
 def test_blog_slugs_are_valid_blog_names(address, slug):
     assert names.blog_slug(address) == slug
     assert names.blog_name(slug) == slug
+
+
+def test_comment_ids_find_their_post_until_it_is_deleted(store):
+    long_blog = "firstname.lastname@department.university.example.edu"
+    post = store.publish(long_blog, "a" * 64, "Long", "text")
+    assert len(f"comment-{post.comment_id}") <= 64  # RFC 5321: a local part has at most 64 characters
+    assert store.by_comment_id(post.comment_id).name == "a" * 64
+    store.delete(long_blog, "a" * 64)
+    with pytest.raises(NoSuchPost):
+        store.by_comment_id(post.comment_id)
