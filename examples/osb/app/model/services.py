@@ -11,7 +11,7 @@ import email.utils
 import logging
 from typing import Any
 
-from config import settings
+from config import settings as _settings
 
 from app.model.store import BlogStore
 from lamson import view
@@ -21,6 +21,9 @@ from lamson.mail import MailResponse
 from lamson.queue import Queue
 
 log = logging.getLogger(__name__)
+
+#: config.settings: plain values, and the services config/boot.py assigns at run time (hence Any).
+settings: Any = _settings
 
 #: The address the queue worker's index handler answers (app/handlers/index.py).
 INDEX_ADDRESS = "index-rebuild"
