@@ -2,7 +2,7 @@
 
 conftest.py imports this module once. The Router keeps conversation state in
 memory, settings.relay is a CapturingRelay (what handlers send is checked with
-lamson.testing.delivered() / queue()), the members are a MemoryMembers, the
+lamson.testing.delivered() / queue(), whose test queue is a scratch folder here), the members are a MemoryMembers, the
 confirmations a dict, the spam filter counts in memory, and the Maildirs the
 application writes (pending, archive, spam) live in a temporary folder, so
 running the tests leaves nothing under run/.
@@ -22,6 +22,7 @@ from lamson.receiver import SMTPReceiver
 from lamson.router import LocalLocks, MemoryStorage, Router
 from lamson.spam import use_memory_store
 from lamson.testing import CapturingRelay
+from lamson.testing import relay as testing_relay
 
 # config.settings, or the module named by LAMSON_SETTINGS, as in config/boot.py.
 settings = lamson_settings.load(None, Path(__file__).resolve().parent.parent)
@@ -35,6 +36,9 @@ atexit.register(shutil.rmtree, scratch, ignore_errors=True)
 settings.pending_dir = str(scratch / "pending")
 settings.archive_dir = str(scratch / "archive")
 settings.spam_dir = str(scratch / "spam")
+# The test queue (lamson.testing.queue(), delivered(), clear_queue()) is run/queue by default, the
+# logging server's Maildir: tests run while the lists are running must neither read nor empty it.
+testing_relay.TEST_QUEUE = str(scratch / "queue")
 
 from app.model.members import MemoryMembers  # noqa: E402 - needs the project root that load() put on sys.path
 
