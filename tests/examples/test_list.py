@@ -15,6 +15,7 @@ import shutil
 import smtplib
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,8 +90,19 @@ class ListPipeline:
 
 
 @pytest.fixture
-def list_pipeline(tmp_path: Path) -> Iterator[ListPipeline]:
-    root = copy_example(tmp_path)
+def short_tmp() -> Iterator[Path]:
+    """A scratch folder with a short path: supervisord's socket path must fit AF_UNIX's 108 bytes,
+    which pytest-xdist's tmp_path (popen-gwN/test_name0/...) can exceed."""
+    path = Path(tempfile.mkdtemp(prefix="lamson-list-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def list_pipeline(short_tmp: Path) -> Iterator[ListPipeline]:
+    root = copy_example(short_tmp)
     conf = root / "deploy" / "supervisord.conf"
     # The capturing sink takes the relay's port: the logging server is not started.
     conf.write_text(conf.read_text().split("; Development only: the logging server")[0])
