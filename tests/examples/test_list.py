@@ -26,7 +26,7 @@ import redis
 from lamson.connection import with_credentials
 from lamson.process import alive
 from tests.sink import Received, Sink, smtp_sink
-from tests.support import BIN, REPO, free_port, wait_all_running, wait_for, wait_port
+from tests.support import BIN, REPO, free_port, redis_server, wait_all_running, wait_for, wait_port
 
 EXAMPLE = REPO / "examples" / "list"
 HOST = "test.com"
@@ -47,12 +47,17 @@ def copy_example(tmp_path: Path) -> Path:
 
 
 def test_the_examples_own_tests_pass(tmp_path: Path) -> None:
+    """As a user runs them (no servers), plus the member-store tests against a real Redis (RedisMembers)."""
     root = copy_example(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMSON_", "PYTEST"))}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=180)
+    with redis_server(tmp_path / "redis") as (url, _):
+        env["LIST_TEST_REDIS_URL"] = url
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider"], cwd=root,
+                              env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert re.search(r"\b\d{2,} passed", done.stdout), done.stdout[-500:]
+    for test in ("test_add_disable_and_come_back", "test_refusal_once_per_interval"):
+        assert f"PASSED tests/model/test_members.py::{test}[redis]" in done.stdout, done.stdout[-3000:]
     assert sorted(p.name for p in (root / "run").iterdir()) == ["README.md"]  # the tests leave no mail behind
 
 
