@@ -41,9 +41,6 @@ router_defaults = {
     "list_name": "|".join(re.escape(name) for name in sorted(mailing_lists, key=len, reverse=True)),
 }
 
-# The domain in list addresses (LIST@list_host): the one router_defaults["host"] matches.
-list_host = "test.com"
-
 template_config = {"dir": "app", "module": "templates"}
 
 router_reload = os.environ.get("LAMSON_RELOAD", "") == "1"

@@ -58,9 +58,9 @@ def list_headers(list_name: str, host: str) -> list[tuple[str, str]]:
                                 getattr(settings, "list_archive_url", None))
 
 
-def answerable(message: Any, list_name: str) -> bool:
+def answerable(message: Any, list_name: str, host: str) -> bool:
     """True when the sender may get an automatic answer: not automatic mail, and the first time for it."""
-    why = screening.refusal(message, list_name, settings.list_host)
+    why = screening.refusal(message, list_name, host)
     if why:
         log.info("no answer to <%s> for %s: %s", message.From, message.To, why)
         return False
@@ -121,7 +121,7 @@ def fan_out(list_name: str, host: str, data: bytes) -> int:
 @stateless
 def SUBSCRIBE(message, list_name=None, host=None):
     """Ask the sender to confirm; a member is told they already are one."""
-    if not answerable(message, list_name):
+    if not answerable(message, list_name, host):
         return
     if members.is_member(list_name, message.route_from):
         answer(message, "already_member.txt", list_name, host, f"You are already on {list_name}@{host}")
@@ -162,7 +162,7 @@ def CONFIRM_SUBSCRIBE(message, list_name=None, secret=None, host=None):
 @stateless
 def UNSUBSCRIBE(message, list_name=None, host=None):
     """Ask a member (or a disabled one) to confirm leaving; anyone else is told they are not on it."""
-    if not answerable(message, list_name):
+    if not answerable(message, list_name, host):
         return
     sender = message.route_from
     if not (members.is_member(list_name, sender) or members.is_disabled(list_name, sender)):
@@ -198,7 +198,7 @@ def CONFIRM_UNSUBSCRIBE(message, list_name=None, secret=None, host=None):
 @stateless
 def HELP(message, list_name=None, host=None):
     """How to use the list (the List-Help address)."""
-    if answerable(message, list_name):
+    if answerable(message, list_name, host):
         answer(message, "help.txt", list_name, host, f"How {list_name}@{host} works")
 
 
