@@ -32,14 +32,15 @@ class SpamConfig:
     #: Scores below this are ham, at or above ``spam_cutoff`` spam, between them unsure.
     ham_cutoff: float = 0.20
     spam_cutoff: float = 0.90
-    #: Robinson's s: how many messages' worth of weight the prior x has against a token's own counts.
-    unknown_word_strength: float = 0.45
+    #: Robinson's s: how many messages' worth of weight the prior x has against a token's own counts
+    #: (1, Robinson's suggested start; chosen over 0.45 on a validation split, see docs/spam.md).
+    unknown_word_strength: float = 1.0
     #: Robinson's x: the probability assumed for a token never seen.
     unknown_word_prob: float = 0.5
     #: At most this many tokens (the most extreme) enter Fisher's combining.
     max_discriminators: int = 150
     #: Tokens whose probability is within this distance of 0.5 are ignored as noise.
-    min_prob_strength: float = 0.1
+    min_prob_strength: float = 0.2
     #: Words shorter than this are dropped, longer than ``max_word_length`` summarised as "skip:".
     min_word_length: int = 3
     max_word_length: int = 12

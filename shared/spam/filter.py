@@ -120,12 +120,14 @@ class Filter:
     def _score(self, tokens: list[str], counts: Counts) -> tuple[float, list[tuple[str, float]]]:
         if not counts.nspam or not counts.nham:
             return 0.5, []  # until both kinds were trained there is nothing to compare with
-        probabilities = (
-            (token, classifier.token_probability(spam, ham, counts.nspam, counts.nham, self.config))
+        probability = classifier.token_probability
+        config, nspam, nham = self.config, counts.nspam, counts.nham
+        probabilities = [
+            (token, probability(spam, ham, nspam, nham, config))
             for token, spam, ham in zip(tokens, counts.spam, counts.ham, strict=True)
             if spam or ham
-        )
-        chosen = classifier.discriminators(probabilities, self.config)
+        ]
+        chosen = classifier.discriminators(probabilities, config)
         score, _, _ = classifier.fisher_score([f for _, f in chosen])
         return score, chosen
 

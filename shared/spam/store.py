@@ -8,8 +8,14 @@ a filter whose storage name is ``STORAGE`` (``:`` and ``%`` escaped)::
     NS:spam:STORAGE:meta  hash  nspam, nham (messages trained)
 
 * Scoring reads the counts of all of one message's tokens and the totals in
-  one round trip (a MULTI/EXEC pipeline of two HMGETs and one HMGET of the
-  totals, so the three agree with each other even while others train).
+  one round trip: a Lua script doing the HMGETs (of the totals, the spam
+  counts and the ham counts) atomically, so the three agree with each other
+  even while others train. It takes the tokens as one newline-joined
+  argument and returns each hash's counts as one comma-joined string: the
+  same reads as a MULTI/EXEC pipeline of HMGETs, but redis-py (without the
+  optional hiredis parser) spends about a microsecond per argument packed and
+  per reply item parsed, which for ~300 tokens twice was half the time of
+  scoring a message; two strings parse in one go.
 * Training one message is one MULTI/EXEC pipeline of HINCRBYs: atomic, so
   concurrent router workers never see (or leave) a half-trained message.
 * Untraining runs a Lua script: it must not take a count below zero (a
@@ -72,6 +78,10 @@ def _key_part(text: str) -> str:
     return text.replace("%", "%25").replace(":", "%3A")
 
 
+def _numbers(joined: bytes) -> list[int]:
+    return [int(value) if value else 0 for value in joined.split(b",")]
+
+
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
 
@@ -95,6 +105,25 @@ return total
 """
 
 
+# KEYS: meta, spam, ham; ARGV[1]: the tokens joined by newlines. Returns
+# {nspam, nham, "spam counts", "ham counts"}, counts comma-joined in token order ("" for none).
+_COUNTS = """
+local tokens = {}
+for token in string.gmatch(ARGV[1], "[^\\n]+") do tokens[#tokens + 1] = token end
+local meta = redis.call('HMGET', KEYS[1], 'nspam', 'nham')
+local out = {meta[1] or '0', meta[2] or '0', '', ''}
+for k = 2, 3 do
+  local parts = {}
+  for i = 1, #tokens, 500 do
+    local values = redis.call('HMGET', KEYS[k], unpack(tokens, i, math.min(i + 499, #tokens)))
+    for j = 1, #values do parts[#parts + 1] = values[j] or '' end
+  end
+  out[k + 1] = table.concat(parts, ',')
+end
+return out
+"""
+
+
 class RedisStore:
     """Token counts in Redis, shared by every process of the application (see the module doc)."""
 
@@ -107,18 +136,15 @@ class RedisStore:
         self.ham_key = f"{base}:h"
         self.meta_key = f"{base}:meta"
         self._untrain = conn.register_script(_UNTRAIN)
+        self._counts = conn.register_script(_COUNTS)
 
     def counts(self, tokens: Sequence[str]) -> Counts:
-        with self.conn.pipeline(transaction=True) as pipe:
-            pipe.hmget(self.meta_key, ["nspam", "nham"])
-            if tokens:
-                pipe.hmget(self.spam_key, list(tokens))
-                pipe.hmget(self.ham_key, list(tokens))
-            replies = pipe.execute()
-        nspam, nham = (_int(v) for v in replies[0])
+        """Totals and per-token counts in one atomic round trip (tokens never contain a newline)."""
+        joined = "\n".join(tokens).encode("utf-8", "surrogatepass")
+        nspam, nham, spam, ham = self._counts(keys=[self.meta_key, self.spam_key, self.ham_key], args=[joined])
         if not tokens:
-            return Counts(nspam, nham, [], [])
-        return Counts(nspam, nham, [_int(v) for v in replies[1]], [_int(v) for v in replies[2]])
+            return Counts(int(nspam), int(nham), [], [])
+        return Counts(int(nspam), int(nham), _numbers(spam), _numbers(ham))
 
     def train(self, tokens: Sequence[str], is_spam: bool) -> None:
         key = self.spam_key if is_spam else self.ham_key

@@ -61,11 +61,18 @@ _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _SCRIPT_STYLE = re.compile(r"<\s*(script|style)\b[^>]*>.*?<\s*/\s*\1\s*>", re.S | re.I)
 _ATTR_URL = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*["']?([^"'\s>]+)""")
 _HIDDEN = re.compile(r"(?i)display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*[01](?:px|pt)?\b")
-_SPLIT = re.compile(r"\s+")
+_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _RECEIVED_FROM = re.compile(r"(?i)^\s*from\s+(\S+)(?:\s+\(([^)]{0,200})\))?")
 _BRACKET_IP = re.compile(r"\[(\d{1,3}(?:\.\d{1,3}){3})\]")
 _HOSTLIKE = re.compile(r"^[a-z0-9-]+(?:\.[a-z0-9-]+)+$")
+#: Headers whose presence (and, for the priority ones, value) says something about the sender's
+#: software or the conversation. An allowlist, not "every header name": the names a collector's
+#: own mail client adds (X-Keywords, X-Status, Delivery-Date, Delivered-To, ...) describe how the
+#: mail was stored, and learning them would learn the collection instead of the mail.
+_FACT_HEADERS = ("in-reply-to", "references", "organization", "mime-version", "content-disposition",
+                 "x-mimeole", "x-originating-ip", "thread-index", "mail-followup-to")
+_VALUE_HEADERS = ("x-priority", "x-msmail-priority", "importance", "precedence")
 #: HTML tags worth a token of their own: what spam uses and plain mail rarely does.
 _NOTED_TAGS = frozenset({"img", "font", "table", "form", "input", "script", "iframe", "object", "embed",
                          "map", "area", "style", "center", "b", "u", "blink", "marquee", "base", "meta"})
@@ -86,21 +93,27 @@ def tokenize(message: bytes | str | Message | Any, config: SpamConfig | None = N
 
 
 class _Tokens:
-    """A token set that stops growing at a limit (later tokens are dropped, earlier ones kept)."""
+    """The tokens found, in the order found; cut to the first ``limit`` at the end.
+
+    The work before the cut is bounded by the text budget, so collecting
+    everything and cutting once is cheaper than checking the size per token.
+    """
 
     def __init__(self, limit: int) -> None:
-        self.found: set[str] = set()
+        self._found: dict[str, None] = {}
         self.limit = limit
 
     def add(self, token: str) -> None:
-        if len(self.found) < self.limit:
-            self.found.add(token)
+        self._found[token] = None
 
     def update(self, tokens: Iterable[str]) -> None:
-        for token in tokens:
-            if len(self.found) >= self.limit:
-                return
-            self.found.add(token)
+        self._found.update(dict.fromkeys(tokens))
+
+    @property
+    def found(self) -> set[str]:
+        """The tokens kept; none contains a line break (the store joins tokens with newlines)."""
+        kept = list(self._found)[: self.limit]
+        return {token if token.isprintable() else _BREAKS.sub(" ", token) for token in kept}
 
 
 class _Budget:
@@ -153,8 +166,12 @@ def _header(message: Message, name: str) -> list[str]:
         return []
     out = []
     for value in values[:20]:
+        text = str(value)
+        if text.isascii() and "=?" not in text:
+            out.append(" ".join(text.split())[:2000])  # nothing to decode: just unfold
+            continue
         try:
-            out.append(decode_header_text(str(value))[:2000])
+            out.append(decode_header_text(text)[:2000])
         except Exception:  # noqa: BLE001
             continue
     return out
@@ -191,8 +208,25 @@ def _header_tokens(message: Message, tokens: _Tokens) -> None:
             tokens.add(f"encoding:{value.strip().lower()[:30]}")
     if _header(message, "list-id") or _header(message, "list-unsubscribe"):
         tokens.add("header:list")
+    for name in _FACT_HEADERS:
+        if name in message:
+            tokens.add(f"header:{name}")
+    for name in _VALUE_HEADERS:
+        for value in _header(message, name)[:1]:
+            tokens.add(f"header:{name}:{value.split('(')[0].strip().lower()[:20]}")
+    tokens.add(f"header:recipients:{_recipients(message)}")
     for index, received in enumerate(_header(message, "received")[-2:]):
         tokens.update(_received_tokens(received, index))
+
+
+def _recipients(message: Message) -> str:
+    """How many addresses To and Cc name: 0 to 5, "6-9", or "many" (bulk mail showing its list)."""
+    values = _header(message, "to") + _header(message, "cc")
+    try:
+        count = len([address for _, address in email.utils.getaddresses(values) if address])
+    except Exception:  # noqa: BLE001
+        return "unparsed"
+    return str(count) if count <= 5 else "6-9" if count < 10 else "many"
 
 
 def _subject_tokens(subject: str) -> Iterator[str]:
@@ -405,13 +439,10 @@ def _url_tokens(url: str) -> Iterator[str]:
             yield f"url:path:{word}"
 
 
-def _words(text: str, shortest: int, longest: int, summarise: bool = False) -> Iterator[str]:
+def _words(text: str, shortest: int, longest: int, summarise: bool = False) -> list[str]:
     """Words of ``text`` (already lower-cased): stripped of punctuation, length-bounded."""
-    for raw in _SPLIT.split(text):
-        word = raw.strip(_WORD_STRIP)
-        if len(word) < shortest:
-            continue
-        if len(word) <= longest:
-            yield word
-        elif summarise:
-            yield f"skip:{word[0]} {len(word) // 10 * 10}"
+    stripped = [raw.strip(_WORD_STRIP) for raw in text.split()]
+    words = [word for word in stripped if shortest <= len(word) <= longest]
+    if summarise:
+        words += [f"skip:{word[0]} {len(word) // 10 * 10}" for word in stripped if len(word) > longest]
+    return words

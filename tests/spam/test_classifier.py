@@ -9,7 +9,7 @@ import pytest
 from lamson.spam import classifier
 from lamson.spam.config import SpamConfig
 
-CONFIG = SpamConfig()
+CONFIG = SpamConfig(unknown_word_strength=0.45, min_prob_strength=0.1)
 
 
 def test_robinson_probability_pulls_a_once_seen_token_towards_the_prior() -> None:
@@ -19,6 +19,12 @@ def test_robinson_probability_pulls_a_once_seen_token_towards_the_prior() -> Non
     assert classifier.token_probability(100, 0, 100, 100, CONFIG) == pytest.approx(100.225 / 100.45)
     # Seen in every message of both kinds: no evidence, exactly 0.5.
     assert classifier.token_probability(10, 20, 10, 20, CONFIG) == pytest.approx(0.5)
+
+
+def test_default_prior_is_robinsons_suggested_start() -> None:
+    # s = 1, x = 0.5: a token seen once in spam only is (0.5 + 1) / 2 = 0.75.
+    assert classifier.token_probability(1, 0, 1, 1, SpamConfig()) == pytest.approx(0.75)
+    assert classifier.token_probability(0, 3, 5, 5, SpamConfig()) == pytest.approx(0.5 / 4)
 
 
 def test_robinson_probability_corrects_for_unequal_training() -> None:

@@ -67,7 +67,7 @@ def test_header_facts_and_what_is_ignored() -> None:
                           "To: victim@example.com\nSubject: LIMITED TIME OFFER!!\nX-Mailer: Bulk Mailer Pro 4.2\n"
                           "X-Spam-Status: Yes, score=20\nX-Spam-Classification: spam; 0.99", "hi"))
     assert {"header:no-message-id", "header:no-date", "reply-to:differs", "subject:shouting", "subject:!!",
-            "from:local-digits", "x-mailer:bulk", "x-mailer:mailer"} <= tokens
+            "from:local-digits", "x-mailer:bulk", "x-mailer:mailer", "header:recipients:1"} <= tokens
     assert not any("victim" in token or "score=20" in token or token.startswith("x-spam") for token in tokens)
 
 
@@ -110,4 +110,4 @@ def test_hostile_input_is_bounded() -> None:
         elapsed = time.perf_counter() - started
         assert len(tokens) <= 200, name
         assert elapsed < 5.0, (name, elapsed)
-    assert tokenize(b"") == {"header:no-message-id", "header:no-date", "mime:text/plain"}
+    assert tokenize(b"") == {"header:no-message-id", "header:no-date", "header:recipients:0", "mime:text/plain"}
