@@ -25,6 +25,8 @@ What is read, and why:
   facts spammers rely on are noted (images, fonts, hidden text, forms,
   scripts, comments splitting words), and every URL (in text or in
   ``href``/``src``) becomes its scheme, host pieces and path words.
+* **Text facts**: money amounts (``text:money``), ``!!`` runs, text mostly
+  in capitals (``text:shouting``): what lower-casing the words loses.
 * **Words** lower-cased, stripped of surrounding punctuation; too short
   ones dropped, long ones summarised as ``skip:<first char> <length/10>``
   (random strings and base64 junk must not each become a new token).
@@ -61,6 +63,9 @@ _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _SCRIPT_STYLE = re.compile(r"<\s*(script|style)\b[^>]*>.*?<\s*/\s*\1\s*>", re.S | re.I)
 _ATTR_URL = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*["']?([^"'\s>]+)""")
 _HIDDEN = re.compile(r"(?i)display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*[01](?:px|pt)?\b")
+_MONEY = re.compile(r"[$€£]\s?\d")
+_UPPER = re.compile(r"[A-Z]")
+_LOWER = re.compile(r"[a-z]")
 _BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _RECEIVED_FROM = re.compile(r"(?i)^\s*from\s+(\S+)(?:\s+\(([^)]{0,200})\))?")
@@ -367,6 +372,14 @@ def _text_tokens(text: str, ctype: str, config: SpamConfig, budget: _Budget) -> 
     if ctype == "text/html" or (ctype == "text/plain" and "<html" in text[:2000].lower()):
         text, facts = _strip_html(text)
         yield from facts
+    if _MONEY.search(text):
+        yield "text:money"
+    if "!!" in text:
+        yield "text:!!"
+    sample = text[:5000]
+    upper, lower = len(_UPPER.findall(sample)), len(_LOWER.findall(sample))
+    if upper + lower > 100 and upper > 0.3 * (upper + lower):
+        yield "text:shouting"
     for url in _URL.finditer(text):
         yield from _url_tokens(url.group(0))
     text = _URL.sub(" ", text)

@@ -71,6 +71,14 @@ def test_header_facts_and_what_is_ignored() -> None:
     assert not any("victim" in token or "score=20" in token or token.startswith("x-spam") for token in tokens)
 
 
+def test_allowlisted_header_facts_and_not_the_collectors_headers() -> None:
+    tokens = tokenize(msg("Subject: Re: x\nIn-Reply-To: <a@b>\nReferences: <a@b>\nX-Priority: 1 (Highest)\n"
+                          "To: a@example.com, b@example.com\nX-Keywords: junk\nX-Status: RO\n"
+                          "Delivery-Date: Mon, 1 Jan 2001 00:00:00 +0000\nDelivered-To: me@example.com", "hi"))
+    assert {"header:in-reply-to", "header:references", "header:x-priority:1", "header:recipients:2"} <= tokens
+    assert not any(word in token for token in tokens for word in ("keywords", "status", "delivery", "delivered"))
+
+
 def test_received_lines_give_only_the_origin_hops_domain_and_ip_prefix() -> None:
     headers = ("Received: from mx.ours.example ([10.9.9.9]) by inbox.ours.example\n"
                "Received: from relay.isp.example.net (relay.isp.example.net [192.0.2.10]) by mx.ours.example\n"
@@ -78,6 +86,13 @@ def test_received_lines_give_only_the_origin_hops_domain_and_ip_prefix() -> None
     tokens = tokenize(msg(headers, "hi"))
     assert {"received:domain:example.net", "received:ip:192.0", "received:ip:198.51"} <= tokens
     assert "received:ip:10.9" not in tokens
+
+
+def test_text_facts() -> None:
+    tokens = tokenize(msg("Subject: x", "EARN $5,000 A WEEK FROM HOME!! NO EXPERIENCE NEEDED, START TODAY " * 3))
+    assert {"text:money", "text:!!", "text:shouting"} <= tokens
+    calm = tokenize(msg("Subject: x", "The meeting moved to Thursday; it costs nothing. " * 5))
+    assert not {"text:money", "text:!!", "text:shouting"} & calm
 
 
 def test_words_are_lowercased_deduplicated_and_long_ones_summarised() -> None:
