@@ -2,7 +2,7 @@
 
 import email.utils
 
-from app.model.store import comment_id
+from app.model.store import BlogStore, comment_id
 from config import settings
 
 from lamson.queue import Queue
@@ -146,3 +146,19 @@ def test_an_address_full_of_path_tricks_gets_a_safe_blog(blog):
     # Nothing was written beside the blog's own folders.
     assert sorted(p.name for p in blog.parent.iterdir()) == ["data", "index", "pending-posts", "store"]
     assert [p.name for p in (blog / "posts").iterdir()] == ["etc.passwd.example.org"]
+
+
+def test_after_a_crash_a_confirmed_author_is_still_confirmed(blog, lamson_router, monkeypatch):
+    client, _ = confirmed_author(ALICE)
+    lamson_router.LOG_EXCEPTIONS = True  # as in the workers: the crash is logged, the sender goes to ERROR
+    real_publish = BlogStore.publish
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(BlogStore, "publish", broken)
+    client.say(f"crash@{HOST}", "text")
+    assert_in_state("app.handlers.post", f"crash@{HOST}", ALICE, "ERROR")
+    monkeypatch.setattr(BlogStore, "publish", real_publish)
+    client.say(f"crash@{HOST}", "text again", expect="crash.html")
+    assert_in_state("app.handlers.post", f"crash@{HOST}", ALICE, "POSTING")

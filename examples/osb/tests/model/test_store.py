@@ -1,5 +1,7 @@
 """The blog store on its own: names, owners and paths."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from app.model import names
 from app.model.store import BlogStore, NoSuchPost
@@ -65,3 +67,21 @@ def test_comment_ids_find_their_post_until_it_is_deleted(store):
     store.delete(long_blog, "a" * 64)
     with pytest.raises(NoSuchPost):
         store.by_comment_id(post.comment_id)
+
+
+def test_comments_and_updates_from_many_threads_lose_nothing(store):
+    store.publish("a@x.org", "post", "A", "v0")
+
+    def comment(n):
+        store.comment("a.x.org", "post", f"reader {n}", f"comment {n}")
+
+    def update(n):
+        store.publish("a@x.org", "post", "A", f"v{n}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for n in range(40):
+            pool.submit(comment, n)
+            pool.submit(update, n)
+    post = store.get("a.x.org", "post")
+    assert sorted(c.text for c in post.comments) == sorted(f"comment {n}" for n in range(40))
+    assert post.markdown.startswith("v")
