@@ -22,8 +22,6 @@ Which post a pending comment is for travels in a header we set
 
 import logging
 
-from config import settings
-
 from app.model import services
 from app.model.names import BadName
 from app.model.store import NoSuchPost
@@ -33,7 +31,7 @@ from lamson.spam import spam_filter
 
 log = logging.getLogger(__name__)
 
-SPAM = settings.spam_config
+SPAM = services.settings.spam_config
 #: The confirmation target: confirm addresses are ``comment-confirm-SECRET@HOST``.
 TARGET = "comment"
 #: Where a pending comment keeps the id of the post it is for (set by us, replacing any the sender wrote).
@@ -70,7 +68,7 @@ def ask_to_confirm(message, post, host):
     if first_for(message, "osb-comment-confirm"):
         message[COMMENT_HEADER] = post.comment_id
         services.confirmations("comments").send(
-            settings.relay, TARGET, message, "confirm_comment.txt",
+            services.settings.relay, TARGET, message, "confirm_comment.txt",
             {"post": post, "host": host, "sender": message.route_from})
 
 
