@@ -17,6 +17,7 @@ import shutil
 import smtplib
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -119,8 +120,16 @@ class Blog:
 
 
 @pytest.fixture
-def blog(tmp_path: Path) -> Iterator[Blog]:
-    root = copy_example(tmp_path)
+def short_tmp() -> Iterator[Path]:
+    """A folder with a short path: supervisord's socket path (run/supervisor.sock) must stay under
+    the 107 bytes AF_UNIX allows, which pytest's tmp_path under xdist (popen-gwN/test_name0/) exceeds."""
+    with tempfile.TemporaryDirectory(prefix="osb-", dir="/tmp", ignore_cleanup_errors=True) as folder:
+        yield Path(folder)
+
+
+@pytest.fixture
+def blog(short_tmp: Path) -> Iterator[Blog]:
+    root = copy_example(short_tmp)
     conf = root / "deploy" / "supervisord.conf"
     ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port(), "metrics": free_port()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMSON_")}
