@@ -203,7 +203,8 @@ def decode_text(data: bytes, charset: str | None = None) -> str:
 
 
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    """Raw 8-bit bytes in parsed text (the parser surrogate-escapes them); ASCII text has none."""
+    return not text.isascii() and any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def decode_header_text(raw: str) -> str:

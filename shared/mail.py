@@ -25,7 +25,7 @@ from email.headerregistry import Address, AddressHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, cast
 
 from lamson import bounce
 from lamson.encoding import (
@@ -62,6 +62,14 @@ __all__ = [
 
 #: How we read: the modern API, lenient (defects are recorded, not raised).
 READ_POLICY = policy.default
+#: How we parse. Both policies store a header exactly as read (the same
+#: ``header_source_parse``), so parsing is identical; they differ in what a
+#: lookup returns: the modern policy builds an ``email.headerregistry`` object
+#: on every ``get`` (most of the cost of reading a message), compat32 hands back
+#: the stored text. Our accessors decode that text themselves; ``to_message()``
+#: switches the parts to :data:`READ_POLICY` before a handler sees them, so a
+#: handler gets the modern API, and pays for it only when it asks.
+PARSE_POLICY = policy.compat32
 #: How we write: CRLF, headers folded at 78, and 7bit transfer encodings only
 #: (so 8-bit bodies become quoted-printable or base64, never raw 8-bit).
 WRITE_POLICY = policy.SMTP.clone(cte_type="7bit")
@@ -152,6 +160,8 @@ class MailRequest:
         self.Data: bytes = bytes(Data)
         self.original: bytes = self.Data
         self._message: EmailMessage | None = None
+        self._header_index: dict[str, list[str]] | None = None
+        self._handed_out = False
         self._refused: str | None = None
         self._modified = False
         # The envelope we were given, before any header fallback: it decides
@@ -199,6 +209,7 @@ class MailRequest:
         return self._refused
 
     def _parsed(self) -> EmailMessage:
+        """The parsed message as our accessors read it (raw header values: :data:`PARSE_POLICY`)."""
         if self._message is None:
             self._message, self._refused = _parse(self.Data)
             self._fill_missing_headers(self._message)
@@ -224,8 +235,13 @@ class MailRequest:
                 continue
 
     def to_message(self) -> EmailMessage:
-        """The parsed ``email.message.EmailMessage`` (the same object each call)."""
-        return self._parsed()
+        """The parsed ``email.message.EmailMessage`` (the same object each call), modern policy."""
+        message = self._parsed()
+        self._handed_out = True
+        if message.policy is not READ_POLICY:
+            for _, part in walk_with_depth(message):
+                part.policy = READ_POLICY
+        return message
 
     # ------------------------------------------------------------------ headers
 
@@ -240,7 +256,18 @@ class MailRequest:
 
     def get_all(self, name: str) -> list[str]:
         """Every ``name`` header, decoded, in message order."""
-        return [_decode_header(name, raw) for raw in _unfolded_raw(self._parsed(), name)]
+        return [_decode_header(name, raw) for raw in self._raw(name)]
+
+    def _raw(self, name: str) -> list[str]:
+        """The stored values of the top-level ``name`` headers, from an index made once per version."""
+        if self._handed_out:  # a handler may have edited the EmailMessage itself: read it afresh
+            return _unfolded_raw(self._parsed(), name)
+        if self._header_index is None:
+            index: dict[str, list[str]] = {}
+            for key, value in self._parsed().raw_items():
+                index.setdefault(key.lower(), []).append(str(value))
+            self._header_index = index
+        return self._header_index.get(name.lower(), [])
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._parsed()
@@ -262,15 +289,17 @@ class MailRequest:
         del message[name]
         message[name] = value
         self._modified = True
+        self._header_index = None
 
     def __delitem__(self, name: str) -> None:
         del self._parsed()[name]
         self._modified = True
+        self._header_index = None
 
     def addresses(self, name: str) -> list[tuple[str, str]]:
         """``(display name, address)`` pairs from every ``name`` header."""
         pairs: list[tuple[str, str]] = []
-        for raw in _unfolded_raw(self._parsed(), name):
+        for raw in self._raw(name):
             pairs.extend(_addresses(name, raw))
         return pairs
 
@@ -333,7 +362,8 @@ class MailRequest:
 def _parse(data: bytes) -> tuple[EmailMessage, str | None]:
     """Parse ``data`` as far as the limits allow; never raises."""
     reason = screen(data)
-    parser = BytesParser(policy=READ_POLICY)
+    # _class: the parts are EmailMessage objects (to_message() hands them out under READ_POLICY).
+    parser = cast("BytesParser[EmailMessage]", BytesParser(_class=EmailMessage, policy=PARSE_POLICY))
     if reason is None:
         try:
             message = parser.parsebytes(data)
@@ -352,13 +382,13 @@ def _parse(data: bytes) -> tuple[EmailMessage, str | None]:
         except Exception:  # noqa: BLE001
             pass
     if reason.startswith("header block"):
-        return EmailMessage(policy=READ_POLICY), reason
+        return EmailMessage(policy=PARSE_POLICY), reason
     end = header_block_end(data)
     try:
         # Encoded-word floods: headers kept raw; _decode_header falls back to the linear decoder.
         return parser.parsebytes(data if end is None else data[: end + 4], headersonly=True), reason
     except Exception:  # noqa: BLE001
-        return EmailMessage(policy=READ_POLICY), reason
+        return EmailMessage(policy=PARSE_POLICY), reason
 
 
 _LINE_ENDS = re.compile(r"\r\n|\r|\n")
@@ -378,6 +408,31 @@ def _decode_header(name: str, raw: str) -> str:
     return decode_header_text(raw)
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_PLAIN_ADDR = rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*"
+#: One mailbox in its plainest forms: ``a@b``, ``<a@b>``, ``Name Words <a@b>``, ``"Quoted, name" <a@b>``
+#: (dot-atom local part, LDH domain, no comments, groups, escapes or encoded words). Most address
+#: headers are like this; for them the result is the one the stdlib's parser gives (the tests compare
+#: the two), without its cost. Anything else takes the stdlib's parser.
+_SIMPLE_MAILBOX = re.compile(
+    rf'[ \t]*(?:(?P<bare>{_PLAIN_ADDR})'
+    rf'|(?:(?P<words>{_ATOM}(?:[ \t]+{_ATOM})*)|"(?P<quoted>[ !#-\[\]-~]*)")?[ \t]*<(?P<angle>{_PLAIN_ADDR})>)[ \t]*'
+)
+
+
+def _simple_mailbox(unfolded: str) -> tuple[str, str] | None:
+    """``(display name, address)`` for a header holding one plain mailbox, else None."""
+    found = _SIMPLE_MAILBOX.fullmatch(unfolded)
+    if found is None:
+        return None
+    if found["bare"]:
+        return "", found["bare"]
+    words = found["words"]
+    display = " ".join(words.split()) if words else (found["quoted"] or "")
+    return display, found["angle"]
+
+
 def _addresses(name: str, raw: str) -> list[tuple[str, str]]:
     """Parse an address header; display names with encoded words are decoded by us.
 
@@ -387,6 +442,14 @@ def _addresses(name: str, raw: str) -> list[tuple[str, str]]:
     come from :func:`decode_header_text` instead.
     """
     unfolded = _LINE_ENDS.sub("", raw)
+    if "=?" not in unfolded:
+        simple = _simple_mailbox(unfolded)
+        if simple is not None:
+            return [simple]
+        if "," in unfolded and '"' not in unfolded:  # a list of plain mailboxes: each must be one
+            several = [_simple_mailbox(piece) for piece in unfolded.split(",")]
+            if all(several):
+                return [pair for pair in several if pair is not None]
     if raw.count("=?") > MAX_WORDS_PER_HEADER:  # the structured parser is quadratic in encoded words
         return [(decode_header_text(n), a) for n, a in email.utils.getaddresses([unfolded]) if a]
     # Return-Path, Delivered-To, ... are unstructured to the stdlib: parse them as an address list.
@@ -409,10 +472,16 @@ def _addresses(name: str, raw: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _first_raw(part: Message, name: str) -> str | None:
+    """The first ``name`` header's stored text, whatever the part's policy; None when absent."""
+    values = _unfolded_raw(part, name)
+    return values[0] if values else None
+
+
 def _is_attachment(part: Message) -> bool:
     if part.is_multipart():
         return False
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    disposition = (_first_raw(part, "Content-Disposition") or "").split(";")[0].strip().lower()
     if disposition == "attachment":
         return True
     return disposition != "inline" and _filename(part) is not None
@@ -427,10 +496,14 @@ def _filename(part: Message) -> str | None:
     raw = " ".join(_unfolded_raw(part, "content-disposition") + _unfolded_raw(part, "content-type"))
     if raw.count("=?") > MAX_WORDS_PER_HEADER:
         return None
+    if "name" not in raw.lower():
+        return None  # neither filename= nor name=: no need to parse the parameters
     name: Any = None
     for header, param in (("content-disposition", "filename"), ("content-type", "name")):
         try:
-            params = getattr(part.get(header), "params", None) or {}
+            value = _first_raw(part, header)
+            parsed = READ_POLICY.header_factory(header, _LINE_ENDS.sub("", value)) if value else None
+            params = getattr(parsed, "params", None) or {}
             name = params.get(param)
         except Exception:  # noqa: BLE001 - a malformed header: try the next place
             name = None
@@ -514,7 +587,8 @@ def _address_list(name: str, value: AddressLike | Iterable[AddressLike]) -> str 
             out.append(_make_address(display, addr))
         else:
             text = clean_header(name, str(item))
-            pairs = email.utils.getaddresses([text])
+            simple = _simple_mailbox(text) if "=?" not in text else None
+            pairs = [simple] if simple is not None else email.utils.getaddresses([text])
             if pairs and all(addr for _, addr in pairs):
                 out.extend(_make_address(display, addr) for display, addr in pairs)
             else:  # e.g. a group ("undisclosed-recipients:;"): the stdlib parses it when set
@@ -787,8 +861,39 @@ class MailResponse:
         bodies still 7bit), because RFC 2047 forbids encoded words in an
         address and no ASCII form of such an address exists.
         """
+        fast = self._plain_bytes()
+        if fast is not None:
+            return fast
         message = self.to_message()
         return message.as_bytes(policy=message.policy)
+
+    def _plain_bytes(self) -> bytes | None:
+        """The rendering of a plain reply, written directly; None when it is not one.
+
+        A plain reply: a text body of ASCII lines of at most 78 characters, no
+        HTML, attachments or parts, and headers that render verbatim (see
+        :func:`_plain_header`). Most replies are, and for them the stdlib's
+        ``email.headerregistry`` machinery costs ten times what the reply
+        does. The bytes are the ones the stdlib writes for the same response
+        (the tests render both ways and compare); anything else goes to it.
+        """
+        if self.Html is not None or self.attachments or self.parts or self._forwarded:
+            return None
+        body = self.Body or ""
+        if not body.isascii():
+            return None
+        lines = body.encode("ascii").splitlines()
+        if any(len(line) > _MAX_LINE for line in lines):
+            return None
+        self._stamp()
+        head = []
+        for name, value in self._headers:
+            line = _plain_header(name, value)
+            if line is None:
+                return None
+            head.append(line)
+        head.extend(_PLAIN_CONTENT_HEADERS)
+        return "\r\n".join(head).encode("ascii") + b"\r\n\r\n" + b"".join(line + b"\r\n" for line in lines or [b""])
 
     def __bytes__(self) -> bytes:
         return self.as_bytes()
@@ -798,6 +903,98 @@ class MailResponse:
 
     def __repr__(self) -> str:
         return f"<MailResponse To={self['To']!r} Subject={self['Subject']!r}>"
+
+
+#: The longest line the write policy leaves alone (header lines and 7bit body lines).
+_MAX_LINE = WRITE_POLICY.max_line_length or 78
+#: What ``set_content(text)`` adds for an ASCII text body, in the stdlib's order.
+_PLAIN_CONTENT_HEADERS = ('Content-Type: text/plain; charset="utf-8"', "Content-Transfer-Encoding: 7bit",
+                          "MIME-Version: 1.0")
+#: Headers a plain reply must not set itself (the body's content headers come from the renderer).
+_CONTENT_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version", "content-disposition"})
+_PLAIN_TEXT = re.compile(r"[!-~]+(?: +[!-~]+)*")
+#: Display names the stdlib writes as they are, or in plain double quotes when they hold a special.
+_PLAIN_DISPLAY = re.compile(r"[!#-\[\]-~]+(?: [!#-\[\]-~]+)*")
+_SPECIALS = frozenset('()<>@,:;.\"[]')
+_PLAIN_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
+_PLAIN_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_PLAIN_MSGID = re.compile(rf"<{_PLAIN_ADDR}>")
+
+
+def _plain_header(name: str, value: Any) -> str | None:
+    """``Name: value`` when the stdlib would write exactly that (one short ASCII line), else None."""
+    lowered = name.lower()
+    if lowered in _CONTENT_HEADERS:
+        return None
+    value = _wire_value(name, value)
+    if isinstance(value, list):
+        rendered = []
+        for address in value:
+            if not isinstance(address, Address) or not _PLAIN_LOCAL.fullmatch(address.username) \
+                    or not _PLAIN_DOMAIN.fullmatch(address.domain):
+                return None
+            display = address.display_name
+            if display and not _PLAIN_DISPLAY.fullmatch(display):
+                return None
+            if not _SPECIALS.isdisjoint(display):
+                display = f'"{display}"'  # the stdlib's quoting, for a name without " or \\ in it
+            spec = f"{address.username}@{address.domain}"
+            rendered.append(f"{display} <{spec}>" if display else spec)
+        if not rendered:
+            return None
+        text = ", ".join(rendered)
+    elif isinstance(value, str):
+        if lowered in _STDLIB_ADDRESS_HEADERS:
+            return None  # text the address parser did not take (a group, ...): the stdlib renders it
+        if "=?" in value or not _PLAIN_TEXT.fullmatch(value):
+            return None
+        if lowered == "date":
+            try:
+                if email.utils.format_datetime(email.utils.parsedate_to_datetime(value)) != value:
+                    return None
+            except (TypeError, ValueError):
+                return None
+        elif lowered == "message-id" and not _PLAIN_MSGID.fullmatch(value):
+            return None
+        text = value
+    else:
+        return None
+    line = f"{name}: {text}"
+    if len(line) <= _MAX_LINE:
+        return line
+    if isinstance(value, list) or lowered in ("date", "message-id"):
+        return None
+    return _folded(name, text)
+
+
+def _folded(name: str, text: str) -> str | None:
+    """A long unstructured ASCII header folded as the stdlib's folder does it; None where it would encode.
+
+    The stdlib moves the whole value to the next line when it fits there;
+    else it fills lines greedily with the value's words and runs of spaces,
+    starting a new line at a token that does not fit, with one space taken
+    from the end of the line before. A word too long for a line of its own is
+    written as encoded words: that case is left to the stdlib.
+    """
+    if len(text) + 1 <= _MAX_LINE:
+        return f"{name}:\r\n {text}"
+    lines = [f"{name}: "]
+    for token in _TOKENS.findall(text):
+        if len(token) <= _MAX_LINE - len(lines[-1]):
+            lines[-1] += token
+            continue
+        if len(token) + 1 > _MAX_LINE:
+            return None
+        stolen = ""
+        if lines[-1].endswith(" "):
+            stolen, lines[-1] = " ", lines[-1][:-1]
+        if not stolen and not token.startswith(" "):
+            return None
+        lines.append(stolen + token)
+    return "\r\n".join(lines)
+
+
+_TOKENS = re.compile(r" +|[^ ]+")
 
 
 def _wire_value(name: str, value: Any) -> Any:
