@@ -169,6 +169,11 @@ def _header(message: Message, name: str) -> list[str]:
         values = message.get_all(name) or []
     except Exception:  # noqa: BLE001
         return []
+    return _decoded(values)
+
+
+def _decoded(values: list[Any]) -> list[str]:
+    """Header values as text: unfolded, encoded words and 8-bit bytes decoded, each cut at 2000 characters."""
     out = []
     for value in values[:20]:
         text = str(value)
@@ -185,48 +190,75 @@ def _header(message: Message, name: str) -> list[str]:
 # --------------------------------------------------------------------------- headers
 
 
-def _header_tokens(message: Message, tokens: _Tokens) -> None:
-    for subject in _header(message, "subject")[:1]:
+class _Headers:
+    """The top-level headers by lower-cased name, decoded on first use.
+
+    ``Message.get_all`` lower-cases every header name on every call; a message
+    has dozens of headers and the tokenizer asks for about twenty names.
+    """
+
+    def __init__(self, message: Message) -> None:
+        self._raw: dict[str, list[Any]] = {}
+        try:
+            items = message.items()
+        except Exception:  # noqa: BLE001
+            items = []
+        for name, value in items:
+            self._raw.setdefault(str(name).lower(), []).append(value)
+        self._decoded: dict[str, list[str]] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._raw
+
+    def get(self, name: str) -> list[str]:
+        if name not in self._decoded:
+            self._decoded[name] = _decoded(self._raw.get(name, []))
+        return self._decoded[name]
+
+
+def _header_tokens(parsed: Message, tokens: _Tokens) -> None:
+    message = _Headers(parsed)
+    for subject in message.get("subject")[:1]:
         tokens.update(_subject_tokens(subject))
     from_addresses = _address_tokens(message, "from", tokens)
     reply_addresses = _address_tokens(message, "reply-to", tokens)
     if reply_addresses and from_addresses and not (reply_addresses & from_addresses):
         tokens.add("reply-to:differs")
     for name in ("x-mailer", "user-agent"):
-        for value in _header(message, name)[:1]:
+        for value in message.get(name)[:1]:
             for word in _words(value.lower(), 2, 20):
                 tokens.add(f"{name}:{word}")
-    if not _header(message, "message-id"):
+    if not message.get("message-id"):
         tokens.add("header:no-message-id")
     else:
-        message_id = _header(message, "message-id")[0]
+        message_id = message.get("message-id")[0]
         domain = message_id.rsplit("@", 1)[-1].strip(" <>").lower() if "@" in message_id else ""
         tokens.add("message-id:domain-shape:" + ("ip" if _IPV4.match(domain.strip("[]")) else
                                                  "host" if _HOSTLIKE.match(domain) else "odd"))
-    if not _header(message, "date"):
+    if not message.get("date"):
         tokens.add("header:no-date")
     for name in ("content-type",):
-        for value in _header(message, name)[:1]:
+        for value in message.get(name)[:1]:
             tokens.add(f"content-type:{value.split(';')[0].strip().lower()[:60]}")
     for name in ("content-transfer-encoding",):
-        for value in _header(message, name)[:1]:
+        for value in message.get(name)[:1]:
             tokens.add(f"encoding:{value.strip().lower()[:30]}")
-    if _header(message, "list-id") or _header(message, "list-unsubscribe"):
+    if message.get("list-id") or message.get("list-unsubscribe"):
         tokens.add("header:list")
     for name in _FACT_HEADERS:
         if name in message:
             tokens.add(f"header:{name}")
     for name in _VALUE_HEADERS:
-        for value in _header(message, name)[:1]:
+        for value in message.get(name)[:1]:
             tokens.add(f"header:{name}:{value.split('(')[0].strip().lower()[:20]}")
     tokens.add(f"header:recipients:{_recipients(message)}")
-    for index, received in enumerate(_header(message, "received")[-2:]):
+    for index, received in enumerate(message.get("received")[-2:]):
         tokens.update(_received_tokens(received, index))
 
 
-def _recipients(message: Message) -> str:
+def _recipients(message: _Headers) -> str:
     """How many addresses To and Cc name: 0 to 5, "6-9", or "many" (bulk mail showing its list)."""
-    values = _header(message, "to") + _header(message, "cc")
+    values = message.get("to") + message.get("cc")
     try:
         count = len([address for _, address in email.utils.getaddresses(values) if address])
     except Exception:  # noqa: BLE001
@@ -244,10 +276,10 @@ def _subject_tokens(subject: str) -> Iterator[str]:
         yield f"subject:{word}"
 
 
-def _address_tokens(message: Message, name: str, tokens: _Tokens) -> set[str]:
+def _address_tokens(message: _Headers, name: str, tokens: _Tokens) -> set[str]:
     """Tokens of an address header; returns the bare addresses found."""
     found: set[str] = set()
-    for value in _header(message, name)[:2]:
+    for value in message.get(name)[:2]:
         try:
             pairs = email.utils.getaddresses([value])[:5]
         except Exception:  # noqa: BLE001
@@ -368,24 +400,28 @@ def _part_text(part: Message, charset: str | None, limit: int) -> str:
     return decode_text(payload[: limit * 4], charset)
 
 
-def _text_tokens(text: str, ctype: str, config: SpamConfig, budget: _Budget) -> Iterator[str]:
+def _text_tokens(text: str, ctype: str, config: SpamConfig, budget: _Budget) -> list[str]:
+    found: list[str] = []
     if ctype == "text/html" or (ctype == "text/plain" and "<html" in text[:2000].lower()):
         text, facts = _strip_html(text)
-        yield from facts
+        found += facts
     if _MONEY.search(text):
-        yield "text:money"
+        found.append("text:money")
     if "!!" in text:
-        yield "text:!!"
+        found.append("text:!!")
     sample = text[:5000]
     upper, lower = len(_UPPER.findall(sample)), len(_LOWER.findall(sample))
     if upper + lower > 100 and upper > 0.3 * (upper + lower):
-        yield "text:shouting"
-    for url in _URL.finditer(text):
-        yield from _url_tokens(url.group(0))
-    text = _URL.sub(" ", text)
-    for found in _EMAIL.finditer(text):
-        yield "email:domain:" + ".".join(found.group(1).lower().split(".")[-2:])
-    yield from _words(text.lower(), config.min_word_length, config.max_word_length, summarise=True)
+        found.append("text:shouting")
+    if "://" in text or "www." in text.lower():
+        for url in _URL.finditer(text):
+            found += _url_tokens(url.group(0))
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        found += ["email:domain:" + ".".join(match.group(1).lower().split(".")[-2:])
+                  for match in _EMAIL.finditer(text)]
+    found += _words(text.lower(), config.min_word_length, config.max_word_length, summarise=True)
+    return found
 
 
 def _strip_html(text: str) -> tuple[str, list[str]]:
