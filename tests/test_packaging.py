@@ -17,6 +17,14 @@ from pathlib import Path
 from tests.support import REPO
 
 SCAFFOLD = REPO / "shared" / "scaffold"
+EXAMPLES = REPO / "examples"
+#: What an example leaves behind while it runs: not shipped (pyproject's exclude-package-data).
+STATE = ("run", "logs", "app/data", "app/store")
+
+
+def _example_state(path: Path) -> bool:
+    rel = path.relative_to(EXAMPLES).as_posix().split("/", 1)[-1]
+    return any(rel.startswith(f"{state}/") and rel != f"{state}/README.md" for state in STATE)
 
 
 def _setuptools_config() -> dict:
@@ -31,8 +39,12 @@ def _expected_files() -> dict[str, Path]:
         for path in root.rglob("*"):
             if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
                 continue
-            if path.suffix == ".py" or path.is_relative_to(SCAFFOLD) or path.name == "py.typed":
-                found["/".join([*package.split("."), *path.relative_to(root).parts])] = path
+            if path.is_relative_to(EXAMPLES):
+                if _example_state(path) or ".pytest_cache" in path.parts:
+                    continue
+            elif not (path.suffix == ".py" or path.is_relative_to(SCAFFOLD) or path.name == "py.typed"):
+                continue
+            found["/".join([*package.split("."), *path.relative_to(root).parts])] = path
     return found
 
 
@@ -43,8 +55,8 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
     for package, folder in config["package-dir"].items():
         root = REPO / folder
         for init in root.rglob("__init__.py"):
-            if init.is_relative_to(SCAFFOLD) or "__pycache__" in init.parts:
-                continue  # the scaffold is package data: a project template, copied by `lamson gen`
+            if init.is_relative_to(SCAFFOLD) or init.is_relative_to(EXAMPLES) or "__pycache__" in init.parts:
+                continue  # the scaffold and the examples are package data: projects `lamson gen` copies
             name = ".".join([*package.split("."), *init.parent.relative_to(root).parts])
             if name not in listed:
                 missing.append(f"{name} ({init.parent.relative_to(REPO)})")
@@ -59,6 +71,8 @@ def test_the_wheel_holds_every_module_the_scaffold_and_py_typed(tmp_path: Path) 
         shutil.copy2(REPO / name, source / name)
     for folder in set(_setuptools_config()["package-dir"].values()):
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # The state an example leaves in a checkout while it runs is excluded from the wheel: prove it.
+    (source / "examples" / "osb" / "run" / "stray-mail").write_text("not shipped")
     out = tmp_path / "dist"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check", "-w", str(out),
@@ -71,7 +85,10 @@ def test_the_wheel_holds_every_module_the_scaffold_and_py_typed(tmp_path: Path) 
 
     expected = _expected_files()
     assert "lamson/py.typed" in expected and "lamson/scaffold/config/settings.py" in expected
+    assert "lamson/examples/osb/README.md" in expected and "lamson/examples/list/deploy/supervisord.conf" in expected
     missing = sorted(name for name in expected if name not in names)
     assert not missing, f"not in the wheel: {missing}"
+    assert "lamson/examples/osb/run/stray-mail" not in names
+    assert "lamson/examples/osb/run/README.md" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") or name.endswith(".dist-info/LICENSE")
                for name in names), sorted(n for n in names if ".dist-info/" in n)
