@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from lamson.cli import pidfiles, project, supervision
@@ -85,31 +86,59 @@ def start(args: argparse.Namespace) -> int:
         proj.socket.unlink()
     preflight(args, proj)
     pid = supervision.launch(proj)
+    deadline = time.monotonic() + args.wait
     infos = supervision.wait_settled(proj, args.wait)
     print(f"supervisord started (pid {pid}, {proj.pidfile.path.relative_to(proj.root)})")
-    return report_programs(infos, proj)
+    late = wait_listening(args, proj, infos, deadline)
+    status = report_programs(infos, proj)
+    for host, port, what in late:
+        print(f"  {what}: nothing accepts connections on {host}:{port} yet (see logs/)", file=sys.stderr)
+    return status or (1 if late else 0)
 
 
-def preflight(args: argparse.Namespace, proj: supervision.Project) -> None:
-    """Refuse to start programs whose port is already taken: they would only fail in a loop."""
+def listeners(args: argparse.Namespace, proj: supervision.Project) -> list[tuple[str, str, int, str]]:
+    """(program, host, port, what) for every program of deploy/supervisord.conf that listens on a port."""
     from urllib.parse import urlsplit
 
-    if not proj.conf.is_file():
-        return  # launch() explains
     conf = project.settings_or_defaults(args.config, args.root)
     text = proj.conf.read_text()
     # (a redis+sentinel:// URL names several hosts: no [program:redis] port to check)
     redis_url = urlsplit(conf.redis_url if not conf.redis_url.startswith("redis+sentinel:") else "redis://")
-    checks = [
-        ("[program:receiver]", conf.receiver_config["host"], conf.receiver_config["port"],
+    found = [
+        ("receiver", conf.receiver_config["host"], conf.receiver_config["port"],
          "receiver_config (LAMSON_RECEIVER_PORT)"),
-        ("[program:log]", conf.relay_config["host"], conf.relay_config["port"],
+        ("log", conf.relay_config["host"], conf.relay_config["port"],
          "relay_config, the log program's port (LAMSON_RELAY_PORT)"),
-        ("[program:redis]", redis_url.hostname or "127.0.0.1", redis_url.port or 6379,
+        ("redis", redis_url.hostname or "127.0.0.1", redis_url.port or 6379,
          "redis_url (LAMSON_REDIS_URL; or remove [program:redis] to use the Redis already there)"),
     ]
-    for marker, host, port, what in checks:
-        if marker in text and project.accepting(host, port):
+    return [entry for entry in found if f"[program:{entry[0]}]" in text]
+
+
+def wait_listening(args: argparse.Namespace, proj: supervision.Project, infos: list[dict],
+                   deadline: float) -> list[tuple[str, int, str]]:
+    """Wait (until ``deadline``) for the running programs' ports to accept connections.
+
+    supervisord calls a program RUNNING once it has lived ``startsecs``; the
+    receiver binds its port a moment later, and mail sent in that moment is
+    refused. ``lamson start`` returns when the ports answer, so the next
+    command (``lamson send``, swaks, a test) finds them. Returns what never did.
+    """
+    running = {info["name"] for info in infos if info["statename"] == "RUNNING"}
+    waiting = [(host, port, what) for name, host, port, what in listeners(args, proj) if name in running]
+    while waiting and time.monotonic() < deadline:
+        waiting = [entry for entry in waiting if not project.accepting(entry[0], entry[1])]
+        if waiting:
+            time.sleep(0.1)
+    return [(host, port, what.split(" (")[0]) for host, port, what in waiting]
+
+
+def preflight(args: argparse.Namespace, proj: supervision.Project) -> None:
+    """Refuse to start programs whose port is already taken: they would only fail in a loop."""
+    if not proj.conf.is_file():
+        return  # launch() explains
+    for _, host, port, what in listeners(args, proj):
+        if project.accepting(host, port):
             raise CommandError(f"{host}:{port} is already in use; it is {what}: is another Lamson running?")
 
 

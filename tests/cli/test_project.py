@@ -65,6 +65,9 @@ def test_the_guide_session(generated: Path, project_env: dict[str, str], tracker
     assert started.returncode == 0, started.stdout.decode() + started.stderr.decode()
     for program in ("redis", "receiver", "router:router_00", "router:router_01", "relay", "log"):
         assert program in started.stdout.decode()
+    # `lamson start` returns once the ports answer: the guide's next command may send at once.
+    for port in (project_env["LAMSON_RECEIVER_PORT"], project_env["LAMSON_RELAY_PORT"]):
+        socket.create_connection(("127.0.0.1", int(port)), timeout=5).close()
 
     again = lamson("start")
     assert again.returncode == 1 and b"already running" in again.stderr
