@@ -81,6 +81,7 @@ class Filter:
             conn = redis if redis is not None else _connect(str(redis_url))
             self._store = RedisStore(conn, names or Names(DEFAULT_NAMESPACE), storage)
         self._settings_store: RedisStore | None = None
+        self._context_store: RedisStore | None = None  # the worker's, kept while its connection is the same
 
     def __repr__(self) -> str:
         return f"<spam.Filter {self.storage!r}>"
@@ -96,7 +97,11 @@ class Filter:
             return MemoryStore.named(self.storage)
         current = context.get()
         if current is not None:
-            return RedisStore(current.conn, self._names or current.names, self.storage)
+            names = self._names or current.names
+            cached = self._context_store
+            if cached is None or cached.conn is not current.conn or cached.names != names:
+                cached = self._context_store = RedisStore(current.conn, names, self.storage)
+            return cached
         if self._settings_store is None:
             from lamson import settings as lamson_settings
 

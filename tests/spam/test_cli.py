@@ -10,7 +10,7 @@ import redis
 from lamson import maildir
 from tests.cli.conftest import base_env
 from tests.spam.corpus import NEW_HAM, NEW_SPAM
-from tests.support import make_project, run_lamson
+from tests.support import free_port, make_project, run_lamson
 
 
 def write_maildir(path: Path, messages: list[bytes]) -> Path:
@@ -87,5 +87,7 @@ def test_bad_use_is_one_line(tmp_path: Path, redis_url: str) -> None:
     (tmp_path / "bad.ini").write_text("[classifier]\nspam_cutof = 0.9\n")
     code, _, err = lamson("-redis", redis_url, "-filter-config", str(tmp_path / "bad.ini"), "-stats", cwd=tmp_path)
     assert code == 1 and "spam_cutof" in err and "Traceback" not in err
+    code, _, err = lamson("-redis", f"redis://127.0.0.1:{free_port()}/0", "-stats", cwd=tmp_path)
+    assert code == 1 and "cannot reach Redis" in err and "Traceback" not in err
     code, _, err = lamson("-stats", cwd=tmp_path)  # no application here and no -redis
     assert code == 1 and "settings" in err and "Traceback" not in err
