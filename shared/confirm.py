@@ -28,12 +28,13 @@ import email.utils
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
 import redis
 
-from lamson import context, view
+from lamson import context, maildir, view
 from lamson.names import DEFAULT_NAMESPACE, Names, names_for
 from lamson.queue import Queue
 
@@ -189,9 +190,39 @@ class ConfirmationEngine:
     to a Redis :class:`ConfirmationStorage` (the guide passes only the queue).
     """
 
+    #: How often (seconds) :meth:`register` also drops pending messages nobody can confirm any more.
+    EXPIRE_EVERY = 3600.0
+
     def __init__(self, pending_queue: str | Queue | Any, storage: ConfirmationStorage | None = None) -> None:
         self.pending = pending_queue if isinstance(pending_queue, Queue) else Queue(pending_queue)
         self.storage = storage if storage is not None else ConfirmationStorage()
+        self._expired_at = float("-inf")
+
+    def expire_pending(self, now: float | None = None) -> int:
+        """Drop pending messages older than the storage keeps their secrets; return how many.
+
+        Their confirmation has expired (Redis forgot the secret), so nobody
+        can confirm them any more; without this, every sign-up that was never
+        answered (a typo, a forged sender, a spammer) would stay in the
+        pending Maildir for good. :meth:`register` calls it at most every
+        :attr:`EXPIRE_EVERY` seconds; a storage without expiry keeps them.
+        """
+        expires = getattr(self.storage, "expires", None)
+        if not expires:
+            return 0
+        cutoff = (time.time() if now is None else now) - expires
+        removed = 0
+        for key in self.pending.keys():
+            path = maildir.locate(self.pending.path, key)
+            try:
+                stale = path is not None and path.stat().st_mtime < cutoff
+            except OSError:  # confirmed and removed meanwhile
+                continue
+            if stale and self.pending.remove(key):
+                removed += 1
+        if removed:
+            log.info("dropped %d pending message(s) of expired confirmations from %s", removed, self.pending.path)
+        return removed
 
     def make_random_secret(self) -> str:
         """32 lowercase hex digits from :mod:`secrets` (128 bits): unguessable, and fits ``[a-z0-9]+`` routes."""
@@ -224,6 +255,9 @@ class ConfirmationEngine:
         sender = _sender(message)
         if not sender:
             raise ValueError("cannot register a confirmation for a message without a sender")
+        if time.monotonic() - self._expired_at >= self.EXPIRE_EVERY:
+            self._expired_at = time.monotonic()
+            self.expire_pending()
         _, old_pending = self.storage.get(target, sender)
         secret = self.make_random_secret()
         pending_id = self.push_pending(message)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import jinja2
 import pytest
 import redis
 
-from lamson import context, view
+from lamson import context, maildir, view
 from lamson.confirm import ConfirmationEngine, ConfirmationStorage
 from lamson.context import Context
 from lamson.mail import MailRequest
@@ -204,3 +206,21 @@ def test_storage_without_context_reads_the_settings(redis_url: str, redis_conn: 
         sys.modules.pop("confirmcfg.settings", None)
         sys.modules.pop("confirmcfg", None)
     assert redis_conn.keys("*") == [b"fromsettings:confirm:dev:a@example.com"]
+
+
+def test_pending_messages_of_expired_confirmations_are_dropped(storage: ConfirmationStorage, tmp_path: Path) -> None:
+    """A sign-up nobody answered does not stay in the pending Maildir once its secret has expired."""
+    engine = ConfirmationEngine(tmp_path / "pending", storage)
+    engine.register("dev", signup("old@example.com"))
+    old_key = engine.pending.keys()[0]
+    week_and_a_day = time.time() - storage.expires - 86400  # type: ignore[operator]
+    path = maildir.locate(engine.pending.path, old_key)
+    assert path is not None
+    os.utime(path, (week_and_a_day, week_and_a_day))
+    engine.register("dev", signup("new@example.com"))  # within the hour: no sweep yet
+    assert old_key in engine.pending.keys() and len(engine.pending.keys()) == 2
+    engine._expired_at -= engine.EXPIRE_EVERY
+    engine.register("dev", signup("third@example.com"))
+    assert old_key not in engine.pending.keys() and len(engine.pending.keys()) == 2
+    assert engine.expire_pending() == 0
+    assert ConfirmationEngine(tmp_path / "kept", ConfirmationStorage(db={}, expires=None)).expire_pending() == 0
