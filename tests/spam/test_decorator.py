@@ -27,6 +27,7 @@ SENDER = "winner@prizes.example.biz"
 def router(project_dir: Path) -> Iterator[RouterClass]:
     with router_snapshot():
         spamapp.CALLS.clear()
+        spamapp.HEADERS.clear()
         loaded = reset_router()
         loaded.defaults(host="test\\.com", address="[a-z]+")
         loaded.load([APP])
@@ -67,6 +68,7 @@ def test_wrapper_keeps_name_module_and_route(router: RouterClass) -> None:
 def test_untrained_filter_passes_everything(router: RouterClass, worker_context: Context) -> None:
     router.deliver(request(NEW_SPAM))
     assert spamapp.CALLS == [("START", "CONGRATULATIONS YOU ARE A WINNER!!")]
+    assert spamapp.HEADERS == ["unsure; 0.5000"]
     assert router.get_state(APP, request(NEW_SPAM)) == "POSTING"
 
 
@@ -88,6 +90,8 @@ def test_ham_runs_the_state_with_the_header(router: RouterClass, worker_context:
     message = request(NEW_HAM)
     router.deliver(message)
     assert spamapp.CALLS == [("START", "patch review for the release branch")]
+    (seen,) = spamapp.HEADERS
+    assert seen is not None and seen.startswith("ham; 0.0")  # the state function sees the verdict
     assert router.get_state(APP, message) == "POSTING"
     assert not (project_dir / "run" / "spam").exists() or Queue(project_dir / "run" / "spam").count() == 0
 

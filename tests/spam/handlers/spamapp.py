@@ -4,6 +4,8 @@ from lamson.routing import route, route_like, stateless
 from lamson.spam import spam_filter
 
 CALLS: list[tuple[str, str]] = []
+#: The X-Spam-Classification header each state function saw, in order.
+HEADERS: list[str | None] = []
 
 
 @route("quarantine@(host)")
@@ -16,6 +18,7 @@ def QUARANTINED(message, host=None):
 @spam_filter("run/spamdb", None, "run/spam")
 def START(message, address=None, host=None):
     CALLS.append(("START", message["subject"]))
+    HEADERS.append(message["X-Spam-Classification"])
     return POSTING
 
 
