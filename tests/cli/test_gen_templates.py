@@ -64,3 +64,40 @@ def test_what_an_example_left_while_it_ran_is_not_copied(tmp_path: Path) -> None
     written = copy_tree(source, tmp_path / "copy", {})
     assert sorted(p.relative_to(tmp_path / "copy").as_posix() for p in written) == [
         "app/data/README.md", "app/handlers/post.py", "app/store/README.md", "logs/README.md", "run/README.md"]
+
+
+def test_a_generated_projects_tests_run_spam_filters_without_redis(tmp_path: Path) -> None:
+    """The scaffold's config/testing.py keeps spam counts in memory, as it keeps conversation state."""
+    env = base_env(tmp_path, LAMSON_REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there
+    made = run_lamson("gen", "-project", "mine", cwd=tmp_path, env=env)
+    assert made.returncode == 0, made.stderr.decode()
+    root = tmp_path / "mine"
+    (root / "app" / "handlers" / "guarded.py").write_text(
+        "from config.settings import relay\n"
+        "from lamson.router import route, stateless\n"
+        "from lamson.spam import Filter, spam_filter\n\n\n"
+        '@route("guarded@(host)")\n'
+        "@stateless\n"
+        '@spam_filter("run/spamdb", None, "run/spam")\n'
+        "def START(message, host=None):\n"
+        '    relay.deliver(message, To="owner@test.com")\n'
+    )
+    (root / "tests" / "handlers" / "test_guarded.py").write_text(
+        "from lamson.router import Router\n"
+        "from lamson.spam import Filter\n"
+        "from lamson.testing import RouterConversation, make_message\n\n\n"
+        "def test_trained_spam_is_kept_out(lamson_router):\n"
+        '    Router.load(["app.handlers.guarded"])\n'
+        '    spam = Filter("run/spamdb")\n'
+        "    for n in range(5):\n"
+        '        spam.train_spam(make_message("bad@x.test", "a@test.com", "CHEAP PILLS", f"buy cheap pills now {n}"))\n'
+        '        spam.train_ham(make_message("me@x.test", "a@test.com", "lunch", f"see you at lunch {n}"))\n'
+        '    client = RouterConversation("bad@x.test", "CHEAP PILLS")\n'
+        "    client.begin()\n"
+        '    assert client.say("guarded@test.com", "buy cheap pills now") is None\n'
+        '    assert spam.classify(make_message("bad@x.test", "a@test.com", "CHEAP PILLS", "buy cheap pills now")) == "spam"\n'
+    )
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, env=env,
+                           capture_output=True, timeout=180)
+    assert tests.returncode == 0, tests.stdout.decode()[-3000:] + tests.stderr.decode()[-2000:]
+    assert list((root / "run" / "spam" / "new").iterdir())

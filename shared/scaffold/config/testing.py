@@ -11,7 +11,7 @@ from pathlib import Path
 import jinja2
 
 from lamson import settings as lamson_settings
-from lamson import view
+from lamson import spam, view
 from lamson.receiver import SMTPReceiver
 from lamson.router import LocalLocks, MemoryStorage, Router
 from lamson.testing import CapturingRelay
@@ -32,6 +32,8 @@ if "metadata" in getattr(settings, "database_config", {}):
 
 Router.STATE_STORE = MemoryStorage()
 Router.LOCKS = LocalLocks()
+# Spam filters (lamson.spam, @spam_filter) keep their token counts in memory too.
+spam.use_memory_store()
 Router.defaults(**settings.router_defaults)
 Router.load(settings.handlers)
 Router.RELOAD = False
