@@ -2,16 +2,25 @@
 
 It starts the real ``deploy/supervisord.conf`` in a scratch copy of the
 repository layout on free ports (its own Redis, receiver, router workers,
-relay, logging server), sends the messages with smtplib, and waits until
-every reply has arrived in the logging server's Maildir. It prints:
+relay, logging server or Postfix's smtp-sink), sends the messages with
+smtplib threads or Postfix's smtp-source (``--client``), and waits until
+every reply has arrived at the sink. It prints:
 
 * accept rate: messages per second acknowledged with 250 by the receiver;
 * end-to-end rate: replies arrived at the sink per second, first send to last reply;
-* latency p50/p99: from a message's 250 to its reply's file in run/queue.
+* latency p50/p99: from a message's 250 to its reply's file at the sink (smtplib client only);
+* CPU milliseconds per message of every supervised program (its whole process
+  tree, from /proc: utime+stime, plus reaped children), between the first send
+  and the last reply, and the total of the pipeline's own programs; the sink
+  and the load client apart;
+* Redis commands per message (``INFO commandstats``, before and after) and the
+  most frequent ones;
+* peak RSS (VmHWM) of every program's processes at the end.
 
     .venv/bin/python bench/pipeline.py --messages 2000 --sessions 10 --routers 2
 
-Nothing is asserted: the figures are for the README.
+bench/compare.py runs a sweep of session counts against Salmon 3.3 with the
+functions here. Nothing is asserted: the figures are for the README.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import smtplib
@@ -29,10 +39,14 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+TICK = os.sysconf("SC_CLK_TCK")
+# Programs of deploy/supervisord.conf that are not the pipeline itself: the development smart host.
+NOT_OURS = {"log", "sink"}
 
 
 def free_port() -> int:
@@ -50,6 +64,24 @@ def wait_port(port: int, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"nothing listens on {port} after {timeout}s")
+
+
+def postfix_tools() -> Path:
+    """The folder holding Postfix's smtp-source and smtp-sink (the shared tools script prints it)."""
+    out = subprocess.run([str(REPO.parent / "shared" / "tools" / "postfix-tools")], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    return Path(out)
+
+
+def start_sink(queue: Path, port: int, pidfile: Path) -> subprocess.Popen[bytes]:
+    """Postfix's smtp-sink on ``port``, one file per message in ``queue``/new (it writes as nobody)."""
+    (queue / "new").mkdir(parents=True, exist_ok=True)
+    for folder in (*reversed(queue.parents[:2]), queue, queue / "new"):
+        os.chmod(folder, 0o777 if folder.name == "new" else 0o755)
+    proc = subprocess.Popen([str(postfix_tools() / "smtp-sink"), "-u", "nobody", "-d", f"{queue}/new/%H%M%S.",
+                             f"127.0.0.1:{port}", "256"], start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    return proc
 
 
 def start(root: Path, routers: int, sink: str = "log", auth: bool = False) -> tuple[dict[str, str], dict[str, int]]:
@@ -79,19 +111,15 @@ def start(root: Path, routers: int, sink: str = "log", auth: bool = False) -> tu
         "LAMSON_RELAY_PORT": str(ports["relay"]),
         "LAMSON_LOG_LEVEL": "WARNING",
     })
-    queue = root / "run" / "queue"
-    if sink == "smtp-sink":
-        tools = subprocess.run([str(REPO.parent / "shared" / "tools" / "postfix-tools")], capture_output=True,
-                               text=True, check=True).stdout.strip()
-        (queue / "new").mkdir(parents=True)
-        for folder in (root, root / "run", queue, queue / "new"):
-            os.chmod(folder, 0o777 if folder.name == "new" else 0o755)  # smtp-sink writes as nobody
-        sink_proc = subprocess.Popen([f"{tools}/smtp-sink", "-u", "nobody", "-d", f"{queue}/new/%H%M%S.",
-                                      f"127.0.0.1:{ports['relay']}", "256"], start_new_session=True)
-        (root / "run" / "smtp-sink.pid").write_text(str(sink_proc.pid))
-    subprocess.run([str(BIN / "supervisord"), "-c", str(conf)], cwd=root, env=env, check=True)
-    for port in ports.values():
-        wait_port(port)
+    try:
+        if sink == "smtp-sink":
+            start_sink(root / "run" / "queue", ports["relay"], root / "run" / "smtp-sink.pid")
+        subprocess.run([str(BIN / "supervisord"), "-c", str(conf)], cwd=root, env=env, check=True)
+        for port in ports.values():
+            wait_port(port)
+    except BaseException:
+        stop(root, env)  # whatever did start: the caller gets no env to stop it with
+        raise
     time.sleep(2)  # workers import the application
     return env, ports
 
@@ -105,25 +133,201 @@ def stop(root: Path, env: dict[str, str]) -> None:
         time.sleep(0.2)
     if pidfile.exists():
         os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    kill_sink(root / "run" / "smtp-sink.pid")
+
+
+def kill_sink(pidfile: Path) -> None:
+    """End the smtp-sink started by :func:`start_sink` (its own session: the group is only it)."""
+    if pidfile.exists():
+        try:
+            os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        pidfile.unlink()
+
+
+# --- what the processes cost -------------------------------------------------------------------------
+
+def programs(root: Path, env: dict[str, str]) -> dict[str, int]:
+    """Name -> pid of every supervised program, supervisord itself and the smtp-sink if one runs."""
+    conf = root / "deploy" / "supervisord.conf"
+    out = subprocess.run([str(BIN / "supervisorctl"), "-c", str(conf), "status"], env=env,
+                         capture_output=True, text=True).stdout
+    pids = {}
+    for line in out.splitlines():
+        m = re.match(r"(\S+)\s+RUNNING\s+pid (\d+)", line)
+        if m:
+            pids[m.group(1).split(":")[-1]] = int(m.group(2))
+    pids["supervisord"] = int((root / "run" / "supervisord.pid").read_text())
     sink_pid = root / "run" / "smtp-sink.pid"
     if sink_pid.exists():
-        os.killpg(int(sink_pid.read_text()), signal.SIGTERM)
+        pids["sink"] = int(sink_pid.read_text())
+    return pids
 
+
+def process_table() -> dict[int, tuple[int, float, float]]:
+    """pid -> (parent pid, own CPU seconds, reaped children's CPU seconds) of every process now."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+        table[int(entry)] = (int(fields[1]), (utime + stime) / TICK, (cutime + cstime) / TICK)
+    return table
+
+
+def descendants(pid: int, table: dict[int, tuple[int, float, float]], others: set[int] | None = None) -> list[int]:
+    """``pid`` and every live process below it (rq forks a work horse; `lamson redis` may exec or fork),
+    leaving out the subtrees of ``others`` (supervisord's programs are measured each on its own)."""
+    children: dict[int, list[int]] = {}
+    for child, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        if p in table and (p == pid or p not in (others or ())):
+            found.append(p)
+            todo.extend(children.get(p, []))
+    return found
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each program's process tree: the root's own and its reaped
+    children's, plus every live descendant's own (a descendant reaped in between moves from the
+    latter to the former, so differences of two snapshots stay right)."""
+    table = process_table()
+    used = {}
+    for name, pid in pids.items():
+        tree = descendants(pid, table, set(pids.values()))
+        used[name] = sum(table[p][1] for p in tree) + sum(table[p][2] for p in tree)
+    return used
+
+
+def peak_rss(pids: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Name -> (VmHWM of the program's process, largest VmHWM of its live child processes), in kB."""
+    table = process_table()
+    out = {}
+    for name, pid in pids.items():
+        sizes = []
+        for p in descendants(pid, table, set(pids.values())):
+            try:
+                with open(f"/proc/{p}/status") as f:
+                    m = re.search(r"^VmHWM:\s+(\d+)", f.read(), re.M)
+            except OSError:
+                m = None
+            sizes.append(int(m.group(1)) if m else 0)
+        out[name] = (sizes[0] if sizes else 0, max(sizes[1:], default=0))
+    return out
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (/proc/stat): other work on a
+    shared machine shows as busy time that none of the measured processes used."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / TICK, sum(ticks) / TICK
+
+
+def redis_client(root: Path, env: dict[str, str]):  # noqa: ANN201 - redis.Redis, imported lazily
+    """A client of the embedded Redis, with the password `lamson redis-url` adds from run/."""
+    import redis
+
+    url = subprocess.run(["lamson", "redis-url"], cwd=root, env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    return redis.Redis.from_url(url)
+
+
+def command_calls(client) -> dict[str, int]:  # noqa: ANN001
+    """Calls of every Redis command so far (``INFO commandstats``)."""
+    stats = client.info("commandstats")
+    return {key.removeprefix("cmdstat_"): value["calls"] for key, value in stats.items()}
+
+
+# --- the load ----------------------------------------------------------------------------------------
 
 def sender(port: int, ids: list[str], acked: dict[str, float], size: int, interval: float = 0.0,
-           senders: int = 1) -> None:
+           senders: int = 1, failures: list[str] | None = None, timeout: float = 120) -> None:
     filler = ("x" * 70 + "\r\n") * max(0, size // 72)
     next_send = time.monotonic()
-    with smtplib.SMTP("127.0.0.1", port, timeout=120) as smtp:
-        for mid in ids:
-            if interval:
-                next_send += interval
-                time.sleep(max(0.0, next_send - time.monotonic()))
-            who = "bench@example.org" if senders <= 1 else f"bench{int(mid[1:]) % senders}@example.org"
-            msg = (f"From: {who}\r\nTo: hello@test.com\r\nSubject: bench {mid}\r\n"
-                   f"Message-ID: <{mid}@bench.example.org>\r\n\r\n{filler}")
-            smtp.sendmail(who, ["hello@test.com"], msg)
-            acked[mid] = time.time()
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as smtp:
+            for mid in ids:
+                if interval:
+                    next_send += interval
+                    time.sleep(max(0.0, next_send - time.monotonic()))
+                who = "bench@example.org" if senders <= 1 else f"bench{int(mid[1:]) % senders}@example.org"
+                msg = (f"From: {who}\r\nTo: hello@test.com\r\nSubject: bench {mid}\r\n"
+                       f"Message-ID: <{mid}@bench.example.org>\r\n\r\n{filler}")
+                smtp.sendmail(who, ["hello@test.com"], msg)
+                acked[mid] = time.time()
+    except (OSError, smtplib.SMTPException) as exc:  # a collapsing server: count it, do not stop the run
+        if failures is not None:
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+
+def send_smtplib(port: int, messages: int, sessions: int, size: int, rate: float, senders: int,
+                 timeout: float) -> tuple[dict[str, float], list[str]]:
+    """Send over ``sessions`` smtplib threads; returns each message's 250 time and the session errors."""
+    ids = [f"m{i}" for i in range(messages)]
+    acked: dict[str, float] = {}
+    failures: list[str] = []
+    interval = sessions / rate if rate else 0.0
+    threads = [threading.Thread(target=sender, daemon=True,
+                                args=(port, ids[i::sessions], acked, size, interval, senders, failures,
+                                      min(120.0, timeout)))
+               for i in range(sessions)]
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        failures.append(f"sessions still sending after {timeout:.0f}s")
+    return acked, failures
+
+
+def send_smtp_source(port: int, messages: int, sessions: int, size: int, senders: int,
+                     timeout: float) -> list[str]:
+    """Send with Postfix's smtp-source. It has one envelope sender per process (-f), so the sessions
+    are split over min(sessions, senders) processes, each with its own sender; -d keeps each
+    session's connection for all its messages, as the smtplib client does."""
+    procs = max(1, min(sessions, senders))
+    tool = str(postfix_tools() / "smtp-source")
+    running: list[subprocess.Popen[bytes]] = []
+    failures: list[str] = []
+    try:
+        for i in range(procs):
+            n_sessions = sessions // procs + (i < sessions % procs)
+            n_messages = messages // procs + (i < messages % procs)
+            if not n_messages:
+                continue
+            running.append(subprocess.Popen(
+                [tool, "-d", "-s", str(n_sessions), "-m", str(n_messages), "-l", str(size),
+                 "-f", f"bench{i}@example.org", "-t", "hello@test.com", f"127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        deadline = time.monotonic() + timeout
+        for proc in running:
+            try:
+                _, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                failures.append(f"smtp-source still sending after {timeout:.0f}s")
+                break
+            if proc.returncode:
+                failures.append(err.decode(errors="replace").strip().splitlines()[-1] if err else
+                                f"smtp-source exit {proc.returncode}")
+    finally:
+        for proc in running:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return failures
 
 
 def arrivals(queue: Path) -> dict[str, float]:
@@ -136,6 +340,124 @@ def arrivals(queue: Path) -> dict[str, float]:
         if m:
             found[m.group(1).decode()] = entry.stat().st_mtime
     return found
+
+
+def wait_replies(queue: Path, expected: int, timeout: float) -> tuple[int, float]:
+    """Wait until ``expected`` replies are in ``queue``/new or ``timeout``; (count, last file's mtime)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(os.listdir(queue / "new")) < expected:
+        time.sleep(0.05)
+    times = [e.stat().st_mtime for e in os.scandir(queue / "new")]
+    return len(times), max(times, default=time.time())
+
+
+@dataclass
+class Load:
+    """One load on one running project, and what it cost."""
+
+    messages: int
+    sessions: int
+    client: str
+    accepted: int = 0
+    accept_seconds: float = 0.0
+    replies: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per program over the load
+    client_cpu: float = 0.0
+    rss: dict[str, tuple[int, int]] = field(default_factory=dict)
+    redis: dict[str, int] = field(default_factory=dict)  # calls per command over the load
+    machine: tuple[float, float] = (0.0, 0.0)  # busy and total CPU seconds of the machine over the load
+
+    @property
+    def rate(self) -> float:
+        """Replies per second end to end: first send to last reply at the sink."""
+        return self.replies / self.seconds if self.seconds > 0 else 0.0
+
+    def cpu_ms(self, name: str) -> float:
+        return self.cpu.get(name, 0.0) * 1000 / max(1, self.replies)
+
+    def ours_ms(self) -> float:
+        """CPU ms per message of the project's own processes (not the sink, not the client)."""
+        return sum(self.cpu_ms(name) for name in self.cpu if name not in NOT_OURS)
+
+
+def run_load(port: int, queue: Path, pids: dict[str, int], *, messages: int, sessions: int, size: int,
+             senders: int, client: str, rate: float = 0.0, timeout: float = 600, redis=None) -> Load:  # noqa: ANN001
+    """Send ``messages`` to ``port``, wait for the replies in ``queue``, and measure the programs ``pids``."""
+    load = Load(messages, sessions, client)
+    baseline = len(os.listdir(queue / "new"))
+    calls_before = command_calls(redis) if redis is not None else {}
+    cpu_before = cpu_seconds(pids)
+    machine_before = machine_busy()
+    usage = resource.RUSAGE_CHILDREN if client == "smtp-source" else resource.RUSAGE_SELF
+    client_before = resource.getrusage(usage)
+    t0 = time.time()
+    acked: dict[str, float] = {}
+    if client == "smtp-source":
+        load.failures = send_smtp_source(port, messages, sessions, size, senders, timeout)
+        load.accepted = messages if not load.failures else 0
+    else:
+        acked, load.failures = send_smtplib(port, messages, sessions, size, rate, senders, timeout)
+        load.accepted = len(acked)
+    load.accept_seconds = time.time() - t0
+    client_after = resource.getrusage(usage)
+    count, last = wait_replies(queue, baseline + messages, max(1.0, timeout - load.accept_seconds))
+    cpu_after = cpu_seconds(pids)
+    machine_after = machine_busy()
+    load.machine = (machine_after[0] - machine_before[0], machine_after[1] - machine_before[1])
+    if redis is not None:
+        calls_after = command_calls(redis)
+        calls_after["info"] = calls_after.get("info", 0) - 1  # the benchmark's own INFO
+        load.redis = {k: v - calls_before.get(k, 0) for k, v in calls_after.items() if v - calls_before.get(k, 0)}
+    load.cpu = {name: cpu_after.get(name, used) - used for name, used in cpu_before.items()}
+    load.client_cpu = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
+    load.replies = count - baseline
+    load.seconds = last - t0
+    load.rss = peak_rss(pids)
+    if acked:
+        got = arrivals(queue)
+        load.latencies = sorted(got[m] - acked[m] for m in got if m in acked)
+    return load
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * fraction))]
+
+
+def report(load: Load, title: str = "") -> None:
+    """Print one load's figures: rates, latency, CPU per program, Redis commands, peak RSS."""
+    if title:
+        print(title)
+    if load.accept_seconds > 0 and load.accepted:
+        print(f"accepted: {load.accepted} in {load.accept_seconds:.2f}s = {load.accepted / load.accept_seconds:.0f} msg/s")
+    print(f"replies arrived: {load.replies} in {load.seconds:.2f}s = {load.rate:.0f} msg/s end to end")
+    if load.latencies:
+        print(f"latency 250 -> reply: p50 {statistics.median(load.latencies) * 1000:.0f} ms, "
+              f"p99 {percentile(load.latencies, 0.99) * 1000:.0f} ms")
+    for failure in sorted(set(load.failures))[:5]:
+        print(f"client error: {failure}")
+    if load.replies < load.messages:
+        print(f"MISSING: {load.messages - load.replies} replies did not arrive")
+    print("CPU ms per message (process tree of each program, first send to last reply):")
+    for name in sorted(load.cpu, key=lambda n: (n in NOT_OURS, -load.cpu[n])):
+        main_kb, child_kb = load.rss.get(name, (0, 0))
+        child = f" (largest child {child_kb / 1024:.0f} MB)" if child_kb else ""
+        tag = "  [not ours]" if name in NOT_OURS else ""
+        print(f"  {name:<12} {load.cpu_ms(name):6.2f} ms   peak RSS {main_kb / 1024:.0f} MB{child}{tag}")
+    print(f"  {'ours, total':<12} {load.ours_ms():6.2f} ms   (without the sink and the load client)")
+    print(f"  {'load client':<12} {load.client_cpu * 1000 / max(1, load.replies):6.2f} ms   ({load.client})")
+    busy, total = load.machine
+    if total:
+        measured = sum(load.cpu.values()) + load.client_cpu
+        print(f"machine: {100 * busy / total:.0f}% of {os.cpu_count()} cores busy during the load, "
+              f"{100 * max(0.0, busy - measured) / total:.0f}% by processes not measured here (other work)")
+    if load.redis:
+        total = sum(load.redis.values())
+        top = sorted(load.redis.items(), key=lambda kv: -kv[1])[:8]
+        print(f"Redis commands per message: {total / max(1, load.replies):.1f}  ("
+              + ", ".join(f"{k} {v / max(1, load.replies):.2f}" for k, v in top) + ")")
 
 
 def main() -> None:
@@ -153,44 +475,27 @@ def main() -> None:
                         help="distinct envelope senders, round robin (1: one conversation, handled in order)")
     parser.add_argument("--sink", choices=["log", "smtp-sink"], default="log",
                         help="smart host: the logging server (default) or Postfix's smtp-sink")
+    parser.add_argument("--client", choices=["smtplib", "smtp-source"], default="smtplib",
+                        help="load client: Python threads (default; per-message latency) or Postfix's smtp-source "
+                             "(cheaper; one sender per process, no latency figures, --rate not supported)")
     args = parser.parse_args()
+    if args.client == "smtp-source" and args.rate:
+        parser.error("--rate needs --client smtplib")
 
     root = Path(tempfile.mkdtemp(prefix="lamson-bench-"))
-    env, ports = start(root, args.routers, args.sink, args.auth)
+    env: dict[str, str] = {}
     try:
-        ids = [f"m{i}" for i in range(args.messages)]
-        acked: dict[str, float] = {}
-        chunks = [ids[i::args.sessions] for i in range(args.sessions)]
-        interval = args.sessions / args.rate if args.rate else 0.0
-        threads = [threading.Thread(target=sender, args=(ports["receiver"], c, acked, args.size, interval,
-                                                             args.senders))
-                   for c in chunks]
-        t0 = time.time()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        t_accepted = time.time()
-        queue = root / "run" / "queue"
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            if len(os.listdir(queue / "new")) >= args.messages:
-                break
-            time.sleep(0.2)
-        got = arrivals(queue)
-        t_done = max(got.values()) if got else time.time()
-        latencies = sorted(got[m] - acked[m] for m in got if m in acked)
-        print(f"messages={args.messages} sessions={args.sessions} routers={args.routers} size~{args.size}B "
-          f"senders={args.senders} sink={args.sink} rate={args.rate or 'max'}")
-        print(f"accepted: {len(acked)} in {t_accepted - t0:.2f}s = {len(acked) / (t_accepted - t0):.0f} msg/s")
-        print(f"replies arrived: {len(got)} in {t_done - t0:.2f}s = {len(got) / (t_done - t0):.0f} msg/s end to end")
-        if latencies:
-            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-            print(f"latency 250 -> reply: p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
-        if len(got) < args.messages:
-            print(f"MISSING: {args.messages - len(got)} replies did not arrive within {args.timeout}s")
+        env, ports = start(root, args.routers, args.sink, args.auth)
+        load = run_load(ports["receiver"], root / "run" / "queue", programs(root, env), messages=args.messages,
+                        sessions=args.sessions, size=args.size, senders=args.senders, client=args.client,
+                        rate=args.rate, timeout=args.timeout, redis=redis_client(root, env))
+        senders = (f"{max(1, min(args.sessions, args.senders))} (smtp-source: one per process)"
+                   if args.client == "smtp-source" else args.senders)
+        report(load, f"messages={args.messages} sessions={args.sessions} routers={args.routers} size~{args.size}B "
+                     f"senders={senders} sink={args.sink} client={args.client} rate={args.rate or 'max'}")
     finally:
-        stop(root, env)
+        if env:
+            stop(root, env)
         shutil.rmtree(root, ignore_errors=True)
 
 

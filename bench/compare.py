@@ -1,0 +1,226 @@
+"""Issue 15's figures: this project's pipeline and Salmon 3.3's echo app on the same load, same run.
+
+For each session count (default 1, 10, 50, 200) it starts the real
+``deploy/supervisord.conf`` (bench/pipeline.py) with Postfix's smtp-sink as
+the smart host, sends ``--messages`` messages with the load client, waits for
+every reply at the sink, and stops it; then the same for Salmon 3.3
+(bench/salmon_echo, run by the side virtualenv bench/mailmodel.py makes) with
+its relay pointed at its own smtp-sink. It prints one table: end-to-end msg/s
+of both and the ratio, CPU ms per message (ours per program and in total;
+Salmon's one process), Redis commands per message, peak RSS per program and,
+with ``--latency``, p50/p99 accept-to-delivered latency of ours at half the
+capacity just measured (smtplib client, paced with ``--rate``).
+
+    .venv/bin/python bench/compare.py --messages 2000 --latency
+
+Salmon's receiver runs the handler and delivers the reply inside the SMTP
+session, before its 250, with nothing written to disk: it is not durable, and
+a point where it stops answering is cut off after ``--salmon-timeout`` seconds
+and printed as collapsed. Nothing is asserted: the figures vary with the
+machine (2 shared cores here); run it more than once and report ranges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import pipeline  # noqa: E402 - bench/ is not a package
+from mailmodel import salmon_python  # noqa: E402
+
+# The pipeline's programs in the order of the per-program table (router_NN added as found).
+ORDER = ["receiver", "router_00", "router_01", "relay", "redis", "metrics", "supervisord"]
+
+
+def run_lamson(sessions: int, args: argparse.Namespace, client: str, messages: int, rate: float = 0.0,
+               senders: int | None = None) -> pipeline.Load:
+    """One load on a freshly started pipeline (scratch copy, free ports, smtp-sink), stopped afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="lamson-compare-"))
+    env: dict[str, str] = {}
+    try:
+        env, ports = pipeline.start(root, args.routers, "smtp-sink")
+        return pipeline.run_load(ports["receiver"], root / "run" / "queue", pipeline.programs(root, env),
+                                 messages=messages, sessions=sessions, size=args.size,
+                                 senders=senders or args.senders, client=client, rate=rate,
+                                 timeout=args.timeout, redis=pipeline.redis_client(root, env))
+    finally:
+        if env:
+            pipeline.stop(root, env)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_salmon(sessions: int, args: argparse.Namespace, python: Path) -> pipeline.Load:
+    """One load on a freshly started Salmon echo app (its own process and smtp-sink), stopped afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="salmon-compare-"))
+    app = root / "app"
+    shutil.copytree(HERE / "salmon_echo", app, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "run").mkdir()
+    ports = {"receiver": pipeline.free_port(), "relay": pipeline.free_port()}
+    env = dict(os.environ, SALMON_ECHO_RECEIVER_PORT=str(ports["receiver"]),
+               SALMON_ECHO_RELAY_PORT=str(ports["relay"]), PYTHONDONTWRITEBYTECODE="1")
+    sink_pid = root / "run" / "smtp-sink.pid"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        sink = pipeline.start_sink(root / "run" / "queue", ports["relay"], sink_pid)
+        with open(root / "run" / "salmon.log", "wb") as log:
+            proc = subprocess.Popen([str(python.parent / "salmon"), "start", "--no-daemon",
+                                     "--pid", str(root / "run" / "salmon.pid")],
+                                    cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT)
+        pipeline.wait_port(ports["receiver"])
+        return pipeline.run_load(ports["receiver"], root / "run" / "queue", {"salmon": proc.pid, "sink": sink.pid},
+                                 messages=args.messages, sessions=sessions, size=args.size, senders=args.senders,
+                                 client=args.client, timeout=args.salmon_timeout)
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        pipeline.kill_sink(sink_pid)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def outcome(load: pipeline.Load) -> str:
+    """End-to-end msg/s, or how far a point that did not finish got."""
+    if load.replies >= load.messages:
+        return f"{load.rate:.0f}"
+    return f"collapsed ({load.replies} of {load.messages} replies in {load.seconds:.0f} s)"
+
+
+def table(rows: list[list[str]]) -> None:
+    """A Markdown table (first row the header), pasteable into the README."""
+    print("| " + " | ".join(rows[0]) + " |")
+    print("|" + "---|" * len(rows[0]))
+    for row in rows[1:]:
+        print("| " + " | ".join(row) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", default="1,10,50,200", help="comma-separated session counts")
+    parser.add_argument("--messages", type=int, default=2000, help="messages per point")
+    parser.add_argument("--senders", type=int, default=100,
+                        help="distinct envelope senders (smtp-source: one per process, at most one per session)")
+    parser.add_argument("--client", choices=["smtp-source", "smtplib"], default="smtp-source")
+    parser.add_argument("--routers", type=int, default=2)
+    parser.add_argument("--size", type=int, default=1000, help="approximate body size in bytes")
+    parser.add_argument("--timeout", type=float, default=180, help="seconds per point for this project")
+    parser.add_argument("--salmon-timeout", type=float, default=60, help="seconds per point for Salmon")
+    parser.add_argument("--no-salmon", action="store_true", help="measure this project only")
+    parser.add_argument("--latency", action="store_true",
+                        help="run each point again paced at half its measured capacity and print p50/p99")
+    parser.add_argument("--latency-seconds", type=float, default=15,
+                        help="length of a latency run (messages = half capacity x this, at most --messages)")
+    args = parser.parse_args()
+    points = [int(s) for s in args.sessions.split(",")]
+    python = None if args.no_salmon else salmon_python()
+
+    ours: dict[int, pipeline.Load] = {}
+    theirs: dict[int, pipeline.Load] = {}
+    paced: dict[int, pipeline.Load] = {}
+    started = time.monotonic()
+    for sessions in points:
+        load = ours[sessions] = run_lamson(sessions, args, args.client, args.messages)
+        print(f"[{time.monotonic() - started:5.0f}s] lamson {sessions:>3} sessions: {outcome(load)} msg/s, "
+              f"{load.ours_ms():.2f} ms CPU/msg", flush=True)
+        if python is not None:
+            load = theirs[sessions] = run_salmon(sessions, args, python)
+            print(f"[{time.monotonic() - started:5.0f}s] salmon {sessions:>3} sessions: {outcome(load)} msg/s, "
+                  f"{load.cpu_ms('salmon'):.2f} ms CPU/msg", flush=True)
+        if args.latency and ours[sessions].rate:
+            rate = ours[sessions].rate / 2
+            messages = max(sessions, min(args.messages, int(rate * args.latency_seconds)))
+            load = paced[sessions] = run_lamson(sessions, args, "smtplib", messages, rate=rate)
+            p50 = pipeline.percentile(load.latencies, 0.5) * 1000 if load.latencies else float("nan")
+            p99 = pipeline.percentile(load.latencies, 0.99) * 1000 if load.latencies else float("nan")
+            print(f"[{time.monotonic() - started:5.0f}s] lamson {sessions:>3} sessions at {rate:.0f} msg/s: "
+                  f"p50 {p50:.0f} ms, p99 {p99:.0f} ms", flush=True)
+
+    senders = ("one per smtp-source process: " + ", ".join(f"{min(s, args.senders)} at {s}" for s in points)
+               if args.client == "smtp-source" else f"{args.senders}, round robin")
+    print(f"\n{args.messages} messages of ~{args.size} B per point, client {args.client}, senders {senders}; "
+          f"sink: Postfix's smtp-sink for both; {args.routers} router workers; "
+          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    header = ["sessions", "Lamson msg/s (durable)", "Salmon 3.3 msg/s (not durable)", "ratio",
+              "Lamson CPU ms/msg", "Salmon CPU ms/msg", "Redis cmds/msg"]
+    if paced:
+        header.append("p50 / p99 at half capacity")
+    rows = [header]
+    for sessions in points:
+        load, salmon = ours[sessions], theirs.get(sessions)
+        ratio = (f"{load.rate / salmon.rate:.2f}" if salmon and salmon.rate and salmon.replies >= salmon.messages
+                 else "–")
+        row = [str(sessions), outcome(load), outcome(salmon) if salmon else "–", ratio, f"{load.ours_ms():.2f}",
+               f"{salmon.cpu_ms('salmon'):.2f}" if salmon and salmon.replies else "–",
+               f"{sum(load.redis.values()) / max(1, load.replies):.1f}"]
+        if paced:
+            lat = paced.get(sessions)
+            row.append(f"{pipeline.percentile(lat.latencies, 0.5) * 1000:.0f} / "
+                       f"{pipeline.percentile(lat.latencies, 0.99) * 1000:.0f} ms at {ours[sessions].rate / 2:.0f} msg/s"
+                       if lat and lat.latencies else "–")
+        rows.append(row)
+    table(rows)
+
+    names = [n for n in ORDER if any(n in load.cpu for load in ours.values())]
+    names += sorted({n for load in ours.values() for n in load.cpu} - set(names) - pipeline.NOT_OURS)
+    print("\nCPU ms per message by program (process tree, first send to last reply; sink and client not in 'ours'):\n")
+    rows = [["sessions", *names, "ours", "smtp-sink", "client"]]
+    for sessions, load in ours.items():
+        rows.append([str(sessions), *(f"{load.cpu_ms(n):.2f}" for n in names), f"**{load.ours_ms():.2f}**",
+                     f"{load.cpu_ms('sink'):.2f}", f"{load.client_cpu * 1000 / max(1, load.replies):.2f}"])
+    for sessions, salmon in theirs.items():
+        rows.append([f"{sessions} (Salmon)", *("" for _ in names), f"**{salmon.cpu_ms('salmon'):.2f}**",
+                     f"{salmon.cpu_ms('sink'):.2f}", f"{salmon.client_cpu * 1000 / max(1, salmon.replies):.2f}"])
+    table(rows)
+    busy = [f"{s}: {100 * load.machine[0] / load.machine[1]:.0f}%" for s, load in ours.items() if load.machine[1]]
+    print(f"\nmachine busy during our loads (all cores): {', '.join(busy)}")
+
+    print("\nPeak RSS (VmHWM) per program, largest over the points; a forked child (rq's work horse) apart:\n")
+    rows = [["program", "peak RSS", "largest child"]]
+    for name in [*names, "sink"]:
+        main_kb = max(load.rss.get(name, (0, 0))[0] for load in ours.values())
+        child_kb = max(load.rss.get(name, (0, 0))[1] for load in ours.values())
+        rows.append([name, f"{main_kb / 1024:.0f} MB", f"{child_kb / 1024:.0f} MB" if child_kb else "–"])
+    if theirs:
+        rows.append(["Salmon (one process)", f"{max(s.rss.get('salmon', (0, 0))[0] for s in theirs.values()) / 1024:.0f} MB",
+                     "–"])
+    table(rows)
+
+    calls: dict[str, int] = {}
+    replies = 0
+    for load in ours.values():
+        replies += load.replies
+        for name, count in load.redis.items():
+            calls[name] = calls.get(name, 0) + count
+    print(f"\nRedis commands per message over all points: {sum(calls.values()) / max(1, replies):.1f}; top: "
+          + ", ".join(f"{k} {v / max(1, replies):.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:10]))
+
+    print("\nAgainst issue 15's targets (this run):")
+    for sessions in points:
+        if sessions >= 10:
+            rate = ours[sessions].rate
+            print(f"  {sessions} sessions: {rate:.0f} msg/s end to end vs >= 700: {'met' if rate >= 700 else 'not met'}")
+    if 1 in ours and 1 in theirs:
+        a, b = ours[1].rate, theirs[1].rate
+        print(f"  1 session: {a:.0f} msg/s vs Salmon's {b:.0f}: {'met' if a >= b else 'not met'}")
+    worst_cpu = max(load.ours_ms() for load in ours.values())
+    worst_redis = max(sum(load.redis.values()) / max(1, load.replies) for load in ours.values())
+    print(f"  CPU, all our processes: up to {worst_cpu:.2f} ms/msg vs <= 3: {'met' if worst_cpu <= 3 else 'not met'}")
+    print(f"  Redis: up to {worst_redis:.1f} commands/msg vs <= 10: {'met' if worst_redis <= 10 else 'not met'}")
+    print(f"\ntotal time {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
