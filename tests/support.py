@@ -64,6 +64,83 @@ def wait_all_running(status: Callable[[], str], count: int, logs: Path, timeout:
         raise AssertionError(f"{exc}\nstatus:\n{last}\n" + "\n".join(tails)) from None
 
 
+class Supervised:
+    """A supervisord started from ``root/deploy/supervisord.conf``: ``ctl``, the pids, and its end."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+        self.conf = root / "deploy" / "supervisord.conf"
+
+    def ctl(self, *args: str, check: bool = False) -> str:
+        out = subprocess.run([str(BIN / "supervisorctl"), "-c", str(self.conf), *args], env=self.env,
+                             capture_output=True, text=True, timeout=120)
+        if check and out.returncode not in (0, 3):
+            raise AssertionError(f"supervisorctl {args}: {out.returncode} {out.stdout} {out.stderr}")
+        return out.stdout
+
+    def pids(self) -> list[int]:
+        """The pids supervisord reports for its programs."""
+        return [int(w) for w in self.ctl("pid", "all").split() if w.isdigit() and int(w) > 0]
+
+    def supervisord_pid(self) -> int | None:
+        pidfile = self.root / "run" / "supervisord.pid"
+        return int(pidfile.read_text()) if pidfile.exists() else None
+
+
+def pipeline_env(ports: dict[str, int], **extra: str) -> dict[str, str]:
+    """This environment, the virtualenv first on PATH, no stray LAMSON_*, the programs moved to ``ports``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMSON_")}
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    names = {"redis": "LAMSON_REDIS_URL", "receiver": "LAMSON_RECEIVER_PORT", "relay": "LAMSON_RELAY_PORT",
+             "metrics": "LAMSON_METRICS_PORT"}
+    for what, port in ports.items():
+        env[names[what]] = f"redis://127.0.0.1:{port}/0" if what == "redis" else str(port)
+    env["LAMSON_AUTH_RESULTS"] = "0"  # no DNS query leaves loopback
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def supervised(root: Path, env: dict[str, str], programs: int, wait_ports: tuple[int, ...] = ()
+               ) -> Iterator[Supervised]:
+    """supervisord with ``root``'s deploy file until the block ends, then shut down; every pid ends.
+
+    It waits for ``wait_ports`` to accept connections and ``programs`` programs to be RUNNING;
+    on the way out it asks supervisord to shut down (its programs finish what they hold) and
+    kills by pid whatever is still there after 90 s, the programs too.
+    """
+    s = Supervised(root, env)
+    started = subprocess.run([str(BIN / "supervisord"), "-c", str(s.conf)], cwd=root, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    children: list[int] = []
+    try:
+        for port in wait_ports:
+            wait_port(port, timeout=60)
+        wait_all_running(lambda: s.ctl("status"), programs, root / "logs")
+        children = s.pids()
+        yield s
+    finally:
+        sup = s.supervisord_pid()
+        if sup and _alive(sup):
+            s.ctl("shutdown")
+            deadline = time.monotonic() + 90
+            while _alive(sup) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(sup):
+                os.kill(sup, signal.SIGKILL)
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    from lamson.process import alive
+
+    return alive(pid)
+
+
 def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
     """Wait until something accepts TCP connections on host:port."""
 

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import smtplib
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,31 +21,18 @@ import pytest
 import redis
 
 from lamson.connection import with_credentials
-from lamson.process import alive
+from tests.examples.conftest import copy_example
 from tests.sink import Received, Sink, smtp_sink
-from tests.support import BIN, REPO, free_port, redis_server, wait_all_running, wait_for, wait_port
+from tests.support import Supervised, free_port, pipeline_env, redis_server, supervised, wait_for
 
-EXAMPLE = REPO / "examples" / "list"
 HOST = "test.com"
 ALICE = "alice@example.org"
 BOB = "bob+lists@example.net"
 
 
-def copy_example(tmp_path: Path) -> Path:
-    """The example as a new user has it (no run/ or logs/ state), under tmp/examples/list."""
-    root = tmp_path / "examples" / "list"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    for state in ("run", "logs"):
-        for entry in (root / state).iterdir():
-            if entry.name != "README.md":
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    (tmp_path / ".venv").symlink_to(REPO / ".venv")
-    return root
-
-
 def test_the_examples_own_tests_pass(tmp_path: Path) -> None:
     """As a user runs them (no servers), plus the member-store tests against a real Redis (RedisMembers)."""
-    root = copy_example(tmp_path)
+    root = copy_example("list", tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMSON_", "PYTEST"))}
     with redis_server(tmp_path / "redis") as (url, _):
         env["LIST_TEST_REDIS_URL"] = url
@@ -61,20 +45,13 @@ def test_the_examples_own_tests_pass(tmp_path: Path) -> None:
     assert sorted(p.name for p in (root / "run").iterdir()) == ["README.md"]  # the tests leave no mail behind
 
 
-class ListPipeline:
+class ListPipeline(Supervised):
     """The example's supervisord on free ports, and the sink its relay delivers to."""
 
     def __init__(self, root: Path, env: dict[str, str], ports: dict[str, int], sink: Sink) -> None:
-        self.root = root
-        self.env = env
+        super().__init__(root, env)
         self.ports = ports
         self.sink = sink
-        self.conf = root / "deploy" / "supervisord.conf"
-
-    def ctl(self, *args: str) -> str:
-        out = subprocess.run([str(BIN / "supervisorctl"), "-c", str(self.conf), *args], env=self.env,
-                             capture_output=True, text=True, timeout=120)
-        return out.stdout
 
     def send(self, sender: str, to: str, subject: str, body: str = "", headers: str = "") -> None:
         data = f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n{headers}\r\n{body}\r\n"
@@ -95,56 +72,16 @@ class ListPipeline:
 
 
 @pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A scratch folder with a short path: supervisord's socket path must fit AF_UNIX's 108 bytes,
-    which pytest-xdist's tmp_path (popen-gwN/test_name0/...) can exceed."""
-    path = Path(tempfile.mkdtemp(prefix="lamson-list-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def list_pipeline(short_tmp: Path) -> Iterator[ListPipeline]:
-    root = copy_example(short_tmp)
+    root = copy_example("list", short_tmp)
     conf = root / "deploy" / "supervisord.conf"
     # The capturing sink takes the relay's port: the logging server is not started.
     conf.write_text(conf.read_text().split("; Development only: the logging server")[0])
     ports = {"redis": free_port(), "receiver": free_port(), "metrics": free_port()}
     with smtp_sink() as sink:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LAMSON_")}
-        env.update({
-            "PATH": f"{BIN}:{env.get('PATH', '')}",
-            "LAMSON_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
-            "LAMSON_RECEIVER_PORT": str(ports["receiver"]),
-            "LAMSON_RELAY_PORT": str(sink.port),
-            "LAMSON_METRICS_PORT": str(ports["metrics"]),
-            "LAMSON_AUTH_RESULTS": "0",  # no DNS query leaves loopback
-        })
-        started = subprocess.run([str(BIN / "supervisord"), "-c", str(conf)], cwd=root, env=env,
-                                 capture_output=True, text=True, timeout=60)
-        assert started.returncode == 0, started.stderr
-        p = ListPipeline(root, env, ports, sink)
-        pidfile = root / "run" / "supervisord.pid"
-        children: list[int] = []
-        try:
-            wait_port(ports["receiver"], timeout=60)
-            wait_all_running(lambda: p.ctl("status"), 6, root / "logs")
-            children = [int(w) for w in p.ctl("pid", "all").split() if w.isdigit() and int(w) > 0]
-            yield p
-        finally:
-            sup = int(pidfile.read_text()) if pidfile.exists() else None
-            if sup and alive(sup):
-                p.ctl("shutdown")
-                deadline = time.monotonic() + 90
-                while alive(sup) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                if alive(sup):
-                    os.kill(sup, 9)
-            for pid in children:
-                if alive(pid):
-                    os.kill(pid, 9)
+        env = pipeline_env(ports, LAMSON_RELAY_PORT=str(sink.port))
+        with supervised(root, env, 6, (ports["receiver"],)):
+            yield ListPipeline(root, env, ports, sink)
 
 
 def header(message: Received, name: str) -> str | None:

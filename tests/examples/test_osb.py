@@ -13,12 +13,9 @@ import email
 import email.policy
 import os
 import re
-import shutil
 import smtplib
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -27,35 +24,22 @@ from pathlib import Path
 import pytest
 
 from lamson import loops, maildir
-from lamson.process import alive
+from tests.examples.conftest import copy_example
 from tests.support import (
-    BIN,
-    REPO,
+    Supervised,
     free_port,
+    pipeline_env,
     run_lamson,
     spawn,
     stop_process,
-    wait_all_running,
+    supervised,
     wait_for,
     wait_port,
 )
 
-EXAMPLE = REPO / "examples" / "osb"
 HOST = "osb.test"
 ALICE = "alice@example.org"
 CAROL = "carol@example.com"
-
-
-def copy_example(tmp_path: Path) -> Path:
-    """The example as a new user has it (no run/, logs/ or blog state), under tmp/examples/osb."""
-    root = tmp_path / "examples" / "osb"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    for state in ("run", "logs", "app/data", "app/store"):
-        for entry in (root / state).iterdir():
-            if entry.name != "README.md":
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    (tmp_path / ".venv").symlink_to(REPO / ".venv")
-    return root
 
 
 def left_behind(root: Path) -> list[str]:
@@ -65,7 +49,7 @@ def left_behind(root: Path) -> list[str]:
 
 
 def test_the_examples_own_tests_pass(tmp_path: Path) -> None:
-    root = copy_example(tmp_path)
+    root = copy_example("osb", tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMSON_", "PYTEST"))}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=180)
@@ -74,19 +58,12 @@ def test_the_examples_own_tests_pass(tmp_path: Path) -> None:
     assert left_behind(root) == []  # each test wrote into its own tmp_path
 
 
-class Blog:
+class Blog(Supervised):
     """The example's supervisord on free ports: send mail, read the replies, look at the pages."""
 
     def __init__(self, root: Path, env: dict[str, str], ports: dict[str, int]) -> None:
-        self.root = root
-        self.env = env
+        super().__init__(root, env)
         self.ports = ports
-        self.conf = root / "deploy" / "supervisord.conf"
-
-    def ctl(self, *args: str) -> str:
-        out = subprocess.run([str(BIN / "supervisorctl"), "-c", str(self.conf), *args], env=self.env,
-                             capture_output=True, text=True, timeout=120)
-        return out.stdout
 
     def send(self, sender: str, to: str, subject: str, body: str, headers: str = "") -> None:
         data = f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n{headers}\r\n{body}\r\n"
@@ -120,51 +97,13 @@ class Blog:
 
 
 @pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A folder with a short path: supervisord's socket path (run/supervisor.sock) must stay under
-    the 107 bytes AF_UNIX allows, which pytest's tmp_path under xdist (popen-gwN/test_name0/) exceeds."""
-    with tempfile.TemporaryDirectory(prefix="osb-", dir="/tmp", ignore_cleanup_errors=True) as folder:
-        yield Path(folder)
-
-
-@pytest.fixture
 def blog(short_tmp: Path) -> Iterator[Blog]:
-    root = copy_example(short_tmp)
-    conf = root / "deploy" / "supervisord.conf"
+    root = copy_example("osb", short_tmp)
     ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port(), "metrics": free_port()}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAMSON_")}
-    env.update({
-        "PATH": f"{BIN}:{env.get('PATH', '')}",
-        "LAMSON_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
-        "LAMSON_RECEIVER_PORT": str(ports["receiver"]),
-        "LAMSON_RELAY_PORT": str(ports["relay"]),
-        "LAMSON_METRICS_PORT": str(ports["metrics"]),
-        "LAMSON_AUTH_RESULTS": "0",  # no DNS query leaves loopback
-    })
-    started = subprocess.run([str(BIN / "supervisord"), "-c", str(conf)], cwd=root, env=env,
-                             capture_output=True, text=True, timeout=60)
-    assert started.returncode == 0, started.stderr
-    b = Blog(root, env, ports)
-    pidfile = root / "run" / "supervisord.pid"
-    children: list[int] = []
-    try:
-        wait_port(ports["receiver"], timeout=60)
-        # redis, receiver, two routers, relay, metrics, the queue worker (autostart here) and log
-        wait_all_running(lambda: b.ctl("status"), 8, root / "logs")
-        children = [int(w) for w in b.ctl("pid", "all").split() if w.isdigit() and int(w) > 0]
-        yield b
-    finally:
-        sup = int(pidfile.read_text()) if pidfile.exists() else None
-        if sup and alive(sup):
-            b.ctl("shutdown")
-            deadline = time.monotonic() + 90
-            while alive(sup) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if alive(sup):
-                os.kill(sup, 9)
-        for pid in children:
-            if alive(pid):
-                os.kill(pid, 9)
+    env = pipeline_env(ports)
+    # redis, receiver, two routers, relay, metrics, the queue worker (autostart here) and log
+    with supervised(root, env, 8, (ports["receiver"],)):
+        yield Blog(root, env, ports)
 
 
 SPAMMY = "Cheap pills casino winner viagra lottery bitcoin investment click now unsubscribe offer"
