@@ -212,7 +212,7 @@ def main() -> None:
             for s, load in ours.items() if load.machine[1]]
     print(f"\nmachine busy during our loads, all cores (of it, processes not measured here): {', '.join(busy)}")
 
-    print("\nPeak RSS (VmHWM) per program, largest over the points; a forked child (rq's work horse) apart:\n")
+    print("\nPeak RSS (VmHWM) per program, largest over the points; a forked child (rq's scheduler) apart:\n")
     rows = [["program", "peak RSS", "largest child"]]
     for name in [*names, "sink"]:
         main_kb = max(load.rss.get(name, (0, 0))[0] for load in ours.values())

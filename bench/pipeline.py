@@ -186,7 +186,8 @@ def process_table() -> dict[int, tuple[int, float, float]]:
 
 
 def descendants(pid: int, table: dict[int, tuple[int, float, float]], others: set[int] | None = None) -> list[int]:
-    """``pid`` and every live process below it (rq forks a work horse; `lamson redis` may exec or fork),
+    """``pid`` and every live process below it (rq's scheduler runs in a forked child of the router
+    and relay workers; a work horse would too),
     leaving out the subtrees of ``others`` (supervisord's programs are measured each on its own)."""
     children: dict[int, list[int]] = {}
     for child, (parent, _, _) in table.items():
