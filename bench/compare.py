@@ -52,7 +52,7 @@ def run_lamson(sessions: int, args: argparse.Namespace, client: str, messages: i
         return pipeline.run_load(ports["receiver"], root / "run" / "queue", pipeline.programs(root, env),
                                  messages=messages, sessions=sessions, size=args.size,
                                  senders=senders or args.senders, client=client, rate=rate,
-                                 timeout=args.timeout, redis=pipeline.redis_client(root, env))
+                                 timeout=args.timeout, redis_conn=pipeline.redis_client(root, env))
     finally:
         if env:
             pipeline.stop(root, env)

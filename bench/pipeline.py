@@ -41,6 +41,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -239,8 +243,9 @@ def machine_busy() -> tuple[float, float]:
     return (sum(ticks) - idle) / TICK, sum(ticks) / TICK
 
 
-def redis_client(root: Path, env: dict[str, str]):  # noqa: ANN201 - redis.Redis, imported lazily
-    """A client of the embedded Redis, with the password `lamson redis-url` adds from run/."""
+def redis_client(root: Path, env: dict[str, str]) -> redis.Redis:
+    """A client of the embedded Redis, with the password `lamson redis-url` adds from run/ (imported
+    here: the Salmon side of bench/compare.py needs no Redis)."""
     import redis
 
     url = subprocess.run(["lamson", "redis-url"], cwd=root, env=env, capture_output=True, text=True,
@@ -248,7 +253,7 @@ def redis_client(root: Path, env: dict[str, str]):  # noqa: ANN201 - redis.Redis
     return redis.Redis.from_url(url)
 
 
-def command_calls(client) -> dict[str, int]:  # noqa: ANN001
+def command_calls(client: redis.Redis) -> dict[str, int]:
     """Calls of every Redis command so far (``INFO commandstats``)."""
     stats = client.info("commandstats")
     return {key.removeprefix("cmdstat_"): value["calls"] for key, value in stats.items()}
@@ -388,11 +393,11 @@ class Load:
 
 
 def run_load(port: int, queue: Path, pids: dict[str, int], *, messages: int, sessions: int, size: int,
-             senders: int, client: str, rate: float = 0.0, timeout: float = 600, redis=None) -> Load:  # noqa: ANN001
+             senders: int, client: str, rate: float = 0.0, timeout: float = 600, redis_conn: redis.Redis | None = None) -> Load:
     """Send ``messages`` to ``port``, wait for the replies in ``queue``, and measure the programs ``pids``."""
     load = Load(messages, sessions, client)
     baseline = len(os.listdir(queue / "new"))
-    calls_before = command_calls(redis) if redis is not None else {}
+    calls_before = command_calls(redis_conn) if redis_conn is not None else {}
     cpu_before = cpu_seconds(pids)
     machine_before = machine_busy()
     usage = resource.RUSAGE_CHILDREN if client == "smtp-source" else resource.RUSAGE_SELF
@@ -411,8 +416,8 @@ def run_load(port: int, queue: Path, pids: dict[str, int], *, messages: int, ses
     cpu_after = cpu_seconds(pids)
     machine_after = machine_busy()
     load.machine = (machine_after[0] - machine_before[0], machine_after[1] - machine_before[1])
-    if redis is not None:
-        calls_after = command_calls(redis)
+    if redis_conn is not None:
+        calls_after = command_calls(redis_conn)
         calls_after["info"] = calls_after.get("info", 0) - 1  # the benchmark's own INFO
         load.redis = {k: v - calls_before.get(k, 0) for k, v in calls_after.items() if v - calls_before.get(k, 0)}
     load.cpu = {name: cpu_after.get(name, used) - used for name, used in cpu_before.items()}
@@ -502,7 +507,7 @@ def main() -> None:
         env, ports = start(root, args.routers, args.sink, args.auth)
         load = run_load(ports["receiver"], root / "run" / "queue", programs(root, env), messages=args.messages,
                         sessions=args.sessions, size=args.size, senders=args.senders, client=args.client,
-                        rate=args.rate, timeout=args.timeout, redis=redis_client(root, env))
+                        rate=args.rate, timeout=args.timeout, redis_conn=redis_client(root, env))
         senders = (f"{max(1, min(args.sessions, args.senders))} (smtp-source: one per process)"
                    if args.client == "smtp-source" else args.senders)
         report(load, f"messages={args.messages} sessions={args.sessions} routers={args.routers} size~{args.size}B "
