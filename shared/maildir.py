@@ -39,11 +39,28 @@ def ensure(path: str | os.PathLike[str]) -> Path:
 
 
 def new_key() -> str:
-    """A unique name: time, microseconds, pid, counter, host (shared Maildirs across hosts)."""
+    """A unique name: time, microseconds (six digits, so names of one second sort by time), pid,
+    counter, host (shared Maildirs across hosts)."""
     now = time.time()
     sec = int(now)
     usec = int((now - sec) * 1_000_000)
-    return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_HOST}"
+    return f"{sec}.M{usec:06d}P{os.getpid()}Q{next(_counter)}.{_HOST}"
+
+
+_ORDER = re.compile(r"(\d+)\.(?:M(\d+))?(?:P\d+)?(?:Q(\d+))?")
+
+
+def key_order(name: str) -> tuple[int, int, int, str]:
+    """Sort key of a Maildir name by the time in it: ``SECONDS.M<usec>P<pid>Q<n>...``.
+
+    The microseconds are compared as numbers: names written by other programs
+    (or by older Lamsons) do not pad them, so ``M8640`` is earlier than
+    ``M10155`` although it sorts after it as text. Names without a time come first.
+    """
+    found = _ORDER.match(name)
+    if found is None:
+        return (0, 0, 0, name)
+    return (int(found[1]), int(found[2] or 0), int(found[3] or 0), name)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -150,7 +167,7 @@ def keys(root: str | os.PathLike[str], sub: str = "new") -> list[str]:
         names = [e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if not n.startswith("."))
+    return sorted((n for n in names if not n.startswith(".")), key=key_order)
 
 
 def clean_tmp(root: str | os.PathLike[str], older_than: float) -> list[str]:

@@ -187,3 +187,20 @@ def test_claims_report_when_they_were_taken(spool) -> None:
     spool.claim(key, "w1")
     (claim,) = spool.claims()
     assert isinstance(claim, Claim) and claim.since >= before - 2
+
+
+def test_keys_sort_by_the_time_in_their_names(tmp_path: Path) -> None:
+    """Microseconds compare as numbers (other writers do not pad them), and new names are padded."""
+    from lamson import maildir
+
+    root = maildir.ensure(tmp_path / "md")
+    names = ["1796034845.M10155P1Q15.host", "1796034845.M8640P1Q12.host", "1796034844.M999999P1Q2.host",
+             "1796034845.M10155P1Q9.host", "1796034845.M10155P1Q10.host"]
+    for name in names:
+        (root / "new" / name).write_bytes(b"x")
+    assert maildir.keys(root) == ["1796034844.M999999P1Q2.host", "1796034845.M8640P1Q12.host",
+                                  "1796034845.M10155P1Q9.host", "1796034845.M10155P1Q10.host",
+                                  "1796034845.M10155P1Q15.host"]
+    made = [maildir.new_key() for _ in range(50)]
+    assert all(len(key.split(".M", 1)[1].split("P", 1)[0]) == 6 for key in made)
+    assert sorted(made, key=maildir.key_order) == made  # made one after another: already in time order
