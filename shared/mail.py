@@ -234,14 +234,23 @@ class MailRequest:
             except Exception:  # noqa: BLE001 - a header we cannot add is just not added
                 continue
 
-    def to_message(self) -> EmailMessage:
-        """The parsed ``email.message.EmailMessage`` (the same object each call), modern policy."""
+    def _modern(self) -> EmailMessage:
+        """The parsed message switched to :data:`READ_POLICY`: what handlers get and edits go through.
+
+        A header set under compat32 would be stored as bare text and written
+        unencoded (or not at all); under the modern policy it becomes a
+        header object that renders with RFC 2047 encoded words.
+        """
         message = self._parsed()
-        self._handed_out = True
         if message.policy is not READ_POLICY:
             for _, part in walk_with_depth(message):
                 part.policy = READ_POLICY
         return message
+
+    def to_message(self) -> EmailMessage:
+        """The parsed ``email.message.EmailMessage`` (the same object each call), modern policy."""
+        self._handed_out = True
+        return self._modern()
 
     # ------------------------------------------------------------------ headers
 
@@ -285,14 +294,14 @@ class MailRequest:
     def __setitem__(self, name: str, value: str) -> None:
         """Replace every ``name`` header with one (checked by :func:`lamson.encoding.clean_header`)."""
         value = clean_header(name, value)
-        message = self._parsed()
+        message = self._modern()
         del message[name]
         message[name] = value
         self._modified = True
         self._header_index = None
 
     def __delitem__(self, name: str) -> None:
-        del self._parsed()[name]
+        del self._modern()[name]
         self._modified = True
         self._header_index = None
 

@@ -163,3 +163,16 @@ def test_handlers_get_the_modern_email_api() -> None:
     html = message.get_body(preferencelist=("html",))
     assert html is not None and html.get_content() == "<p>html</p>"
     assert all(part.policy is policy.default for part in message.walk())
+
+
+def test_a_header_a_handler_sets_on_a_request_is_written_encoded() -> None:
+    """Headers set through MailRequest go through the modern policy (RFC 2047), not compat32's bare text."""
+    request = MailRequest("peer", "a@x.test", "b@y.test", b"From: a@x.test\r\nTo: b@y.test\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert request["Subject"] == "hi"  # parsed (and indexed) first, as a handler would
+    request["X-Tag"] = "Grüße"
+    data = bytes(request)
+    assert b"X-Tag: =?utf-8?q?Gr=C3=BC=C3=9Fe?=" in data and data.isascii()
+    assert request["X-Tag"] == "Grüße"
+    assert MailRequest("peer", "a@x.test", "b@y.test", data)["X-Tag"] == "Grüße"
+    del request["X-Tag"]
+    assert request["X-Tag"] is None and b"X-Tag" not in bytes(request)
