@@ -230,7 +230,9 @@ class MailRequest:
             if _UNSAFE_ENVELOPE.search(text):
                 continue  # never let an odd envelope address become header syntax
             try:
-                message[name] = text
+                # As the modern policy would store it (a header object): under the parse policy bare
+                # text would be written unencoded, and a later re-rendering would fail on it.
+                message[name] = READ_POLICY.header_factory(name, text)
             except Exception:  # noqa: BLE001 - a header we cannot add is just not added
                 continue
 

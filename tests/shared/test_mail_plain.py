@@ -176,3 +176,12 @@ def test_a_header_a_handler_sets_on_a_request_is_written_encoded() -> None:
     assert MailRequest("peer", "a@x.test", "b@y.test", data)["X-Tag"] == "Grüße"
     del request["X-Tag"]
     assert request["X-Tag"] is None and b"X-Tag" not in bytes(request)
+
+
+def test_headers_filled_from_a_utf8_envelope_survive_a_re_rendering() -> None:
+    """From/To filled from the envelope are header objects, so an edited request still renders."""
+    request = MailRequest("peer", "jürgen@x.test", "b@y.test", b"Subject: hi\r\n\r\nbody\r\n")
+    assert request["From"] == "jürgen@x.test"
+    request["X-Tag"] = "a"
+    data = bytes(request)
+    assert b"X-Tag: a" in data and b"From: " in data and b"To: b@y.test" in data
