@@ -15,7 +15,6 @@ import signal
 import smtplib
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,16 +118,6 @@ def make_app(tmp_path: Path, name: str, redis_url: str, sink: Sink, *, spool: st
     (root / "app" / "handlers" / "recorder.py").write_text(RECORDER.format(name=name))
     (root / "config" / "boot.py").write_text(BOOT)
     return App(root, project, redis_url)
-
-
-@pytest.fixture
-def apps() -> Iterator[list[App]]:
-    started: list[App] = []
-    try:
-        yield started
-    finally:
-        for app in started:
-            app.stop()
 
 
 def subjects(sink: Sink) -> list[str]:

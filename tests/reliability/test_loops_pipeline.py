@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import smtplib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from lamson import maildir
@@ -35,16 +33,6 @@ def START(message, address=None, host=None):
     settings.relay.deliver(MailResponse(To=message.From, From=f"{address}@{host}",
                                         Subject="re: " + str(message["subject"]), Body="ok"))
 '''
-
-
-@pytest.fixture
-def apps() -> Iterator[list[App]]:
-    started: list[App] = []
-    try:
-        yield started
-    finally:
-        for app in started:
-            app.stop()
 
 
 def start(tmp_path: Path, redis_url: str, *, relay_port: int | None = None, naive: bool = False,

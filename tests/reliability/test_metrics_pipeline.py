@@ -11,7 +11,6 @@ from __future__ import annotations
 import smtplib
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ from lamson.spool import MaildirSpool
 from tests.reliability.test_lifecycle_pipeline import App, make_app
 from tests.sink import smtp_sink
 from tests.support import free_port, wait_for, wait_port
-
-
-@pytest.fixture
-def apps() -> Iterator[list[App]]:
-    started: list[App] = []
-    try:
-        yield started
-    finally:
-        for app in started:
-            app.stop()
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
