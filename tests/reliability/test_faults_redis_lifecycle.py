@@ -9,7 +9,7 @@ from pathlib import Path
 import redis
 
 from lamson import maildir
-from tests.reliability.test_lifecycle_pipeline import App, apps, handled, make_app  # noqa: F401 - apps: fixture
+from tests.reliability.test_lifecycle_pipeline import App, handled, make_app
 from tests.sink import smtp_sink
 from tests.support import redis_server, stop_process, wait_for, wait_port
 
