@@ -11,6 +11,13 @@ routing job leaves the message in the spool and it is routed again later.
 redis-py ``Lock`` with an expiry, so a holder that dies frees it after
 ``timeout`` seconds, and a watchdog thread extends the held locks while a
 long state function runs.
+
+Inside :meth:`RedisLocks.keeping` (a routing job) the locks one message took
+stay held for the next message that needs the same ones, which is the next
+message of the same sender in a job that follows the sender's line; they are
+released as soon as a message needs others (so a worker holds one sender's
+locks at a time and two workers cannot deadlock), when a message fails, and
+when the job ends. A burst from one sender pays for its locks once.
 """
 
 from __future__ import annotations
@@ -148,6 +155,43 @@ class RedisLocks:
         self.wait = wait
         self.poll = poll
         self.watchdog = Watchdog(timeout)
+        self._local = threading.local()  # per thread: keeping depth and the kept locks by name
+
+    def _kept(self) -> dict[str, redis.lock.Lock]:
+        kept: dict[str, redis.lock.Lock] | None = getattr(self._local, "kept", None)
+        if kept is None:
+            kept = self._local.kept = {}
+        return kept
+
+    @contextmanager
+    def keeping(self) -> Iterator[None]:
+        """Keep each message's locks for the next message that needs the same ones; release them at the end."""
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.depth -= 1
+            if not self._local.depth:
+                self.release_kept()
+
+    def release_kept(self) -> None:
+        """Release the locks kept from earlier messages (nothing kept: nothing to do)."""
+        kept = self._kept()
+        if kept:
+            locks = list(kept.values())
+            kept.clear()
+            self._release(locks)
+
+    def _release(self, held: Sequence[redis.lock.Lock]) -> None:
+        self.watchdog.discard(held)
+        for lock in reversed(held):
+            try:
+                lock.release()
+            except LockError:
+                LOG.error("conversation lock %r expired before release: it was held longer than "
+                          "lock_timeout=%ss without being extended", lock.name, self.timeout)
+            except redis.RedisError as exc:  # it expires by itself after lock_timeout
+                LOG.warning("could not release conversation lock %r: %s", lock.name, exc)
 
     def lock(self, name: str) -> redis.lock.Lock:
         # thread_local=False: the watchdog thread extends a lock the main thread took.
@@ -156,6 +200,24 @@ class RedisLocks:
     @contextmanager
     def hold(self, names: Sequence[str]) -> Iterator[None]:
         ordered = sorted(set(names))
+        kept = self._kept()
+        if kept and set(ordered) == kept.keys():  # the same conversation as the last message: still ours
+            held = [kept[name] for name in ordered]
+            kept.clear()
+        else:
+            self.release_kept()  # one sender's locks at a time: never wait while holding others
+            held = self._acquire(ordered)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            if failed or not getattr(self._local, "depth", 0):
+                self._release(held)
+            else:
+                kept.update(zip(ordered, held, strict=True))
+
+    def _acquire(self, ordered: Sequence[str]) -> list[redis.lock.Lock]:
         started = time.monotonic()
         deadline = started + self.wait
         held: list[redis.lock.Lock] = []
@@ -165,16 +227,11 @@ class RedisLocks:
                 if not lock.acquire(blocking=True, blocking_timeout=max(0.0, deadline - time.monotonic())):
                     raise ConversationBusy(name, time.monotonic() - started)
                 held.append(lock)
-            self.watchdog.add(held)
-            yield
-        finally:
-            self.watchdog.discard(held)
-            for lock in reversed(held):
-                try:
-                    lock.release()
-                except LockError:
-                    LOG.error("conversation lock %r expired before release: it was held longer than "
-                              "lock_timeout=%ss without being extended", lock.name, self.timeout)
+        except BaseException:
+            self._release(held)
+            raise
+        self.watchdog.add(held)
+        return held
 
     def __repr__(self) -> str:
         return f"RedisLocks(timeout={self.timeout}, wait={self.wait})"

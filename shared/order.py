@@ -72,7 +72,8 @@ class Lines:
         sender = sender_of(sender)
         if not sender:
             return None
-        pipe = self.conn.pipeline(transaction=True)
+        # No MULTI: a message joining the line between the two only makes the answer more recent.
+        pipe = self.conn.pipeline(transaction=False)
         pipe.zrem(self._key(sender), key)
         pipe.zrange(self._key(sender), 0, 0)
         _, first = pipe.execute()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -68,6 +69,7 @@ class RoutingBatch:
         self.trace = loops.trace_name(self.settings, ctx.names)
         self.max_traces = int(getattr(self.settings, "max_loop_traces", DEFAULTS["max_loop_traces"]))
         self.done: list[Spooled] = []
+        self.heads: set[str] = set()  # keys this job found at the head of their line as it followed it
         self.outcomes: dict[str, int] = {}
         self.counted: dict[str, int] = {}  # the outcomes already written to the metrics counters
         # Sender authentication (lamson.authres): once per message, shared by its recipients.
@@ -76,32 +78,13 @@ class RoutingBatch:
         self.auth: dict[str, tuple[Any, bytes]] = {}  # spool key -> (AuthResults, the bytes handlers see)
 
     def run(self, keys: list[str]) -> str:
-
         if not keys:  # a drain: the oldest waiting ones
             keys = self.spool.waiting(due=True)[:queues.MAX_BATCH]
         claimed = [got for key in dict.fromkeys(keys) if (got := self._claim(key)) is not None]
         todo = deque(sorted(claimed, key=lambda s: (key_time(s.key), s.key)))
-        chained = 0
         try:
-            while todo:
-                if self.ctx.stopping:  # the process is stopping: the rest goes back to wait, woken for others
-                    self._hand_back(list(todo))
-                    todo.clear()
-                    break
-                spooled = todo.popleft()
-                turn = self._turn(spooled)
-                if turn is None:
-                    continue
-                if turn.key != spooled.key:  # an older message of the same sender was waiting: it goes first
-                    todo.appendleft(spooled)
-                    todo.appendleft(turn)
-                    continue
-                spooled = turn  # itself (re-claimed, if it had stepped back for a moment)
-                if self._handle(spooled):
-                    following = self._follow(spooled, take=chained < MAX_CHAIN and not self.ctx.stopping)
-                    if following is not None:
-                        chained += 1
-                        todo.appendleft(following)
+            with self._keeping_locks():
+                self._route_all(todo)
         except redis.RedisError as exc:
             if not unavailable(exc):
                 raise
@@ -112,6 +95,38 @@ class RoutingBatch:
         finally:
             self.commit()
         return ", ".join(f"{n} {what}" for what, n in self.outcomes.items()) or "nothing waiting"
+
+    @staticmethod
+    def _keeping_locks() -> AbstractContextManager[None]:
+        """Conversation locks kept from one message to the next that needs the same ones (one sender's burst)."""
+        from lamson.router import Router
+
+        keeping = getattr(Router.LOCKS, "keeping", None)
+        return keeping() if keeping is not None else nullcontext()
+
+    def _route_all(self, todo: deque[Spooled]) -> None:
+        """Handle the claimed messages in order, following each sender's line (``todo`` shrinks as it goes)."""
+        chained = 0
+        while todo:
+            if self.ctx.stopping:  # the process is stopping: the rest goes back to wait, woken for others
+                self._hand_back(list(todo))
+                todo.clear()
+                break
+            spooled = todo.popleft()
+            turn = self._turn(spooled)
+            if turn is None:
+                continue
+            if turn.key != spooled.key:  # an older message of the same sender was waiting: it goes first
+                todo.appendleft(spooled)
+                todo.appendleft(turn)
+                continue
+            spooled = turn  # itself (re-claimed, if it had stepped back for a moment)
+            if self._handle(spooled):
+                following = self._follow(spooled, take=chained < MAX_CHAIN and not self.ctx.stopping)
+                if following is not None:
+                    chained += 1
+                    self.heads.add(following.key)  # just read as its line's head: no need to look again
+                    todo.appendleft(following)
 
     def _hand_back(self, spooled: list[Spooled]) -> None:
         """Put claimed messages back to wait (no attempt charged) and wake another worker for them."""
@@ -145,6 +160,9 @@ class RoutingBatch:
         """The message to handle now for this one's sender: itself, an older waiting one, or None (wait)."""
         sender = spooled.envelope.mail_from
         if not self.ordered or not sender_of(sender):
+            return spooled
+        if spooled.key in self.heads:
+            self.heads.discard(spooled.key)
             return spooled
         for _ in range(10):
             head = self.lines.head(sender)

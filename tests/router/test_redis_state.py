@@ -107,3 +107,40 @@ def test_setup_worker_puts_router_on_redis(router: RouterClass, redis_conn: redi
     assert fresh.get("tests.router.handlers.sample", "joe@example.org") == "NEW_USER"
     assert router.UNDELIVERABLE_QUEUE.count() == 1
     assert [k for k in redis_conn.keys("app1:*") if b"lock" in k] == []
+
+
+def test_kept_locks_serve_one_senders_burst_and_go_when_others_are_needed(redis_conn: redis.Redis) -> None:
+    """Inside keeping() a message's locks stay for the next message needing the same ones, and only then."""
+    locks = RedisLocks(redis_conn, prefix="t7:", timeout=0.6, wait=5)
+    rival = RedisLocks(redis_conn, prefix="t7:", timeout=0.6, wait=0.1)
+    with locks.keeping():
+        with locks.hold(["m\x1fa@x.org"]):
+            token = redis_conn.get("t7:lock:m\x1fa@x.org")
+        # Between two messages of a@x.org the lock stays ours (the same token) and the
+        # watchdog keeps extending it past lock_timeout.
+        time.sleep(1.0)
+        assert redis_conn.get("t7:lock:m\x1fa@x.org") == token
+        with pytest.raises(ConversationBusy):
+            with rival.hold(["m\x1fa@x.org"]):
+                pass
+        with locks.hold(["m\x1fa@x.org"]):
+            assert redis_conn.get("t7:lock:m\x1fa@x.org") == token  # not taken again
+        # A message of another sender: a@x.org's lock is released before b@x.org's is taken.
+        with locks.hold(["m\x1fb@x.org"]):
+            assert redis_conn.exists("t7:lock:m\x1fa@x.org") == 0
+            with rival.hold(["m\x1fa@x.org"]):
+                pass
+        assert redis_conn.exists("t7:lock:m\x1fb@x.org") == 1
+        # A state function that raises: its locks go at once.
+        with pytest.raises(RuntimeError):
+            with locks.hold(["m\x1fb@x.org"]):
+                raise RuntimeError("handler bug")
+        assert redis_conn.exists("t7:lock:m\x1fb@x.org") == 0
+        with locks.hold(["m\x1fc@x.org"]):
+            pass
+        assert redis_conn.exists("t7:lock:m\x1fc@x.org") == 1
+    assert redis_conn.keys("t7:*") == []  # the end of the job releases what was kept
+    # Outside keeping(), nothing is kept.
+    with locks.hold(["m\x1fa@x.org"]):
+        pass
+    assert redis_conn.keys("t7:*") == []
