@@ -1,6 +1,7 @@
 """The aiosmtpd handler: cheap checks at MAIL and RCPT, spool + enqueue at DATA.
 
-It answers 250 only after the spool has the message on stable storage; any
+It answers 250 only after the spool has the message on stable storage
+(sessions share their fsyncs: :mod:`lamson.receiver.commit`); any
 failure to store is a 451 (the client keeps the message and retries), and
 the spool leaves nothing half-written.
 
@@ -30,7 +31,6 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from email.utils import formatdate
 from typing import Any
 
@@ -43,6 +43,7 @@ from lamson.receiver.checks import (
     is_postmaster,
     normalise_line_endings,
 )
+from lamson.receiver.commit import GroupCommit
 from lamson.settings import DEFAULTS
 from lamson.spool import Spool
 
@@ -87,7 +88,6 @@ class SpoolHandler:
         self,
         spool: Spool,
         enqueue: Callable[[str, str], bool],
-        executor: Executor,
         *,
         max_recipients: int = DEFAULTS["max_recipients"],
         hostname: str | None = None,
@@ -97,7 +97,7 @@ class SpoolHandler:
     ) -> None:
         self.spool = spool
         self.enqueue = enqueue
-        self.executor = executor
+        self.committer = GroupCommit(spool, enqueue)
         self.max_recipients = max_recipients
         self.hostname = hostname or socket.gethostname()
         self.served = served if served is not None else ServedDomains(())
@@ -158,9 +158,8 @@ class SpoolHandler:
             extra=session_extra(session, envelope),
         )
         data = received_header(env, self.hostname) + raw
-        loop = asyncio.get_running_loop()
         try:
-            key, queued = await loop.run_in_executor(self.executor, self._store, env, data)
+            key, queued = await asyncio.wrap_future(self.committer.submit(env, data))
         except Exception as exc:  # disk full, permissions, Redis spool down: the client retries
             log.error("451 for %s from <%s>: cannot spool: %s", env.id, env.mail_from, exc)
             return "451 4.3.0 Requested action aborted: local error in processing, try again later"
@@ -170,8 +169,3 @@ class SpoolHandler:
             "" if queued else " (not yet enqueued)",
         )
         return f"250 2.0.0 OK queued as {env.id}"
-
-    def _store(self, env: Envelope, data: bytes) -> tuple[str, bool]:
-        """Runs in a worker thread: fsync must not stall the event loop."""
-        key = self.spool.put(env, data)
-        return key, self.enqueue(key, env.mail_from)

@@ -31,7 +31,6 @@ import os
 import pwd
 import signal
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any, AnyStr, cast
 
@@ -336,7 +335,7 @@ def drop_privileges(user: str) -> None:
     log.info("running as %s (uid %d, gid %d)", entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def build_handler(settings: ModuleType, executor: ThreadPoolExecutor) -> SpoolHandler:
+def build_handler(settings: ModuleType) -> SpoolHandler:
     """The handler for these settings; refuses a Redis spool that would not keep mail."""
     try:
         served = served_domains(settings)
@@ -359,7 +358,6 @@ def build_handler(settings: ModuleType, executor: ThreadPoolExecutor) -> SpoolHa
     return SpoolHandler(
         spool,
         enqueue,
-        executor,
         max_recipients=settings.max_recipients,
         hostname=getattr(settings, "receiver_hostname", None) or socket.gethostname(),
         served=served,
@@ -445,13 +443,12 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
         servers.append(await loop.create_server(lambda: factory(submission=True), host=security.submission["host"],
                                                 port=security.submission["port"], reuse_address=True,
                                                 start_serving=False))
-    executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="spool")
     try:
         if settings.receiver_user:
             drop_privileges(settings.receiver_user)
         elif os.geteuid() == 0:
             log.warning("WARNING: the receiver runs as root; set receiver_user to run as an unprivileged user")
-        handler = build_handler(settings, executor)
+        handler = build_handler(settings)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, stop.set)
@@ -475,7 +472,8 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
             await asyncio.wait_for(asyncio.gather(*(each.wait_closed() for each in servers)), DRAIN_SECONDS)
         except TimeoutError:
             log.warning("sessions still open after %.0fs; exiting", DRAIN_SECONDS)
-        executor.shutdown(wait=True)
+        if handler is not None:
+            handler.committer.close()  # what was submitted is made durable and answered
         if handler is not None and isinstance(handler.enqueue, Enqueuer):
             handler.enqueue.close()  # what was accepted last gets its job now, not at the next sweep
 
