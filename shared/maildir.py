@@ -100,11 +100,11 @@ def write(root: str | os.PathLike[str], data: bytes, key: str | None = None, *, 
     caller (the receiver) answers 451 and nothing half-written is left.
     """
     key = key or new_key()
-    root = Path(root)
-    tmp = root / "tmp" / key
+    root = os.fspath(root)  # plain strings: pathlib costs more than the write on this path
+    tmp = os.path.join(root, "tmp", key)
     write_file(tmp, data, sync=sync)
     try:
-        os.rename(tmp, root / "new" / key)
+        os.rename(tmp, os.path.join(root, "new", key))
     except BaseException:
         try:
             os.unlink(tmp)
@@ -112,7 +112,7 @@ def write(root: str | os.PathLike[str], data: bytes, key: str | None = None, *, 
             pass
         raise
     if sync:
-        fsync_dir(root / "new")
+        fsync_dir(os.path.join(root, "new"))
     return key
 
 

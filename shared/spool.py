@@ -194,16 +194,20 @@ class MaildirSpool:
         self.sync = sync
         self._new = self.path / "new"
         self._cur = self.path / "cur"
+        # The same as plain strings, for the per-message paths (pathlib costs more than the syscalls).
+        self._path_s = os.fspath(self.path)
+        self._new_s = os.fspath(self._new) + os.sep
+        self._cur_s = os.fspath(self._cur) + os.sep
 
     # -- writing ---------------------------------------------------------
 
     def put(self, envelope: Envelope, data: bytes, *, sync: bool = True, delay: float = 0.0) -> str:
         """Store a message as waiting (due ``delay`` seconds from now); durable on return unless
         ``sync=False`` (then :meth:`commit`)."""
-        key = maildir.write(self.path, encode(envelope, data), sync=self.sync and sync)
+        key = maildir.write(self._path_s, encode(envelope, data), sync=self.sync and sync)
         if delay > 0:
             due = time.time() + delay
-            os.utime(self._new / key, (due, due))
+            os.utime(self._new_s + key, (due, due))
         return key
 
     def commit(self, keys: Iterable[str]) -> None:
@@ -217,7 +221,7 @@ class MaildirSpool:
         synced = False
         for key in keys:
             try:
-                fd = os.open(self._new / key, os.O_RDONLY)
+                fd = os.open(self._new_s + key, os.O_RDONLY)
             except FileNotFoundError:
                 continue
             try:
@@ -314,13 +318,14 @@ class MaildirSpool:
     def claim(self, key: str, worker: str) -> Spooled | None:
         """Take a waiting message for ``worker``; None if it is not waiting (taken, done, not due yet is fine)."""
         maildir.check_key(key)
-        target = self._cur / f"{key}{CLAIM_SEP}{worker}"
+        target = f"{self._cur_s}{key}{CLAIM_SEP}{worker}"
         try:
-            os.rename(self._new / key, target)
+            os.rename(self._new_s + key, target)
         except FileNotFoundError:
             return None
         try:
-            record = target.read_bytes()
+            with open(target, "rb") as file:
+                record = file.read()
         except FileNotFoundError:
             return None  # recovered from under us by a worker that thought we were dead
         try:
@@ -347,7 +352,7 @@ class MaildirSpool:
     def finish(self, key: str, worker: str) -> bool:
         """Done with it: remove the claim. False when it was no longer ours (recovered meanwhile)."""
         try:
-            os.unlink(self._cur / f"{key}{CLAIM_SEP}{worker}")
+            os.unlink(f"{self._cur_s}{key}{CLAIM_SEP}{worker}")
             return True
         except FileNotFoundError:
             return False

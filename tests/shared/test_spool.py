@@ -204,3 +204,17 @@ def test_keys_sort_by_the_time_in_their_names(tmp_path: Path) -> None:
     made = [maildir.new_key() for _ in range(50)]
     assert all(len(key.split(".M", 1)[1].split("P", 1)[0]) == 6 for key in made)
     assert sorted(made, key=maildir.key_order) == made  # made one after another: already in time order
+
+
+def test_envelope_json_has_every_field_and_reads_back() -> None:
+    """to_json is written field by field for speed: it must still carry every field, and only copies."""
+    import dataclasses
+    import json
+
+    extra = {"protocol": "ESMTP", "auth": "ann"}
+    env = Envelope(mail_from="a@x.org", rcpt_tos=("b@y.org", "c@y.org"), peer="1.2.3.4:5", helo="mx.x.org",
+                   queue="posts", extra=extra, attempts=2)
+    record = json.loads(env.to_json())
+    assert set(record) == {"v"} | {f.name for f in dataclasses.fields(Envelope)}
+    assert record["rcpt_tos"] == ["b@y.org", "c@y.org"] and record["v"] == 2
+    assert Envelope.from_json(env.to_json()) == env
