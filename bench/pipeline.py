@@ -378,6 +378,7 @@ class Load:
     rss: dict[str, tuple[int, int]] = field(default_factory=dict)
     redis: dict[str, int] = field(default_factory=dict)  # calls per command over the load
     machine: tuple[float, float] = (0.0, 0.0)  # busy and total CPU seconds of the machine over the load
+    jobs: dict[str, int] = field(default_factory=dict)  # rq jobs done over the load, by stage
 
     @property
     def rate(self) -> float:
@@ -398,6 +399,7 @@ def run_load(port: int, queue: Path, pids: dict[str, int], *, messages: int, ses
     load = Load(messages, sessions, client)
     baseline = len(os.listdir(queue / "new"))
     calls_before = command_calls(redis_conn) if redis_conn is not None else {}
+    jobs_before = jobs_done(redis_conn) if redis_conn is not None else {}
     cpu_before = cpu_seconds(pids)
     machine_before = machine_busy()
     usage = resource.RUSAGE_CHILDREN if client == "smtp-source" else resource.RUSAGE_SELF
@@ -420,6 +422,7 @@ def run_load(port: int, queue: Path, pids: dict[str, int], *, messages: int, ses
         calls_after = command_calls(redis_conn)
         calls_after["info"] = calls_after.get("info", 0) - 1  # the benchmark's own INFO
         load.redis = {k: v - calls_before.get(k, 0) for k, v in calls_after.items() if v - calls_before.get(k, 0)}
+        load.jobs = {k: v - jobs_before.get(k, 0) for k, v in jobs_done(redis_conn).items()}
     load.cpu = {name: cpu_after.get(name, used) - used for name, used in cpu_before.items()}
     load.client_cpu = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
     load.replies = count - baseline
@@ -429,6 +432,19 @@ def run_load(port: int, queue: Path, pids: dict[str, int], *, messages: int, ses
         got = arrivals(queue)
         load.latencies = sorted(got[m] - acked[m] for m in got if m in acked)
     return load
+
+
+def jobs_done(conn: redis.Redis) -> dict[str, int]:
+    """Jobs the routers and the relay finished so far, from rq's worker records (``rq info`` reads the same)."""
+    from rq import Worker
+
+    from lamson import rqcompat
+
+    done: dict[str, int] = {}
+    for worker in Worker.all(connection=conn, serializer=rqcompat.SERIALIZER):
+        stage = "relay" if ".relay." in worker.name else "routing" if ".router." in worker.name else "other"
+        done[stage] = done.get(stage, 0) + int(worker.successful_job_count or 0)
+    return done
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -467,6 +483,9 @@ def report(load: Load, title: str = "") -> None:
         top = sorted(load.redis.items(), key=lambda kv: -kv[1])[:8]
         print(f"Redis commands per message: {total / max(1, load.replies):.1f}  ("
               + ", ".join(f"{k} {v / max(1, load.replies):.2f}" for k, v in top) + ")")
+    if load.jobs.get("routing") or load.jobs.get("relay"):
+        print("rq jobs: " + ", ".join(f"{n} {stage} ({load.replies / n:.1f} messages each)"
+                                       for stage, n in sorted(load.jobs.items()) if n and stage != "other"))
 
 
 def terminate_cleanly() -> None:
