@@ -221,3 +221,29 @@ def test_custom_loader_gets_one_dict() -> None:
     view.LOADER = Loader()
     assert view.render({"self": 1, 2: 3}, "x.txt") == "ok"
     assert seen == [{"self": 1}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(st.one_of(
+        st.text(alphabet="ab {}%#-|.@:\n\"'", max_size=6),
+        st.sampled_from(["{{ name }}", "{{name}}", "{{ subject }}", "{{- name -}}", "{{ missing }}", "{{ none }}",
+                         "{{ range }}", "{{ name|upper }}", "{{ obj }}", "{% if name %}x{% endif %}", "{# c #}"]),
+    ), max_size=5),
+    name=st.one_of(st.text(max_size=8), st.integers(), st.none()),
+)
+def test_plain_header_templates_render_as_jinja2_does(pieces: list[str], name: object) -> None:
+    """Header templates of text and {{ name }} are substituted directly: the same text as Jinja2's sandbox."""
+    source = "".join(pieces)
+    if "{{" not in source and "{%" not in source:
+        source = "{{ name }}" + source
+    variables = {"name": name, "subject": "Re: <hi> {{ x }}", "obj": MailResponse}
+    try:
+        expected = view._HEADER_TEMPLATES.from_string(source).render(variables)
+    except jinja2.TemplateError:
+        expected = None
+    try:
+        got = view._render_header(source, variables)
+    except jinja2.TemplateError:
+        got = None
+    assert got == expected
