@@ -32,7 +32,7 @@ import redis
 
 from lamson import context, loops, metrics, queues
 from lamson.connection import unavailable
-from lamson.order import sender_of
+from lamson.order import Following, sender_of
 from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord, key_time
 
@@ -59,6 +59,7 @@ class RoutingBatch:
         self.group = group
         self.spool = ctx.spool(group)
         self.lines = ctx.lines(group)
+        self.following = Following(self.lines)
         self.worker = ctx.worker_id
         self.settings = ctx.settings
         self.max_attempts = int(getattr(self.settings, "max_attempts", DEFAULTS["max_attempts"]))
@@ -130,6 +131,7 @@ class RoutingBatch:
 
     def _hand_back(self, spooled: list[Spooled]) -> None:
         """Put claimed messages back to wait (no attempt charged) and wake another worker for them."""
+        self._leave_lines()  # the workers woken must find them at the head of their lines
         keys = [s.key for s in spooled if self.spool.release(s, self.worker)]
         self._count("handed back", len(keys))
         for batch in queues.chunks(keys):
@@ -165,7 +167,7 @@ class RoutingBatch:
             self.heads.discard(spooled.key)
             return spooled
         for _ in range(10):
-            head = self.lines.head(sender)
+            head = self.following.head(sender)
             if head is None or head == spooled.key:
                 return spooled
             if key_time(head) > key_time(spooled.key) or (key_time(head) == key_time(spooled.key)
@@ -187,7 +189,7 @@ class RoutingBatch:
                 # In another worker's hands: wait behind it. That worker takes us next;
                 # if it finished while we looked, the head is us now and we go on.
                 self.spool.release(spooled, self.worker)
-                if self.lines.head(sender) == spooled.key:
+                if self.following.head(sender) == spooled.key:
                     again = self._claim(spooled.key)
                     if again is not None:
                         return again
@@ -205,11 +207,21 @@ class RoutingBatch:
         """
         if not self.ordered:
             return None
-        nxt = self.lines.done(spooled.envelope.mail_from, spooled.key)
+        sender = spooled.envelope.mail_from
+        nxt = self.following.done(sender, spooled.key)
         if nxt is None or nxt == spooled.key:
             return None
         if take:
-            return self._claim(nxt)
+            got = self._claim(nxt)
+            if got is not None:
+                return got
+            # Someone holds it for a moment (a worker looking for its turn): make the line move on
+            # for everyone, so whichever of us looks last takes it.
+            nxt = self.following.read(sender)
+            return self._claim(nxt) if nxt is not None and nxt != spooled.key else None
+        nxt = self.following.read(sender)  # the worker woken must find it at the head
+        if nxt is None or nxt == spooled.key:
+            return None
         try:
             queues.wake_router(self.ctx.conn, self.ctx.names, self.group, [nxt],
                                timeout=queues.route_timeout(self.settings, 1))
@@ -331,8 +343,15 @@ class RoutingBatch:
             self.ctx.outbox.commit(pending)
         return pending
 
+    def _leave_lines(self) -> None:
+        try:
+            self.following.flush()
+        except Exception as exc:  # stale entries: whoever looks next finds them gone and passes them
+            log.warning("could not take the handled messages out of their senders' lines: %s", exc)
+
     def commit(self) -> None:
         """Replies durable (one group commit), then the routed messages leave the spool, then the relay wakes."""
+        self._leave_lines()
         pending = self._commit_outbox()
         for spooled in self.done:
             if not self.spool.finish(spooled.key, self.worker):

@@ -78,3 +78,25 @@ def test_losing_redis_restarts_the_settling(redis_conn: redis.Redis, monkeypatch
     assert me.beat() and me.settled
     me.conn = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     assert not me.beat() and not me.settled
+
+
+def test_following_reads_a_line_ahead_and_leaves_it_in_one_go(redis_conn: redis.Redis) -> None:
+    """A job following a line: handled keys stay at its head until it reads again or flushes."""
+    from lamson.order import Following
+
+    lines = Lines(redis_conn, Names("t"))
+    keys = [maildir.new_key() for _ in range(5)]
+    lines.add([(key, "a@x.org") for key in keys])
+    following = Following(lines, read_ahead=3)
+    assert following.done("a@x.org", keys[0]) == keys[1]  # read: keys 1, 2, 3; key 0 left the line
+    assert lines.head("a@x.org") == keys[1]
+    assert following.done("a@x.org", keys[1]) == keys[2]  # from what was read ahead
+    assert following.done("a@x.org", keys[2]) == keys[3]
+    assert lines.head("a@x.org") == keys[1]  # to other workers the job is still on keys[1]
+    assert following.head("a@x.org") == keys[3]  # as others will see it from now on
+    assert lines.head("a@x.org") == keys[3]
+    assert following.done("a@x.org", keys[3]) == keys[4]
+    following.flush()
+    assert lines.head("a@x.org") == keys[4]
+    assert following.done("a@x.org", keys[4]) is None and lines.head("a@x.org") is None
+    assert following.done("", "x") is None  # the null sender has no line

@@ -213,3 +213,38 @@ def test_a_stopping_worker_finishes_the_message_in_hand_and_hands_the_rest_back(
     (job,) = rqcompat.queue(ctx.conn, ctx.names.incoming).jobs
     assert sorted(job.args[0]) == sorted(keys[1:])  # another worker is woken for them
     ctx.stopping = False
+
+
+def test_a_burst_of_one_sender_reads_its_line_a_few_times_not_once_a_message(ctx: context.Context) -> None:
+    from lamson import order
+
+    keys = [accept(ctx, f"m{i}") for i in range(40)]
+    before = ctx.conn.info("commandstats").get("cmdstat_zrange", {}).get("calls", 0)
+    assert jobs.route([keys[0]]) == "40 routed"
+    reads = ctx.conn.info("commandstats")["cmdstat_zrange"]["calls"] - before
+    assert handlers.CALLS == [f"m{i}" for i in range(40)]
+    assert reads <= 40 // order.READ_AHEAD + 3  # its turn, each read ahead, the last; was one per message
+    assert ctx.lines().head("a@example.org") is None and ctx.spool().waiting() == []
+
+
+def test_a_worker_waiting_behind_a_job_that_reads_ahead_is_taken_next(ctx: context.Context) -> None:
+    """While a job is inside a burst, another worker's message of that sender steps back and the job takes it."""
+    keys = [accept(ctx, f"m{i}") for i in range(6)]
+    other = jobs.RoutingBatch(ctx, "incoming")
+    seen: list[str | None] = []
+    real = jobs.RoutingBatch._deliver
+
+    def meanwhile(self, spooled, rcpt):  # type: ignore[no-untyped-def]
+        real(self, spooled, rcpt)
+        if spooled.key == keys[2]:  # another worker is woken for m4 now: it must wait its turn
+            other.worker = "t.router.h.2.other"
+            seen.append(other.run([keys[4]]))
+
+    jobs.RoutingBatch._deliver = meanwhile  # type: ignore[method-assign]
+    try:
+        assert jobs.route([keys[0]]) == "6 routed"
+    finally:
+        jobs.RoutingBatch._deliver = real  # type: ignore[method-assign]
+    assert seen == ["1 waiting behind an older message"]
+    assert handlers.CALLS == [f"m{i}" for i in range(6)]
+    assert ctx.spool().waiting() == [] and ctx.spool().claims() == []
