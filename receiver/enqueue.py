@@ -93,7 +93,8 @@ class Enqueuer:
         try:
             with self.conn.pipeline() as pipe:
                 # rq opens the MULTI, so its enqueue goes first; the lines join the same transaction.
-                queues.wake_router(self.conn, self.names, self.group, keys, timeout=self.timeout, pipeline=pipe)
+                queues.wake_router(self.conn, self.names, self.group, keys, timeout=self.timeout, pipeline=pipe,
+                                   senders=[sender for _, sender in entries])
                 self.lines.add(entries, pipeline=pipe)
                 counted, ours = metrics.RECEIVER.queue(pipe, self.names)
                 metrics.execute(pipe, ours)  # a failed increment never fails the wake-up

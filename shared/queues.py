@@ -36,12 +36,17 @@ def route_timeout(settings: Any, count: int) -> int:
 
 
 def wake_router(conn: redis.Redis, names: Names, group: str, keys: list[str], *, timeout: int = DEFAULTS["job_timeout"],
-                pipeline: Any = None, delay: float = 0.0) -> Job:
+                pipeline: Any = None, delay: float = 0.0, senders: list[str] | None = None) -> Job:
     """Wake a router worker of ``group`` ("incoming" or a deferred queue) for these spool keys.
 
-    No keys: a drain — the worker claims the oldest waiting messages itself.
+    No keys: a drain — the worker claims the oldest waiting messages itself. ``senders`` (the
+    envelope sender of each key, as the receiver knows them) lets the worker leave alone, without
+    even claiming them, keys whose sender's line is in another worker's hands.
     """
-    return rqcompat.enqueue(conn, names.queue(group), ROUTE_JOB, [list(keys), group],
+    args: list[Any] = [list(keys), group]
+    if senders is not None and len(senders) == len(keys):
+        args.append(list(senders))
+    return rqcompat.enqueue(conn, names.queue(group), ROUTE_JOB, args,
                             timeout=min(timeout * max(len(keys), 1), 3600), pipeline=pipeline, delay=delay,
                             description=f"route {len(keys) or 'waiting'} message(s) of {group}"
                                         + (f" from {keys[0]}" if keys else ""))

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from lamson import context, loops, metrics, queues
-from lamson.connection import unavailable
+from lamson.connection import members, unavailable
 from lamson.order import Following, sender_of
 from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord, key_time
@@ -42,13 +42,19 @@ log = logging.getLogger("lamson.workers")
 MAX_CHAIN = 200
 
 
-def route(keys: list[str], group: str = "incoming") -> str:
-    """Route the spooled messages ``keys`` of ``group`` (none: the oldest waiting ones)."""
+def route(keys: list[str], group: str = "incoming", senders: list[str] | None = None) -> str:
+    """Route the spooled messages ``keys`` of ``group`` (none: the oldest waiting ones).
+
+    ``senders``, when the wake-up carries them, are only a hint (which lines to look at before
+    claiming anything): a wrong one costs a detour, never a message.
+    """
     ctx = context.current()
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or not isinstance(group, str):
         log.error("malformed routing wake-up dropped: keys=%r group=%r", keys, group)
         return "malformed"
-    return RoutingBatch(ctx, group).run(keys)
+    if not (isinstance(senders, list) and len(senders) == len(keys) and all(isinstance(s, str) for s in senders)):
+        senders = None
+    return RoutingBatch(ctx, group).run(keys, senders)
 
 
 class RoutingBatch:
@@ -78,9 +84,14 @@ class RoutingBatch:
         self.dmarc_park = bool(getattr(self.settings, "dmarc_reject_park", DEFAULTS["dmarc_reject_park"]))
         self.auth: dict[str, tuple[Any, bytes]] = {}  # spool key -> (AuthResults, the bytes handlers see)
 
-    def run(self, keys: list[str]) -> str:
+    def run(self, keys: list[str], senders: list[str] | None = None) -> str:
         if not keys:  # a drain: the oldest waiting ones
             keys = self.spool.waiting(due=True)[:queues.MAX_BATCH]
+        elif senders is not None and self.ordered:
+            try:
+                keys = self._not_behind(keys, senders)
+            except redis.RedisError as exc:  # the usual way then: claim each and look at its line
+                log.debug("lines not looked at before claiming: %s", exc)
         claimed = [got for key in dict.fromkeys(keys) if (got := self._claim(key)) is not None]
         todo = deque(sorted(claimed, key=lambda s: (key_time(s.key), s.key)))
         try:
@@ -128,6 +139,31 @@ class RoutingBatch:
                     chained += 1
                     self.heads.add(following.key)  # just read as its line's head: no need to look again
                     todo.appendleft(following)
+
+    def _not_behind(self, keys: list[str], senders: list[str]) -> list[str]:
+        """The keys to claim: not those whose sender's line another worker is following.
+
+        Such a worker takes them next as it follows the line. Left alone, they are
+        not claimed and released again, and that worker never finds one of them
+        held for a moment (which would end its run of the line).
+        """
+        mine: dict[str, list[str]] = {}
+        for key, sender in zip(keys, senders, strict=True):
+            if sender_of(sender):
+                mine.setdefault(sender_of(sender), []).append(key)
+        if not mine:
+            return keys
+        with self.ctx.conn.pipeline(transaction=False) as pipe:
+            for sender in mine:
+                pipe.zrange(self.lines.prefix + sender, 0, 0)
+            heads = [members(found) for found in pipe.execute()]
+        skip: set[str] = set()
+        for waiting, head in zip(mine.values(), heads, strict=True):
+            if head and head[0] not in waiting and self.spool.where(head[0]) == "claimed":
+                skip.update(waiting)
+        if skip:
+            self._count("waiting behind an older message", len(skip))
+        return [key for key in keys if key not in skip]
 
     def _hand_back(self, spooled: list[Spooled]) -> None:
         """Put claimed messages back to wait (no attempt charged) and wake another worker for them."""

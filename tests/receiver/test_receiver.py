@@ -55,12 +55,13 @@ def test_one_message_many_recipients_one_spool_entry(receiver: dict, redis_conn:
     assert spooled.envelope.mail_from == "sender@example.org"
     assert spooled.envelope.peer.startswith("127.0.0.1:")
     assert spooled.data.startswith(b"Received: from ") and spooled.data.endswith(MESSAGE.encode())
-    # ...and its wake-up (sent just after the 250) waits in lamson-incoming, carrying the key, and the
+    # ...and its wake-up (sent just after the 250) waits in lamson-incoming, carrying the key and its
+    # sender, and the
     # message is in its sender's line.
     incoming = rqcompat.queue(redis_conn, Names().incoming)
     wait_for(lambda: incoming.job_ids, 10, what="the wake-up")
     (job,) = incoming.jobs
-    assert job.func_name == queues.ROUTE_JOB and job.args == [[keys[0]], "incoming"]
+    assert job.func_name == queues.ROUTE_JOB and job.args == [[keys[0]], "incoming", ["sender@example.org"]]
     assert Lines(redis_conn, Names()).head("sender@example.org") == keys[0]
 
 

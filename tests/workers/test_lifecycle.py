@@ -248,3 +248,30 @@ def test_a_worker_waiting_behind_a_job_that_reads_ahead_is_taken_next(ctx: conte
     assert seen == ["1 waiting behind an older message"]
     assert handlers.CALLS == [f"m{i}" for i in range(6)]
     assert ctx.spool().waiting() == [] and ctx.spool().claims() == []
+
+
+def test_a_wake_up_for_a_line_in_other_hands_claims_nothing(ctx: context.Context,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the senders in the wake-up, keys behind another worker's message are not even claimed."""
+    first = accept(ctx, "m0")
+    later = [accept(ctx, f"m{i}") for i in (1, 2)]
+    other = accept(ctx, "x", sender="b@example.org")
+    assert ctx.spool().claim(first, "t.router.h.2.other") is not None  # another worker is on the line
+    claimed: list[str] = []
+    real = ctx.spool().claim
+
+    def counting(key, worker):  # type: ignore[no-untyped-def]
+        claimed.append(key)
+        return real(key, worker)
+
+    monkeypatch.setattr(ctx.spool(), "claim", counting)
+    keys = [*later, other]
+    assert jobs.route(keys, "incoming", ["a@example.org", "A@example.org", "b@example.org"]) == \
+        "2 waiting behind an older message, 1 routed"
+    assert claimed == [other] and handlers.CALLS == ["x"]
+    assert sorted(ctx.spool().waiting()) == sorted(later)
+    # A wrong or missing hint only costs the usual detour: claimed, seen behind m0, put back.
+    assert jobs.route(later, "incoming", ["nobody@example.org", "nobody@example.org"]) == \
+        "2 waiting behind an older message"
+    assert jobs.route(later, "incoming", ["short"]) == "2 waiting behind an older message"
+    assert sorted(ctx.spool().waiting()) == sorted(later)
