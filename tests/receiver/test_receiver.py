@@ -56,8 +56,7 @@ def test_one_message_many_recipients_one_spool_entry(receiver: dict, redis_conn:
     assert spooled.envelope.peer.startswith("127.0.0.1:")
     assert spooled.data.startswith(b"Received: from ") and spooled.data.endswith(MESSAGE.encode())
     # ...and its wake-up (sent just after the 250) waits in lamson-incoming, carrying the key and its
-    # sender, and the
-    # message is in its sender's line.
+    # sender, and the message is in its sender's line.
     incoming = rqcompat.queue(redis_conn, Names().incoming)
     wait_for(lambda: incoming.job_ids, 10, what="the wake-up")
     (job,) = incoming.jobs
