@@ -58,15 +58,15 @@ class Lines:
     def add(self, entries: Iterable[tuple[str, str]], pipeline: Any = None) -> None:
         """Put ``(key, sender)`` pairs in their senders' lines (already there: left as is)."""
         pipe = pipeline if pipeline is not None else self.conn.pipeline(transaction=False)
-        added = False
+        by_sender: dict[str, dict[str, float]] = {}
         for key, sender in entries:
             sender = sender_of(sender)
-            if not sender:
-                continue
-            pipe.zadd(self._key(sender), {key: key_time(key)}, nx=True)
+            if sender:
+                by_sender.setdefault(sender, {})[key] = key_time(key)
+        for sender, keys in by_sender.items():  # one ZADD and one EXPIRE per line, however many keys
+            pipe.zadd(self._key(sender), keys, nx=True)
             pipe.expire(self._key(sender), LINE_TTL)
-            added = True
-        if pipeline is None and added:
+        if pipeline is None and by_sender:
             pipe.execute()
 
     def head(self, sender: str) -> str | None:
