@@ -87,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a worker's liveness key lives (refreshed three times as often): the claims of a
     # worker or host that died go back to waiting about two TTLs after it stopped answering.
     "worker_ttl": 15,
+    "worker_nice": 5,
     # DNS for delivery by MX and sender authentication (lamson.dns): None uses the system's
     # resolver; {"nameservers": ["127.0.0.1"], "port": 53, "timeout": 5.0} names others.
     "dns_config": None,
