@@ -7,6 +7,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from email import message_from_bytes
 from email.policy import default
+from pathlib import Path
 
 from lamson import maildir
 from lamson.process import alive
@@ -49,6 +50,14 @@ def test_fifty_messages_five_clients_fifty_replies(pipeline: Pipeline) -> None:
     for expected in ("lamson-incoming", "lamson-outgoing", "lamson.router.", "lamson.relay."):
         assert expected in info.stdout
     assert "0 failed" in info.stdout.splitlines()[0]
+
+    # The workers yield the CPU to the receiver (worker_nice, 5 by default).
+    def nice(program: str) -> int:
+        pid = int(pipeline.ctl("pid", program).strip())
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+    assert nice("receiver") == 0
+    assert nice("router:router_00") == nice("router:router_01") == nice("relay") == 5
 
 
 def test_shutdown_leaves_no_process(pipeline: Pipeline) -> None:
