@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lamson import loops
 from lamson.envelope import Envelope
@@ -92,3 +94,18 @@ def test_over_rate_counts_per_address_per_minute(redis_conn: redis.Redis) -> Non
     assert loops.over_rate(redis_conn, names, "a@client.test", 3, now=660.0) is None  # the next minute
     assert loops.over_rate(redis_conn, names, "a@client.test", 0, now=600.0) is None  # 0: no limit
     assert 0 < redis_conn.ttl(b"t:replies:a@client.test:10") <= 120
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=40).map(lambda b: bytes(b"ab\r\n:"[x % 5] for x in b)),
+       limit=st.integers(min_value=0, max_value=40))
+def test_header_block_end_is_the_first_blank_line_of_any_kind(data: bytes, limit: int) -> None:
+    """It looks for CRLF CRLF first and for LF LF / CR CR only before it: still the earliest of the three."""
+    from lamson.encoding import header_block_end
+
+    if data.startswith((b"\n", b"\r")):
+        expected: int | None = 0
+    else:
+        found = [i for i in (data.find(sep, 0, limit + 4) for sep in (b"\n\n", b"\r\n\r\n", b"\r\r")) if i >= 0]
+        expected = min(found) if found else None
+    assert header_block_end(data, limit) == expected
