@@ -21,6 +21,7 @@ import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,13 +83,41 @@ def tls_context(security: Security) -> ssl.SSLContext:
     return context
 
 
+#: An address smtplib's quoteaddr would only put in angle brackets (a dot-atom-ish local part and a
+#: domain, ASCII, nothing to parse): a differential test checks that it does.
+PLAIN_PATH = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+@[A-Za-z0-9.\-]+")
+
+
 class _Dialing:
-    """Connects to ``address`` (an IP found by MX lookup) while the name stays ``host`` (TLS checks it)."""
+    """Connects to ``address`` (an IP found by MX lookup) while the name stays ``host`` (TLS checks it).
+
+    ``mail``/``rcpt`` write a plain address's path themselves: smtplib runs every address through
+    ``email.utils.parseaddr`` first, which was a seventh of the relay's CPU and changes nothing
+    for such an address. Anything else (and SMTPUTF8) goes through smtplib as before.
+    """
 
     address: str | None = None
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return super()._get_socket(self.address or host, port, timeout)  # type: ignore[misc]
+
+    def _path_command(self, verb: str, prefix: str, address: str, options: Sequence[str]) -> tuple[int, bytes]:
+        extra = " " + " ".join(options) if options and self.does_esmtp else ""  # type: ignore[attr-defined]
+        self.putcmd(verb, f"{prefix}<{address}>{extra}")  # type: ignore[attr-defined]
+        reply: tuple[int, bytes] = self.getreply()  # type: ignore[attr-defined]
+        return reply
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        if PLAIN_PATH.fullmatch(sender) and not any(o.lower() == "smtputf8" for o in options):
+            return self._path_command("mail", "from:", sender, options)
+        result: tuple[int, bytes] = super().mail(sender, options)  # type: ignore[misc]
+        return result
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        if PLAIN_PATH.fullmatch(recip):
+            return self._path_command("rcpt", "to:", recip, options)
+        result: tuple[int, bytes] = super().rcpt(recip, options)  # type: ignore[misc]
+        return result
 
 
 class _SMTP(_Dialing, smtplib.SMTP):

@@ -1,0 +1,41 @@
+"""The relay writes plain MAIL/RCPT paths itself: exactly what smtplib would have written."""
+
+from __future__ import annotations
+
+import smtplib
+import string
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lamson.relay.smtp import PLAIN_PATH
+
+LOCAL = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~."
+DOMAIN = string.ascii_letters + string.digits + ".-"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(local=st.text(alphabet=LOCAL, min_size=1, max_size=12), domain=st.text(alphabet=DOMAIN, min_size=1, max_size=12))
+def test_a_plain_path_is_what_quoteaddr_gives(local: str, domain: str) -> None:
+    address = f"{local}@{domain}"
+    assert PLAIN_PATH.fullmatch(address)
+    assert smtplib.quoteaddr(address) == f"<{address}>"
+
+
+def test_paths_on_the_wire_plain_quoted_and_utf8() -> None:
+    """Through the relay's session class to a real SMTP server: the envelope arrives as sent."""
+    from lamson.relay.smtp import PLAIN, Connections
+    from tests.sink import smtp_sink
+
+    with smtp_sink() as sink:
+        smtp = Connections(timeout=10)
+        try:
+            for sender, rcpts in (("a.b+c@example.org", ["x@test.com", "y'z@test.com"]),
+                                  ('"two words"@example.org', ["x@test.com"]),
+                                  ("", ["x@test.com"])):
+                assert smtp.send("127.0.0.1", sink.port, sender, rcpts, b"Subject: t\r\n\r\nhi\r\n", PLAIN) == {}
+        finally:
+            smtp.close_all()
+    got = [(m.mail_from, m.rcpt_tos) for m in sink.messages]
+    assert got == [("a.b+c@example.org", ["x@test.com", "y'z@test.com"]),
+                   ('"two words"@example.org', ["x@test.com"]), ("<>", ["x@test.com"])]
