@@ -38,6 +38,12 @@ sys.path.insert(0, str(HERE))
 import pipeline  # noqa: E402 - bench/ is not a package
 from mailmodel import salmon_python  # noqa: E402
 
+#: Scratch folders of the points run so far, deleted when the sweep ends, not between points:
+#: on ext4 without a journal, creating a file skips every inode deleted in the last few seconds,
+#: reading each, so deleting one point's thousands of files would slow the next point's writes
+#: (both projects' smart hosts write every reply to a file).
+SCRATCH: list[Path] = []
+
 # The pipeline's programs in the order of the per-program table (router_NN added as found).
 ORDER = ["receiver", "router_00", "router_01", "relay", "redis", "metrics", "supervisord"]
 
@@ -56,7 +62,7 @@ def run_lamson(sessions: int, args: argparse.Namespace, client: str, messages: i
     finally:
         if env:
             pipeline.stop(root, env)
-        shutil.rmtree(root, ignore_errors=True)
+        SCRATCH.append(root)
 
 
 def run_salmon(sessions: int, args: argparse.Namespace, python: Path, client: str) -> pipeline.Load:
@@ -89,7 +95,7 @@ def run_salmon(sessions: int, args: argparse.Namespace, python: Path, client: st
                 proc.kill()
                 proc.wait()
         pipeline.kill_sink(sink_pid)
-        shutil.rmtree(root, ignore_errors=True)
+        SCRATCH.append(root)
 
 
 def outcome(load: pipeline.Load) -> str:
@@ -131,6 +137,15 @@ def main() -> None:
                         help="length of a latency run (messages = half capacity x this, at most --messages)")
     args = parser.parse_args()
     pipeline.terminate_cleanly()
+    try:
+        sweep(args)
+    finally:
+        for root in SCRATCH:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """Every point, then the tables."""
     points = [int(s) for s in args.sessions.split(",")]
     python = None if args.no_salmon else salmon_python()
 

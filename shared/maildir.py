@@ -15,6 +15,10 @@ import re
 import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lamson.recycle import Recycler
 
 SUBDIRS = ("tmp", "new", "cur")
 
@@ -72,9 +76,22 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def write_file(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> None:
-    """Create ``path`` (which must not exist) holding ``data``, fsynced; removed again on any error."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def write_file(path: str | os.PathLike[str], data: bytes, *, sync: bool = True, reused: bool = False) -> None:
+    """Create ``path`` (which must not exist) holding ``data``, fsynced; removed again on any error.
+
+    ``reused``: ``path`` is a file taken for reuse (lamson.recycle), overwritten instead of created.
+    """
+    fd = -1
+    if reused:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        except OSError:  # not writable by this process after all: a new file, as usual
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    if fd < 0:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
             view = memoryview(data)
@@ -93,7 +110,8 @@ def write_file(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) 
         raise
 
 
-def write(root: str | os.PathLike[str], data: bytes, key: str | None = None, *, sync: bool = True) -> str:
+def write(root: str | os.PathLike[str], data: bytes, key: str | None = None, *, sync: bool = True,
+          recycler: Recycler | None = None) -> str:
     """Store ``data`` durably as ``root/new/KEY`` and return KEY.
 
     On any error the temporary file is removed and the error raised: the
@@ -102,7 +120,7 @@ def write(root: str | os.PathLike[str], data: bytes, key: str | None = None, *, 
     key = key or new_key()
     root = os.fspath(root)  # plain strings: pathlib costs more than the write on this path
     tmp = os.path.join(root, "tmp", key)
-    write_file(tmp, data, sync=sync)
+    write_file(tmp, data, sync=sync, reused=recycler is not None and recycler.take(tmp))
     try:
         os.rename(tmp, os.path.join(root, "new", key))
     except BaseException:

@@ -13,7 +13,9 @@ outbox), kept by the spool itself, not by the job queue:
 * **claim** renames ``new/KEY`` to ``cur/KEY,WORKER``: atomic, so of several
   workers or hosts sharing the directory exactly one gets it, and ``ls cur/``
   shows what is in flight and who holds it.
-* **finish** unlinks the claim. **release** puts it back in ``new/`` (its
+* **finish** moves the claim to ``free/``, where the next message written
+  takes it (:mod:`lamson.recycle`: creating files is what costs on ext4
+  without a journal). **release** puts it back in ``new/`` (its
   modification time is when it is due again, so a retry can wait), rewriting
   the record first when its envelope changed (attempt count, recipients left).
 * **recover** returns the claims of dead workers to ``new/`` with one more
@@ -43,12 +45,13 @@ from typing import Any, Protocol
 
 import redis
 
-from lamson import maildir
+from lamson import maildir, recycle
 from lamson.connection import data as redis_data
 from lamson.connection import members, text
 from lamson.envelope import Envelope
 from lamson.names import Names
 from lamson.process import alive
+from lamson.recycle import Recycler
 from lamson.settings import DEFAULTS
 
 #: What lamson.maildir.new_key writes: time, microseconds, pid, counter, host.
@@ -198,13 +201,15 @@ class MaildirSpool:
         self._path_s = os.fspath(self.path)
         self._new_s = os.fspath(self._new) + os.sep
         self._cur_s = os.fspath(self._cur) + os.sep
+        #: Finished files are kept in free/ and written again for new messages (lamson.recycle).
+        self._recycler = Recycler(self._path_s)
 
     # -- writing ---------------------------------------------------------
 
     def put(self, envelope: Envelope, data: bytes, *, sync: bool = True, delay: float = 0.0) -> str:
         """Store a message as waiting (due ``delay`` seconds from now); durable on return unless
         ``sync=False`` (then :meth:`commit`)."""
-        key = maildir.write(self._path_s, encode(envelope, data), sync=self.sync and sync)
+        key = maildir.write(self._path_s, encode(envelope, data), sync=self.sync and sync, recycler=self._recycler)
         if delay > 0:
             due = time.time() + delay
             os.utime(self._new_s + key, (due, due))
@@ -350,12 +355,9 @@ class MaildirSpool:
         return taken
 
     def finish(self, key: str, worker: str) -> bool:
-        """Done with it: remove the claim. False when it was no longer ours (recovered meanwhile)."""
-        try:
-            os.unlink(f"{self._cur_s}{key}{CLAIM_SEP}{worker}")
-            return True
-        except FileNotFoundError:
-            return False
+        """Done with it: the claim leaves cur/ for free/ (lamson.recycle). False when it was no longer ours
+        (recovered meanwhile)."""
+        return self._recycler.give(f"{self._cur_s}{key}{CLAIM_SEP}{worker}", key)
 
     def release(self, spooled: Spooled, worker: str, *, delay: float = 0.0,
                 envelope: Envelope | None = None) -> bool:
@@ -432,7 +434,7 @@ class MaildirSpool:
         pid on which host wrote it, so on that host it can go at once instead
         of after STALE_TMP (other hosts' files wait for the age limit).
         """
-        removed = len(maildir.clean_tmp(self.path, self.STALE_TMP))
+        removed = len(maildir.clean_tmp(self.path, self.STALE_TMP)) + recycle.trim(self.path)
         host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
         for name in maildir.keys(self.path, "tmp"):
             match = _WRITER.match(name.split(CLAIM_SEP, 1)[0])
