@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from lamson import context, loops, metrics, queues
+from lamson.encoding import PLAIN_ADDRESS
 from lamson.envelope import Envelope
 from lamson.queue import as_bytes
 
@@ -43,14 +44,23 @@ def envelope_of(message: Any) -> tuple[str, list[str]]:
         headers: Any = BytesHeaderParser(policy=SMTP_POLICY).parsebytes(raw)
     else:
         headers = message
-    sender = parseaddr(str(headers.get("From") or ""))[1]
+    sender = _address(str(headers.get("From") or ""))
     if is_received(message):
         to = message.To
-        rcpts = [parseaddr(str(r))[1] for r in (to if isinstance(to, list | tuple) else [to]) if r]
+        rcpts = [_address(str(r)) for r in (to if isinstance(to, list | tuple) else [to]) if r]
         return sender, list(dict.fromkeys(r for r in rcpts if r))
-    fields = [str(headers.get(name) or "") for name in ("To", "Cc", "Bcc")]
-    rcpts = [addr for _, addr in getaddresses(fields) if addr]
+    fields = [str(headers.get(name) or "").strip() for name in ("To", "Cc", "Bcc")]
+    if all(not field or PLAIN_ADDRESS.fullmatch(field) for field in fields):  # bare addresses: as they are
+        rcpts = [field for field in fields if field]
+    else:
+        rcpts = [addr for _, addr in getaddresses(fields) if addr]
     return sender, list(dict.fromkeys(rcpts))
+
+
+def _address(value: str) -> str:
+    """The address in a header value (parseaddr's, which a bare address comes out of unchanged)."""
+    bare = value.strip()
+    return bare if PLAIN_ADDRESS.fullmatch(bare) else parseaddr(value)[1]
 
 
 def strip_bcc(data: bytes) -> bytes:

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lamson.encoding import PLAIN_ADDRESS
+
 log = logging.getLogger("lamson.relay")
 
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -83,9 +85,8 @@ def tls_context(security: Security) -> ssl.SSLContext:
     return context
 
 
-#: An address smtplib's quoteaddr would only put in angle brackets (a dot-atom-ish local part and a
-#: domain, ASCII, nothing to parse): a differential test checks that it does.
-PLAIN_PATH = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+@[A-Za-z0-9.\-]+")
+#: An address smtplib's quoteaddr would only put in angle brackets: a differential test checks it.
+PLAIN_PATH = PLAIN_ADDRESS
 
 
 class _Dialing:

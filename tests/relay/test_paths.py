@@ -39,3 +39,25 @@ def test_paths_on_the_wire_plain_quoted_and_utf8() -> None:
     got = [(m.mail_from, m.rcpt_tos) for m in sink.messages]
     assert got == [("a.b+c@example.org", ["x@test.com", "y'z@test.com"]),
                    ('"two words"@example.org', ["x@test.com"]), ("<>", ["x@test.com"])]
+
+
+ADDRESSES = st.one_of(
+    st.builds(lambda a, b: f"{a}@{b}", st.text(alphabet=LOCAL, min_size=1, max_size=8),
+              st.text(alphabet=DOMAIN, min_size=1, max_size=8)),
+    st.sampled_from(["", " a@b.org ", "Ann <ann@x.org>", '"a b"@x.org', "a@b.org, c@d.org", "(c) a@b.org",
+                     "a@b@c", "<a@b.org>", "=?utf-8?q?x?= <q@x.org>", "undisclosed-recipients:;"]),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(sender=ADDRESSES, to=ADDRESSES, cc=ADDRESSES, bcc=ADDRESSES)
+def test_envelope_of_takes_bare_addresses_as_the_email_package_would(sender: str, to: str, cc: str,
+                                                                     bcc: str) -> None:
+    """envelope_of skips parseaddr/getaddresses for bare addresses: the same envelope as with them."""
+    from email.utils import getaddresses, parseaddr
+
+    from lamson.relay.client import envelope_of
+
+    headers = {"From": sender, "To": to, "Cc": cc, "Bcc": bcc}
+    expected_rcpts = list(dict.fromkeys(a for _, a in getaddresses([to, cc, bcc]) if a))
+    assert envelope_of(headers) == (parseaddr(sender)[1], expected_rcpts)
