@@ -322,6 +322,33 @@ def _read_dsn(message: Message, found: BounceAnalysis) -> None:
             break
 
 
+#: Without one of these in its bytes a message has neither a delivery report part nor the report type.
+_REPORT_MARKS = re.compile(rb"delivery-status|multipart/report", re.IGNORECASE)
+
+
+def surely_not_a_bounce(message: Any) -> bool:
+    """True when :func:`detect` would score ``message`` 0, found from its headers and a byte scan.
+
+    Every point :func:`detect` gives comes from a report part or type, a null
+    sender, a mailer-daemon From, a bounce-like Subject or X-Failed-Recipients
+    (the body is only read once one of those scored). Checking those directly
+    spares the full analysis, which parses every part under the modern policy
+    and hands the parsed message out, for the mail that is plainly not a
+    bounce: the common case for every ``auto_reply_allowed``. Anything edited
+    or handed out, or not a received message, gets the full analysis.
+    """
+    data = getattr(message, "Data", None)
+    if not isinstance(data, bytes) or getattr(message, "_modified", True) or getattr(message, "_handed_out", True):
+        return False
+    if _REPORT_MARKS.search(data):
+        return False
+    if getattr(message, "From", None) == "" or (message["Return-Path"] or "").strip() == "<>":
+        return False
+    if _DAEMONS.search(message["From"] or "") or _SUBJECTS.search(message["Subject"] or ""):
+        return False
+    return not message["X-Failed-Recipients"]
+
+
 def detect(message: MailRequest) -> BounceAnalysis:
     """Analyse a :class:`~lamson.mail.MailRequest`; the result is cached on it."""
     cached = getattr(message, "_bounce_analysis", None)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from lamson import bounce
 from lamson.bounce import auto_reply_allowed, auto_reply_refusal, bounce_to, status_meaning
 from lamson.mail import MailRequest
 
@@ -211,3 +214,36 @@ def test_strip_comments() -> None:
     assert strip_comments('"in (quotes)" x') == '"in (quotes)" x'
     assert strip_comments("bulk (never closed") == "bulk"
     assert strip_comments("bulk (\\) still a comment) list") == "bulk list"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    sender=st.sampled_from(["", "a@example.org", "MAILER-DAEMON@mx.example.org"]),
+    from_=st.sampled_from(["Ann <a@example.org>", "Mail Delivery System <postmaster@x.org>", "b@y.org"]),
+    subject=st.sampled_from(["hello", "Undelivered Mail Returned to Sender", "failure notice", "re: lunch"]),
+    extra=st.lists(st.sampled_from(["Return-Path: <>", "Return-Path: <a@example.org>", "X-Failed-Recipients: x@y.org",
+                                    "Content-Type: multipart/report; report-type=delivery-status; boundary=b",
+                                    "Content-Type: text/plain", "X-Note: Delivery-Status fine"]), max_size=3),
+    body=st.sampled_from(["hi", "The message could not be delivered: user unknown",
+                          "--b\r\nContent-Type: message/delivery-status\r\n\r\nStatus: 5.1.1\r\n--b--"]),
+)
+def test_the_quick_no_bounce_answer_never_disagrees_with_the_full_analysis(
+        sender: str, from_: str, subject: str, extra: list[str], body: str) -> None:
+    """is_bounce answers plain mail from its headers and a byte scan: always what detect() would say."""
+    data = "\r\n".join([f"From: {from_}", "To: bot@test.com", f"Subject: {subject}", *extra, "", body, ""]).encode()
+    quick = MailRequest("127.0.0.1", sender, "bot@test.com", data)
+    full = MailRequest("127.0.0.1", sender, "bot@test.com", data)
+    if bounce.surely_not_a_bounce(quick):
+        assert bounce.detect(full).score == 0
+    assert quick.is_bounce() == (bounce.detect(full).score >= 0.3)
+    assert auto_reply_refusal(MailRequest("127.0.0.1", sender, "bot@test.com", data)) == \
+        auto_reply_refusal(full)
+
+
+def test_the_samples_and_an_edited_message_get_the_full_analysis() -> None:
+    for path in sorted(DATA.glob("*.eml")):
+        message = MailRequest("127.0.0.1", "a@b.org", "bot@test.com", path.read_bytes())
+        assert message.is_bounce() == (path.name != "normal.eml")
+    edited = MailRequest("127.0.0.1", "a@b.org", "bot@test.com", b"From: a@b.org\r\nSubject: hi\r\n\r\nhi\r\n")
+    edited["Subject"] = "Undelivered Mail Returned to Sender"
+    assert not bounce.surely_not_a_bounce(edited)
