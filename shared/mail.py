@@ -281,7 +281,11 @@ class MailRequest:
         return self._header_index.get(name.lower(), [])
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self._parsed()
+        if not isinstance(name, str):
+            return False
+        if self._handed_out:
+            return name in self._parsed()
+        return bool(self._raw(name))  # the header index, not a scan of every header
 
     def keys(self) -> list[str]:
         """Header names in message order (repeats included), as spelled in the message."""
@@ -699,7 +703,10 @@ class MailResponse:
         self._remove(name)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(k.lower() == name.lower() for k, _ in self._headers)
+        if not isinstance(name, str):
+            return False
+        lowered = name.lower()
+        return any(k.lower() == lowered for k, _ in self._headers)
 
     def keys(self) -> list[str]:
         return [k for k, _ in self._headers]

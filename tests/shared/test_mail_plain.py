@@ -185,3 +185,13 @@ def test_headers_filled_from_a_utf8_envelope_survive_a_re_rendering() -> None:
     request["X-Tag"] = "a"
     data = bytes(request)
     assert b"X-Tag: a" in data and b"From: " in data and b"To: b@y.test" in data
+
+
+def test_header_presence_from_the_index_agrees_with_the_parsed_message() -> None:
+    data = (b"From: a@example.org\r\nTo: b@test.com\r\nList-Id: <l.example.org>\r\nX-Empty:\r\n"
+            b"Subject: hi\r\n\r\nhello\r\n")
+    names = ["list-id", "LIST-ID", "X-Empty", "x-autoreply", "Subject", "subject ", "Received", ""]
+    quick = MailRequest("127.0.0.1", "a@example.org", "b@test.com", data)
+    answers = [name in quick for name in names]  # before the message is handed out: the header index
+    parsed = MailRequest("127.0.0.1", "a@example.org", "b@test.com", data).to_message()
+    assert answers == [name in parsed for name in names] == [True, True, True, False, True, False, False, False]
