@@ -43,6 +43,7 @@ from lamson.receiver.auth import AuthConfigError, UsersAuthenticator, load_users
 from lamson.receiver.checks import BadPath, parse_path, served_domains
 from lamson.receiver.enqueue import Enqueuer
 from lamson.receiver.handler import SpoolHandler
+from lamson.recycle import reserve_files
 from lamson.redis_check import persistence_problems
 from lamson.spool import open_spool
 
@@ -346,6 +347,7 @@ def build_handler(settings: ModuleType) -> SpoolHandler:
                     "every recipient except postmaster is refused (550 5.7.1)")
     conn = connect(settings.redis_url, timeout=2.0)
     spool = open_spool(settings, conn)
+    reserve_files(spool, settings)  # a burst's messages reuse files instead of creating them
     try:
         problems = persistence_problems(conn)
     except Exception as exc:  # Redis down at start: the Maildir spool still accepts

@@ -17,13 +17,23 @@ with ``O_TRUNC`` and written as before. Each rename is atomic, so processes
 and hosts sharing the Maildir never get the same file. A file in ``free/``
 is garbage, never mail: nothing reads it, it is overwritten before use, and
 :func:`trim` keeps at most ``limit`` of them.
+
+A fresh spool has nothing to reuse, and a burst runs ahead of the workers
+that free files: :func:`reserve` creates empty ones when a process starts
+(``spool_reserve``, 500 by default: the receiver for the spool, each router
+worker for the outbox), as a database keeps log segments ready, so a burst
+never pays for new inodes while clients wait.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
+from typing import Any
+
+log = logging.getLogger("lamson.spool")
 
 FREE = "free"
 #: The most files a spool keeps for reuse (what is beyond goes at the next cleanup).
@@ -78,6 +88,42 @@ class Recycler:
                 return True
             except FileNotFoundError:
                 return False
+
+
+def reserve(root: str | os.PathLike[str], count: int) -> int:
+    """Add empty files to the Maildir ``root``'s ``free/`` until it holds ``count``; how many were made."""
+    free = os.path.join(os.fspath(root), FREE)
+    os.makedirs(free, mode=0o700, exist_ok=True)
+    try:
+        have = sum(1 for _ in os.scandir(free))
+    except OSError:
+        return 0
+    made = 0
+    tag = f"r{os.getpid()}.{time.time_ns()}"
+    while have + made < count:
+        try:
+            os.close(os.open(os.path.join(free, f"{tag}.{made}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError:  # disk full, permissions: the writes make files as they go instead
+            break
+        made += 1
+    return made
+
+
+def reserve_files(spool: Any, settings: Any) -> None:
+    """At a process's start: ``spool_reserve`` empty files kept ready, if ``spool`` is a Maildir one."""
+    from lamson.settings import DEFAULTS
+
+    keep = getattr(spool, "reserve", None)
+    count = int(getattr(settings, "spool_reserve", DEFAULTS["spool_reserve"]) or 0)
+    if keep is None or count <= 0:
+        return
+    try:
+        made = keep(count)
+    except OSError as exc:  # the writes make files as they go instead
+        log.warning("no files kept ready in %s: %s", spool.path, exc)
+        return
+    if made:
+        log.info("%d empty files kept ready in %s", made, os.path.join(os.fspath(spool.path), FREE))
 
 
 def trim(root: str | os.PathLike[str], limit: int = LIMIT) -> int:

@@ -88,6 +88,8 @@ DEFAULTS: dict[str, Any] = {
     # worker or host that died go back to waiting about two TTLs after it stopped answering.
     "worker_ttl": 15,
     "worker_nice": 5,
+    # Empty files kept ready in the spool's and the outbox's free/ (lamson.recycle).
+    "spool_reserve": 500,
     # DNS for delivery by MX and sender authentication (lamson.dns): None uses the system's
     # resolver; {"nameservers": ["127.0.0.1"], "port": 53, "timeout": 5.0} names others.
     "dns_config": None,

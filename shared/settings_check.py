@@ -78,7 +78,7 @@ TYPES: dict[str, str] = {
     "state_prefix": OPTIONAL_STR,
     "max_message_size": INT, "max_recipients": INT, "max_attempts": INT, "max_received_headers": INT,
     "max_connections": INT, "max_connections_per_ip": INT, "max_loop_traces": INT, "reply_rate_limit": INT,
-    "job_timeout": INT, "worker_ttl": NUMBER, "worker_nice": INT,
+    "job_timeout": INT, "worker_ttl": NUMBER, "worker_nice": INT, "spool_reserve": INT,
     "smtp_timeout": NUMBER, "relay_timeout": NUMBER, "lock_timeout": NUMBER, "lock_wait": NUMBER,
     "sweep_grace": NUMBER, "sweep_interval": NUMBER, "relay_lifetime": NUMBER,
     "smtp_start_timeout": NUMBER, "smtp_session_timeout": NUMBER,

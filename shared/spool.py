@@ -215,6 +215,10 @@ class MaildirSpool:
             os.utime(self._new_s + key, (due, due))
         return key
 
+    def reserve(self, count: int) -> int:
+        """Keep ``count`` empty files ready for new messages (lamson.recycle.reserve); how many were made."""
+        return recycle.reserve(self._path_s, count)
+
     def commit(self, keys: Iterable[str]) -> None:
         """Make messages put with ``sync=False`` durable: a group commit, one directory fsync.
 

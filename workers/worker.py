@@ -20,6 +20,7 @@ from typing import Any
 
 from lamson import logs
 from lamson import settings as lsettings
+from lamson.recycle import reserve_files
 from lamson.workerbase import build_context, work
 from lamson.workers.queue_receiver import QueueReceiver, serve
 
@@ -43,6 +44,7 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     from lamson.router import setup_worker
 
     setup_worker(ctx.conn, settings)
+    reserve_files(ctx.outbox, settings)  # replies of a burst reuse files instead of creating them
     if not boot_until_loaded(settings, boot):
         return 0
     receiver = getattr(settings, "receiver", None)

@@ -60,3 +60,18 @@ def test_cleanup_keeps_at_most_the_limit(tmp_path: Path) -> None:
     assert len(os.listdir(tmp_path / "spool" / "free")) == 10
     spool.cleanup()  # with the default limit: nothing more to remove
     assert len(os.listdir(tmp_path / "spool" / "free")) == 10
+
+
+def test_files_kept_ready_at_start_are_topped_up_and_used(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    spool = MaildirSpool(tmp_path / "spool")
+    recycle.reserve_files(spool, SimpleNamespace(spool_reserve=5))
+    free = tmp_path / "spool" / "free"
+    ready = {os.stat(free / name).st_ino for name in os.listdir(free)}
+    assert len(ready) == 5 and all(os.path.getsize(free / name) == 0 for name in os.listdir(free))
+    key = spool.put(Envelope("a@x.org", ("b@y.org",)), b"Subject: hi\r\n\r\nhi\r\n")
+    assert os.stat(tmp_path / "spool" / "new" / key).st_ino in ready  # no new inode for the message
+    assert spool.reserve(5) == 1 and len(os.listdir(free)) == 5  # topped up, not doubled
+    recycle.reserve_files(spool, SimpleNamespace(spool_reserve=0))  # 0: none kept
+    assert len(os.listdir(free)) == 5
