@@ -182,6 +182,8 @@ def _substitute(pieces: tuple[tuple[bool, str], ...], variables: Mapping[Any, An
             out.append(text)
             continue
         try:
+            if text not in variables:  # (a defaultdict would make one up; Jinja2 sees it undefined)
+                return None
             value = variables[text]
         except (KeyError, TypeError):
             return None

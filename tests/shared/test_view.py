@@ -247,3 +247,11 @@ def test_plain_header_templates_render_as_jinja2_does(pieces: list[str], name: o
     except jinja2.TemplateError:
         got = None
     assert got == expected
+
+
+def test_a_plain_header_template_with_a_defaultdict_renders_as_jinja2_does() -> None:
+    from collections import defaultdict
+
+    variables = defaultdict(int, {"name": "ann"})
+    assert view._render_header("{{ name }}: {{ count }}", variables) == "ann: "
+    assert "count" not in variables
