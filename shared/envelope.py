@@ -18,6 +18,10 @@ SCHEMA = 2
 READABLE = {1, 2}
 
 
+#: One encoder for every record (json.dumps with separators makes a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 class UnknownSchema(ValueError):
     """A spool record written by a newer (or foreign) Lamson."""
 
@@ -53,7 +57,7 @@ class Envelope:
         record = {"v": SCHEMA, "mail_from": self.mail_from, "rcpt_tos": list(self.rcpt_tos), "peer": self.peer,
                   "helo": self.helo, "id": self.id, "received_at": self.received_at, "queue": self.queue,
                   "extra": dict(self.extra), "attempts": self.attempts}
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        return _ENCODER.encode(record).encode("ascii")
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:
