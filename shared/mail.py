@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import copy
 import email.utils
+import functools
 import mimetypes
 import os
 import re
+import time
 from collections.abc import Iterable, Iterator
 from email import policy
 from email.headerregistry import Address, AddressHeader
@@ -865,7 +867,7 @@ class MailResponse:
     def _stamp(self) -> None:
         """Add Date and Message-ID once, so every rendering of this response agrees."""
         if "Date" not in self:
-            self._headers.append(("Date", email.utils.format_datetime(email.utils.localtime())))
+            self._headers.append(("Date", _date_now()))
         if "Message-ID" not in self:
             domain = "lamson.localdomain"
             for name, value in self._headers:
@@ -941,6 +943,26 @@ _PLAIN_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _PLAIN_MSGID = re.compile(rf"<{_PLAIN_ADDR}>")
 
 
+def _date_now() -> str:
+    """Now as a Date header value (RFC 5322, local time), made once per second."""
+    second = int(time.time())
+    if _DATE_NOW[0] != second:
+        _DATE_NOW[:] = [second, email.utils.formatdate(second, localtime=True)]
+    return str(_DATE_NOW[1])
+
+
+_DATE_NOW: list[Any] = [None, ""]
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical_date(value: str) -> bool:
+    """True when the stdlib writes this Date value back unchanged (replies of one second share theirs)."""
+    try:
+        return bool(email.utils.format_datetime(email.utils.parsedate_to_datetime(value)) == value)
+    except (TypeError, ValueError):
+        return False
+
+
 def _plain_header(name: str, value: Any) -> str | None:
     """``Name: value`` when the stdlib would write exactly that (one short ASCII line), else None."""
     lowered = name.lower()
@@ -968,12 +990,8 @@ def _plain_header(name: str, value: Any) -> str | None:
             return None  # text the address parser did not take (a group, ...): the stdlib renders it
         if "=?" in value or not _PLAIN_TEXT.fullmatch(value):
             return None
-        if lowered == "date":
-            try:
-                if email.utils.format_datetime(email.utils.parsedate_to_datetime(value)) != value:
-                    return None
-            except (TypeError, ValueError):
-                return None
+        if lowered == "date" and not _canonical_date(value):
+            return None
         elif lowered == "message-id" and not _PLAIN_MSGID.fullmatch(value):
             return None
         text = value

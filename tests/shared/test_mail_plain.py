@@ -195,3 +195,25 @@ def test_header_presence_from_the_index_agrees_with_the_parsed_message() -> None
     answers = [name in quick for name in names]  # before the message is handed out: the header index
     parsed = MailRequest("127.0.0.1", "a@example.org", "b@test.com", data).to_message()
     assert answers == [name in parsed for name in names] == [True, True, True, False, True, False, False, False]
+
+
+def test_the_date_of_a_reply_is_the_stdlibs_for_that_second() -> None:
+    """Made once per second: what format_datetime(localtime()) gives at that second, checked canonical."""
+    import email.utils
+    import time
+
+    from lamson import mail
+
+    for _ in range(3):
+        before = email.utils.format_datetime(email.utils.localtime())
+        now = mail._date_now()
+        after = email.utils.format_datetime(email.utils.localtime())
+        if before == after:  # not across a second's boundary
+            assert now == before
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("three second boundaries in a row")
+    assert mail._canonical_date(now)
+    assert not mail._canonical_date("Mon, 30 Nov 2026 13:17:19 GMT")  # the stdlib writes +0000
+    assert not mail._canonical_date("not a date")
