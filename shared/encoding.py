@@ -72,6 +72,10 @@ class HeaderInjectionError(ValueError):
 # --------------------------------------------------------------------------- limits
 
 
+_CRLF_FIRST = (b"\r\n\r\n", b"\n\n", b"\r\r")
+_LF_FIRST = (b"\n\n", b"\r\n\r\n", b"\r\r")
+
+
 def header_block_end(data: bytes, limit: int = MAX_HEADER_BYTES) -> int | None:
     """Offset of the blank line ending the header block, searched within ``limit`` bytes.
 
@@ -80,14 +84,17 @@ def header_block_end(data: bytes, limit: int = MAX_HEADER_BYTES) -> int | None:
     """
     if data.startswith((b"\n", b"\r\n", b"\r")):
         return 0
-    # CRLF first (what every stage writes); the other endings are looked for only before it, so a
-    # message is scanned once, not three times to the limit.
-    crlf = data.find(b"\r\n\r\n", 0, limit + 4)
-    before = crlf + 1 if crlf >= 0 else limit + 4
-    ends = [i for i in (data.find(sep, 0, before) for sep in (b"\n\n", b"\r\r")) if i >= 0]
-    if crlf >= 0:
-        ends.append(crlf)
-    return min(ends) if ends else None
+    # The ending the first line uses is looked for first; each other one only before what was
+    # found, so the body is not scanned three times to the limit.
+    end = limit + 4
+    first = data.find(b"\n", 0, end)
+    order = _CRLF_FIRST if first > 0 and data[first - 1] == 13 else _LF_FIRST
+    best = -1
+    for sep in order:
+        found = data.find(sep, 0, end if best < 0 else min(end, best - 1 + len(sep)))
+        if found >= 0:
+            best = found
+    return best if best >= 0 else None
 
 
 def screen(data: bytes | str) -> str | None:
