@@ -77,17 +77,40 @@ class Lines:
         first = members(self.conn.zrange(self._key(sender), 0, 0))
         return first[0] if first else None
 
-    def done(self, sender: str, key: str) -> str | None:
-        """Remove ``key`` from its line; return the key whose turn it is now (or None)."""
+    def heads(self, senders: list[str]) -> list[str | None]:
+        """:meth:`head` of each of several (non-null) senders, in one round trip."""
+        pipe = self.conn.pipeline(transaction=False)
+        for sender in senders:
+            pipe.zrange(self._key(sender_of(sender)), 0, 0)
+        return [first[0] if first else None for first in map(members, pipe.execute())] if senders else []
+
+    def advance(self, sender: str, handled: list[str], count: int = 1) -> list[str]:
+        """Take ``handled`` out of the sender's line and read its first ``count`` keys, in one round trip.
+
+        No MULTI: a message joining the line between the two only makes the answer more recent.
+        """
         sender = sender_of(sender)
         if not sender:
-            return None
-        # No MULTI: a message joining the line between the two only makes the answer more recent.
+            return []
         pipe = self.conn.pipeline(transaction=False)
-        pipe.zrem(self._key(sender), key)
-        pipe.zrange(self._key(sender), 0, 0)
-        _, first = pipe.execute()
-        return first[0].decode() if first else None
+        if handled:
+            pipe.zrem(self._key(sender), *handled)
+        pipe.zrange(self._key(sender), 0, count - 1)
+        return members(pipe.execute()[-1])
+
+    def done(self, sender: str, key: str) -> str | None:
+        """Remove ``key`` from its line; return the key whose turn it is now (or None)."""
+        first = self.advance(sender, [key])
+        return first[0] if first else None
+
+    def leave(self, handled: dict[str, list[str]]) -> None:
+        """Take the handled keys of several lines out of them, in one round trip."""
+        pipe = self.conn.pipeline(transaction=False)
+        for sender, keys in handled.items():
+            if sender_of(sender) and keys:
+                pipe.zrem(self._key(sender_of(sender)), *keys)
+        if len(pipe):
+            pipe.execute()
 
 
 class Following:
@@ -131,13 +154,7 @@ class Following:
         sender = sender_of(sender)
         if not sender:
             return None
-        handled = self._handled.pop(sender, [])
-        key = self.lines._key(sender)
-        pipe = self.lines.conn.pipeline(transaction=False)
-        if handled:
-            pipe.zrem(key, *handled)
-        pipe.zrange(key, 0, self.read_ahead - 1)
-        found = members(pipe.execute()[-1])
+        found = self.lines.advance(sender, self._handled.pop(sender, []), self.read_ahead)
         self._ahead[sender] = deque(found[1:])
         return found[0] if found else None
 
@@ -146,7 +163,4 @@ class Following:
         handled, self._handled = self._handled, {}
         self._ahead.clear()
         if handled:
-            pipe = self.lines.conn.pipeline(transaction=False)
-            for sender, keys in handled.items():
-                pipe.zrem(self.lines._key(sender), *keys)
-            pipe.execute()
+            self.lines.leave(handled)

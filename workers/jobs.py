@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from lamson import context, loops, metrics, queues
-from lamson.connection import members, unavailable
+from lamson.connection import unavailable
 from lamson.order import Following, sender_of
 from lamson.settings import DEFAULTS
 from lamson.spool import Spooled, UnreadableRecord, key_time
@@ -153,13 +153,10 @@ class RoutingBatch:
                 mine.setdefault(sender_of(sender), []).append(key)
         if not mine:
             return keys
-        with self.ctx.conn.pipeline(transaction=False) as pipe:
-            for sender in mine:
-                pipe.zrange(self.lines.prefix + sender, 0, 0)
-            heads = [members(found) for found in pipe.execute()]
+        heads = self.lines.heads(list(mine))
         skip: set[str] = set()
         for waiting, head in zip(mine.values(), heads, strict=True):
-            if head and head[0] not in waiting and self.spool.where(head[0]) == "claimed":
+            if head is not None and head not in waiting and self.spool.where(head) == "claimed":
                 skip.update(waiting)
         if skip:
             self._count("waiting behind an older message", len(skip))
