@@ -85,10 +85,6 @@ def tls_context(security: Security) -> ssl.SSLContext:
     return context
 
 
-#: An address smtplib's quoteaddr would only put in angle brackets: a differential test checks it.
-PLAIN_PATH = PLAIN_ADDRESS
-
-
 class _Dialing:
     """Connects to ``address`` (an IP found by MX lookup) while the name stays ``host`` (TLS checks it).
 
@@ -109,13 +105,13 @@ class _Dialing:
         return reply
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        if PLAIN_PATH.fullmatch(sender) and not any(o.lower() == "smtputf8" for o in options):
+        if PLAIN_ADDRESS.fullmatch(sender) and not any(o.lower() == "smtputf8" for o in options):
             return self._path_command("mail", "from:", sender, options)
         result: tuple[int, bytes] = super().mail(sender, options)  # type: ignore[misc]
         return result
 
     def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
-        if PLAIN_PATH.fullmatch(recip):
+        if PLAIN_ADDRESS.fullmatch(recip):
             return self._path_command("rcpt", "to:", recip, options)
         result: tuple[int, bytes] = super().rcpt(recip, options)  # type: ignore[misc]
         return result

@@ -32,8 +32,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, cast
 from lamson import bounce
 from lamson.encoding import (
     ADDRESS_HEADERS,
+    ATOM,
+    LABEL,
     MAX_DEPTH,
     MAX_WORDS_PER_HEADER,
+    PLAIN_ADDR,
     HeaderInjectionError,
     canonical_body,
     canonical_header,
@@ -427,16 +430,13 @@ def _decode_header(name: str, raw: str) -> str:
     return decode_header_text(raw)
 
 
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_PLAIN_ADDR = rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*"
 #: One mailbox in its plainest forms: ``a@b``, ``<a@b>``, ``Name Words <a@b>``, ``"Quoted, name" <a@b>``
 #: (dot-atom local part, LDH domain, no comments, groups, escapes or encoded words). Most address
 #: headers are like this; for them the result is the one the stdlib's parser gives (the tests compare
 #: the two), without its cost. Anything else takes the stdlib's parser.
 _SIMPLE_MAILBOX = re.compile(
-    rf'[ \t]*(?:(?P<bare>{_PLAIN_ADDR})'
-    rf'|(?:(?P<words>{_ATOM}(?:[ \t]+{_ATOM})*)|"(?P<quoted>[ !#-\[\]-~]*)")?[ \t]*<(?P<angle>{_PLAIN_ADDR})>)[ \t]*'
+    rf'[ \t]*(?:(?P<bare>{PLAIN_ADDR})'
+    rf'|(?:(?P<words>{ATOM}(?:[ \t]+{ATOM})*)|"(?P<quoted>[ !#-\[\]-~]*)")?[ \t]*<(?P<angle>{PLAIN_ADDR})>)[ \t]*'
 )
 
 
@@ -938,9 +938,9 @@ _PLAIN_TEXT = re.compile(r"[!-~]+(?: +[!-~]+)*")
 #: Display names the stdlib writes as they are, or in plain double quotes when they hold a special.
 _PLAIN_DISPLAY = re.compile(r"[!#-\[\]-~]+(?: [!#-\[\]-~]+)*")
 _SPECIALS = frozenset('()<>@,:;.\"[]')
-_PLAIN_LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
-_PLAIN_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_PLAIN_MSGID = re.compile(rf"<{_PLAIN_ADDR}>")
+_PLAIN_LOCAL = re.compile(rf"{ATOM}(?:\.{ATOM})*")
+_PLAIN_DOMAIN = re.compile(rf"{LABEL}(?:\.{LABEL})*")
+_PLAIN_MSGID = re.compile(rf"<{PLAIN_ADDR}>")
 
 
 def _date_now() -> str:

@@ -8,17 +8,18 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lamson.relay.smtp import PLAIN_PATH
+from lamson.encoding import ATOM, LABEL, PLAIN_ADDRESS
 
 LOCAL = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~."
 DOMAIN = string.ascii_letters + string.digits + ".-"
 
 
 @settings(max_examples=2000, deadline=None)
-@given(local=st.text(alphabet=LOCAL, min_size=1, max_size=12), domain=st.text(alphabet=DOMAIN, min_size=1, max_size=12))
+@given(local=st.from_regex(rf"{ATOM}(\.{ATOM})*", fullmatch=True),
+       domain=st.from_regex(rf"{LABEL}(\.{LABEL})*", fullmatch=True))
 def test_a_plain_path_is_what_quoteaddr_gives(local: str, domain: str) -> None:
     address = f"{local}@{domain}"
-    assert PLAIN_PATH.fullmatch(address)
+    assert PLAIN_ADDRESS.fullmatch(address)
     assert smtplib.quoteaddr(address) == f"<{address}>"
 
 
