@@ -334,13 +334,12 @@ def surely_not_a_bounce(message: Any) -> bool:
     (the body is only read once one of those scored). Checking those directly
     spares the full analysis, which parses every part under the modern policy
     and hands the parsed message out, for the mail that is plainly not a
-    bounce: the common case for every ``auto_reply_allowed``. Anything edited
-    or handed out, or not a received message, gets the full analysis.
+    bounce: the common case for every ``auto_reply_allowed``. The bytes
+    scanned are ``message.Data``, so it answers for a message as received:
+    ``MailRequest.is_bounce`` asks it only while nothing was edited or handed out.
     """
     data = getattr(message, "Data", None)
-    if not isinstance(data, bytes) or getattr(message, "_modified", True) or getattr(message, "_handed_out", True):
-        return False
-    if _REPORT_MARKS.search(data):
+    if not isinstance(data, bytes) or _REPORT_MARKS.search(data):
         return False
     if getattr(message, "From", None) == "" or (message["Return-Path"] or "").strip() == "<>":
         return False

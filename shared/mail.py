@@ -353,7 +353,8 @@ class MailRequest:
 
     def is_bounce(self, threshold: float = 0.3) -> bool:
         """True when this looks like a delivery failure report (see :mod:`lamson.bounce`)."""
-        if threshold > 0 and bounce.surely_not_a_bounce(self):
+        as_received = not self._modified and not self._handed_out  # Data is still what the headers say
+        if threshold > 0 and as_received and bounce.surely_not_a_bounce(self):
             return False
         return bounce.detect(self).score >= threshold
 

@@ -247,3 +247,13 @@ def test_the_samples_and_an_edited_message_get_the_full_analysis() -> None:
     edited = MailRequest("127.0.0.1", "a@b.org", "bot@test.com", b"From: a@b.org\r\nSubject: hi\r\n\r\nhi\r\n")
     edited["Subject"] = "Undelivered Mail Returned to Sender"
     assert not bounce.surely_not_a_bounce(edited)
+
+
+def test_an_edited_message_is_judged_by_what_it_says_now() -> None:
+    """The quick answer scans the bytes received; after an edit is_bounce takes the full analysis."""
+    edited = MailRequest("127.0.0.1", "a@b.org", "bot@test.com", b"From: a@b.org\r\nSubject: hi\r\n\r\nhi\r\n")
+    assert not edited.is_bounce()
+    edited = MailRequest("127.0.0.1", "a@b.org", "bot@test.com", b"From: a@b.org\r\nSubject: hi\r\n\r\nhi\r\n")
+    edited["Content-Type"] = 'multipart/report; report-type=delivery-status; boundary="b"'
+    assert bounce.surely_not_a_bounce(edited)  # the received bytes say nothing of a report...
+    assert edited.is_bounce()  # ...the message as edited is one
