@@ -201,8 +201,9 @@ class MaildirSpool:
         self._path_s = os.fspath(self.path)
         self._new_s = os.fspath(self._new) + os.sep
         self._cur_s = os.fspath(self._cur) + os.sep
-        #: Finished files are kept in free/ and written again for new messages (lamson.recycle).
-        self._recycler = Recycler(self._path_s)
+        #: Finished files are kept in free/ and written again for new messages (lamson.recycle); not in
+        #: a plain Maildir queue, which other programs write: nothing would take them again.
+        self._recycler = None if plain else Recycler(self._path_s)
 
     # -- writing ---------------------------------------------------------
 
@@ -217,7 +218,7 @@ class MaildirSpool:
 
     def reserve(self, count: int) -> int:
         """Keep ``count`` empty files ready for new messages (lamson.recycle.reserve); how many were made."""
-        return recycle.reserve(self._path_s, count)
+        return recycle.reserve(self._path_s, count) if self._recycler is not None else 0
 
     def commit(self, keys: Iterable[str]) -> None:
         """Make messages put with ``sync=False`` durable: a group commit, one directory fsync.
@@ -359,9 +360,12 @@ class MaildirSpool:
         return taken
 
     def finish(self, key: str, worker: str) -> bool:
-        """Done with it: the claim leaves cur/ for free/ (lamson.recycle). False when it was no longer ours
-        (recovered meanwhile)."""
-        return self._recycler.give(f"{self._cur_s}{key}{CLAIM_SEP}{worker}", key)
+        """Done with it: the claim leaves cur/ for free/ (lamson.recycle; a plain queue's is deleted). False
+        when it was no longer ours (recovered meanwhile)."""
+        claimed = f"{self._cur_s}{key}{CLAIM_SEP}{worker}"
+        if self._recycler is not None:
+            return self._recycler.give(claimed, key)
+        return bool(self._unlink(claimed))
 
     def release(self, spooled: Spooled, worker: str, *, delay: float = 0.0,
                 envelope: Envelope | None = None) -> bool:
@@ -447,7 +451,7 @@ class MaildirSpool:
         return removed
 
     @staticmethod
-    def _unlink(path: Path) -> int:
+    def _unlink(path: str | os.PathLike[str]) -> int:
         try:
             os.unlink(path)
             return 1

@@ -75,3 +75,13 @@ def test_files_kept_ready_at_start_are_topped_up_and_used(tmp_path: Path) -> Non
     assert spool.reserve(5) == 1 and len(os.listdir(free)) == 5  # topped up, not doubled
     recycle.reserve_files(spool, SimpleNamespace(spool_reserve=0))  # 0: none kept
     assert len(os.listdir(free)) == 5
+
+
+def test_a_plain_maildir_queue_keeps_no_free_files(tmp_path: Path) -> None:
+    """A QueueReceiver's Maildir is written by other programs: what it finishes is deleted, as before."""
+    queue = MaildirSpool(tmp_path / "queue", group="q-x", plain=True)
+    key = queue.put(Envelope("a@x.org", ("b@y.org",)), b"Subject: hi\r\n\r\nhi\r\n")
+    assert queue.claim(key, "w1") is not None and queue.finish(key, "w1")
+    assert not queue.finish(key, "w1")
+    assert sorted(os.listdir(tmp_path / "queue")) == ["cur", "new", "tmp"]
+    assert os.listdir(tmp_path / "queue" / "cur") == [] and queue.reserve(5) == 0
