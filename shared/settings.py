@@ -148,6 +148,10 @@ DEFAULTS: dict[str, Any] = {
     "reply_rate_limit": 60,
     # Where `lamson metrics` serves Prometheus metrics (docs/operations.md).
     "metrics_config": {"host": "127.0.0.1", "port": 9108},
+    # How the receiver, router and relay workers write their log lines (lamson.logs, docs/operations.md
+    # "Logs"): "text" (one line per event, a traceback as a block of lines) or "json" (one JSON object
+    # per line per event, the traceback a field of it).
+    "log_format": "text",
 }
 
 #: Environment variables that override settings, and how to apply them.

@@ -67,6 +67,9 @@ NUMBER_LIST = "list of numbers"
 DICT = "dict"
 OPTIONAL_STR_LIST = "optional list of str"
 
+#: The values of ``log_format`` (lamson.logs.FORMATS).
+LOG_FORMATS = ["text", "json"]
+
 #: What type each setting must have (names missing here are only checked for existence).
 TYPES: dict[str, str] = {
     "receiver_config": DICT, "relay_config": DICT, "metrics_config": DICT, "router_defaults": DICT, "template_config": DICT,
@@ -82,6 +85,7 @@ TYPES: dict[str, str] = {
     "smtp_timeout": NUMBER, "relay_timeout": NUMBER, "lock_timeout": NUMBER, "lock_wait": NUMBER,
     "sweep_grace": NUMBER, "sweep_interval": NUMBER, "relay_lifetime": NUMBER,
     "smtp_start_timeout": NUMBER, "smtp_session_timeout": NUMBER,
+    "log_format": STR,
 }
 
 
@@ -195,6 +199,11 @@ def wrong_types(module: ModuleType | SimpleNamespace) -> list[Finding]:
     spool = getattr(module, "spool", "maildir")
     if isinstance(spool, str) and spool not in ("maildir", "redis"):
         findings.append(Finding(ERROR, "spool", f"must be 'maildir' or 'redis', not {spool!r}"))
+    log_format = getattr(module, "log_format", "text")
+    if isinstance(log_format, str) and log_format not in LOG_FORMATS:
+        close = difflib.get_close_matches(log_format.lower(), LOG_FORMATS, n=1, cutoff=0.5)
+        hint = f", did you mean {close[0]!r}?" if close else ""
+        findings.append(Finding(ERROR, "log_format", f"must be 'text' or 'json', not {log_format!r}{hint}"))
     return findings
 
 
