@@ -129,3 +129,15 @@ class Liveness:
                 if not present and now - since > self.ttl:
                     verdict.add(worker)
         return verdict
+
+
+def live_workers(conn: redis.Redis, names: Names) -> list[str]:
+    """The ids of every worker of this application whose liveness key is there (raises RedisError).
+
+    A worker's key exists from its first beat (once it has loaded the
+    application) until it stops or misses its TTL; lamson.health counts them
+    by role to say whether anything would route.
+    """
+    prefix = names.key("alive", "")
+    found = (key.decode() if isinstance(key, bytes) else key for key in conn.scan_iter(match=prefix + "*", count=500))
+    return sorted(key[len(prefix):] for key in found)

@@ -410,43 +410,85 @@ class Collector:
         yield parked
 
 
+def exporter_connection(settings: Any) -> Any:
+    """The exporter's Redis client: short timeouts, so a scrape or a health probe never hangs on a sick Redis."""
+    import redis
+
+    from lamson.connection import connect, is_sentinel
+
+    if is_sentinel(settings.redis_url):  # the primary the Sentinels name, followed across failovers
+        return connect(settings.redis_url, timeout=2.0)
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+
+
 def registry_for(settings: Any, conn: Any = None) -> Any:
     """A prometheus_client registry holding only Lamson's collector for these settings."""
-    import redis
     from prometheus_client import CollectorRegistry
 
     from lamson.names import names_for
 
-    if conn is None:  # short timeouts: a scrape never hangs on a sick Redis
-        from lamson.connection import connect, is_sentinel
-
-        if is_sentinel(settings.redis_url):  # the primary the Sentinels name, followed across failovers
-            conn = connect(settings.redis_url, timeout=2.0)
-        else:
-            conn = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+    if conn is None:
+        conn = exporter_connection(settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(settings, conn, names_for(settings)))
     return registry
 
 
+def exporter_app(settings: Any, conn: Any = None) -> Any:
+    """The exporter's WSGI app: prometheus_client's for ``/metrics``, lamson.health's for ``/health``."""
+    from prometheus_client import make_wsgi_app
+
+    from lamson import health
+    from lamson.names import names_for
+
+    if conn is None:
+        conn = exporter_connection(settings)
+    names = names_for(settings)
+    return health.wsgi_app(make_wsgi_app(registry_for(settings, conn)), lambda: health.check(conn, names))
+
+
+def start_server(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
+    """Serve ``app`` on ``host:port`` (IPv4 or IPv6, as the address says) from a daemon thread.
+
+    prometheus_client's threading WSGI server, with an address family chosen
+    from the address, and no line per request on stderr (scrapes every 15 s).
+    """
+    import socket
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = make_server(str(sockaddr[0]), port, app, server_class=Server, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
+    return server, thread
+
+
 def serve(settings: Any, host: str = "127.0.0.1", port: int = 9108, stop: threading.Event | None = None, *,
           wait_for_port: bool = False) -> None:
-    """Serve /metrics on ``host:port`` until SIGTERM/SIGINT (or ``stop`` is set).
+    """Serve /metrics and /health on ``host:port`` until SIGTERM/SIGINT (or ``stop`` is set).
 
     ``wait_for_port``: while the address is taken (or not there yet), try again
     every few seconds, logging the cause once a minute, instead of raising OSError.
     """
-    from prometheus_client import start_http_server
-
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    registry = registry_for(settings)
+    app = exporter_app(settings)
     last_logged = 0.0
     while True:
         try:
-            server, thread = start_http_server(port, addr=host, registry=registry)
+            server, thread = start_server(app, host, port)
             break
         except OSError as exc:
             if not wait_for_port:
@@ -456,7 +498,7 @@ def serve(settings: Any, host: str = "127.0.0.1", port: int = 9108, stop: thread
                 last_logged = time.monotonic()
             if stop.wait(5.0):
                 return
-    log.info("metrics for namespace %s on http://%s:%d/metrics", settings.namespace, host, port)
+    log.info("metrics for namespace %s on http://%s:%d/metrics (health: /health)", settings.namespace, host, port)
     try:
         stop.wait()
     finally:

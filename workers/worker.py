@@ -16,10 +16,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
-from lamson import logs
+from lamson import health, logs
 from lamson import settings as lsettings
+from lamson.context import Context
 from lamson.recycle import reserve_files
 from lamson.workerbase import build_context, work
 from lamson.workers.queue_receiver import QueueReceiver, serve
@@ -45,7 +47,7 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
 
     setup_worker(ctx.conn, settings)
     reserve_files(ctx.outbox, settings)  # replies of a burst reuse files instead of creating them
-    if not boot_until_loaded(settings, boot):
+    if not boot_until_loaded(settings, boot, ctx=ctx):
         return 0
     receiver = getattr(settings, "receiver", None)
     if isinstance(receiver, QueueReceiver):  # a queue boot (the guide's config/queue.py)
@@ -54,7 +56,8 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     return work(ctx, groups, burst=burst)
 
 
-def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = None) -> bool:
+def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = None,
+                      ctx: Context | None = None) -> bool:
     """Run the application's boot; while it fails (a handler with a syntax error, a missing import), say
     why and try again every ``boot_retry`` seconds, until it loads (True) or the process is told to stop.
 
@@ -62,19 +65,32 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
     quick succession and then give up (FATAL): after the fix nothing would
     run until an operator noticed. Between tries the application's modules
     are forgotten, so the next import reads the files again.
+
+    supervisord shows such a worker RUNNING, so with ``ctx`` it also reports
+    the failure in Redis (lamson.health: ``lamson status`` and ``/health``
+    read it), refreshed every third of ``worker_ttl`` while it waits, and
+    withdrawn when the load succeeds or the worker stops.
     """
     from lamson.router import Router
 
     delay = float(delay if delay is not None else getattr(settings, "boot_retry", 30))
+    ttl = float(getattr(settings, "worker_ttl", 15))
     root = str(lsettings.project_root())
     stop = threading.Event()
+    failed = False
     while True:
         try:
             lsettings.run_boot(settings, boot)
+            if failed and ctx is not None:
+                health.clear_load_failure(ctx.conn, ctx.names, ctx.worker_id)
+            if failed:
+                log.info("the application loaded: this worker routes now")
             return True
         except Exception as exc:
-            log.exception("cannot load the application (%s: %s); fix it: this worker tries again every %.0fs",
-                          type(exc).__name__, exc, delay)
+            failed = True
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("cannot load the application (%s); fix it: this worker tries again every %.0fs",
+                          error, delay)
         Router.clear_routes()
         for name, module in list(sys.modules.items()):
             path = getattr(module, "__file__", None) or ""
@@ -84,8 +100,17 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
         importlib.invalidate_caches()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            if stop.wait(delay):
-                return False
+            deadline = time.monotonic() + delay
+            while True:
+                if ctx is not None:
+                    health.report_load_failure(ctx.conn, ctx.names, ctx.worker_id, error, ttl)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if stop.wait(min(left, max(ttl / 3, 0.5))):
+                    if ctx is not None:
+                        health.clear_load_failure(ctx.conn, ctx.names, ctx.worker_id)
+                    return False
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
