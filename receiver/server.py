@@ -482,5 +482,5 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
 
 def run(settings: ModuleType) -> None:
     """Entry point of ``lamson receiver``: serve in the foreground until signalled."""
-    logs.setup()
+    logs.setup(settings=settings)
     asyncio.run(serve(settings))

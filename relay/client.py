@@ -20,7 +20,7 @@ import redis
 
 from lamson import context, loops, metrics, queues
 from lamson.encoding import PLAIN_ADDRESS
-from lamson.envelope import Envelope
+from lamson.envelope import ORIGIN, Envelope
 from lamson.queue import as_bytes
 
 _BCC = re.compile(rb"^Bcc:.*?\r?\n(?![ \t])", re.IGNORECASE | re.MULTILINE | re.DOTALL)
@@ -139,10 +139,12 @@ class Relay:
         for flag, value in (("relay_ssl", self.ssl), ("relay_starttls", self.starttls), ("relay_lmtp", self.lmtp)):
             if value:
                 extra[flag] = "required" if value is True and flag == "relay_starttls" else str(value)
-        traces = loops.inherited()
-        if traces is not None:  # sent by a handler while it handled a message: automatic mail
+        handling = context.handled()
+        if handling is not None:  # sent by a handler while it handled a message: automatic mail
             extra[loops.AUTO] = "1"
-            extra[loops.LOOP] = str(traces)
+            extra[loops.LOOP] = str(handling.traces)
+            if handling.id:
+                extra[ORIGIN] = handling.id  # the relay's log lines name the message this answers
         return Envelope(mail_from=sender, rcpt_tos=tuple(rcpts), queue="outgoing", extra=extra), strip_bcc(data)
 
     def deliver(self, message: Any, To: str | list[str] | None = None, From: str | None = None) -> str:

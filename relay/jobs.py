@@ -26,8 +26,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from lamson import context, loops, maildir, metrics, queues
-from lamson.envelope import Envelope
+from lamson import context, logs, loops, maildir, metrics, queues
+from lamson.envelope import ORIGIN, Envelope
 from lamson.relay import dkim, dsn
 from lamson.relay import mx as mx
 from lamson.relay.smtp import Connections, SessionError, normalise_eol, smarthost_security
@@ -96,7 +96,9 @@ class Delivery:
                     self.wake_later_many(rest)
                     self.outcomes["handed back"] = len(rest)
                     break
-                outcome = self.deliver(spooled)
+                # Its lines name the incoming message it answers (its id, docs/operations.md "Logs").
+                with logs.about(spooled.envelope.extra.get(ORIGIN)):
+                    outcome = self.deliver(spooled)
                 self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
                 if outcome == "delivered":
                     latencies.append(time.time() - metrics.accepted_at(spooled.envelope))
@@ -256,6 +258,8 @@ class Delivery:
                            arrived=env.received_at)
         extra = {k: v for k, v in env.extra.items() if k.startswith("relay_")}
         extra[loops.AUTO] = "1"  # a notification is automatic mail too: rate-limited, and it inherits the trace
+        if env.extra.get(ORIGIN):
+            extra[ORIGIN] = env.extra[ORIGIN]  # still the story of that message (lamson.logs)
         extra[loops.LOOP] = str(max(int(env.extra.get(loops.LOOP, "0") or 0), loops.count_traces(spooled.data, self.trace)))
         record = Envelope(mail_from="", rcpt_tos=(env.mail_from,), queue="outgoing", extra=extra)
         key = self.outbox.put(record, report.as_bytes())

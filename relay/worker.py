@@ -23,6 +23,7 @@ def run(settings_name: str | None = None, root: str | None = None, burst: bool =
     """Entry point of ``lamson relay``; returns the exit code (``name`` is accepted and ignored)."""
     logs.setup()
     settings = lsettings.load(settings_name, root)
+    logs.setup(settings=settings)  # its log_format
     ctx = build_context(settings, "relay")
     ctx.smtp = Connections(timeout=settings.relay_timeout)
     try:

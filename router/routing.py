@@ -23,13 +23,13 @@ import logging
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parseaddr
 from types import ModuleType
 from typing import Any
 
+from lamson import context
 from lamson.connection import UNAVAILABLE, unavailable
 from lamson.router.decorators import is_state_key_generator, spec_of
 from lamson.router.locks import ConversationBusy, LocalLocks, Locks
@@ -85,6 +85,21 @@ def bare_address(address: Any) -> str:
 
 def function_name(func: StateFunction) -> str:
     return f"{func.__module__}.{func.__name__}"
+
+
+def _named(message: Any) -> str:
+    """``"ID: "`` for the log lines about a message a router worker handles (its receiver id), else "".
+
+    The id is what ``grep ID logs/*`` follows from the receiver to the relay
+    (docs/operations.md, "Logs"); written into the message itself, it is there
+    whatever formatter an application's ``config/boot.py`` installs.
+    """
+    envelope = getattr(message, "envelope", None)
+    ident = getattr(envelope, "id", None)
+    if not ident:
+        handling = context.handled()
+        ident = handling.id if handling is not None else None
+    return f"{ident}: " if ident else ""
 
 
 @dataclass
@@ -387,7 +402,8 @@ class RouterClass:
         except Exception as exc:
             if not _is_smtp_error(exc):
                 raise
-            LOG.warning("message to %r from %r refused by a handler: %s", message.To, message.From, exc)
+            LOG.warning("%smessage to %r from %r refused by a handler: %s", _named(message), message.To,
+                        message.From, exc)
             if not self.LOG_EXCEPTIONS:
                 raise
             self.park(message, f"refused by a handler: {exc}")
@@ -467,8 +483,9 @@ class RouterClass:
                 raise  # Redis refusing writes (MISCONF, NOREPLICAS, ...): not the handler's fault either
             if not stateless and ERROR in self.state_names(module_name):
                 self.set_state(module_name, message, ERROR)
-            LOG.error("%s failed on message from %r to %r:\n%s", function_name(func), message.From,
-                      message.To, traceback.format_exc())
+            # The traceback as exc_info: a block of lines under this one (lamson.logs), not message text.
+            LOG.error("%s%s failed on message from %r to %r", _named(message), function_name(func), message.From,
+                      message.To, exc_info=True)
             if not self.LOG_EXCEPTIONS:
                 raise
             self.park(message, f"{function_name(func)} raised {type(exc).__name__}: {exc}")
@@ -476,21 +493,31 @@ class RouterClass:
     def undeliverable(self, message: Any, reason: str) -> None:
         """Keep a message no state function took (or log it when there is no queue)."""
         if self.UNDELIVERABLE_QUEUE is not None:
-            LOG.debug("message to %r from %r undeliverable (%s): queued", message.To, message.From, reason)
+            LOG.debug("%smessage to %r from %r undeliverable (%s): queued", _named(message), message.To,
+                      message.From, reason)
             self.park(message, reason)
         else:
-            LOG.info("message to %r from %r didn't match any handlers", message.To, message.From)
+            LOG.info("%smessage to %r from %r didn't match any handlers", _named(message), message.To,
+                     message.From)
 
     def park(self, message: Any, reason: str) -> str | None:
-        """Put a message in UNDELIVERABLE_QUEUE, tagged with its envelope and the reason."""
+        """Put a message in UNDELIVERABLE_QUEUE, tagged with its envelope and the reason.
+
+        A router worker's routing job learns of it (``context.Handling.parked``) and reports
+        the message parked instead of routed.
+        """
         if self.UNDELIVERABLE_QUEUE is None:
             return None
         try:
             key = self.UNDELIVERABLE_QUEUE.push(tagged(message, reason))
         except Exception:
-            LOG.exception("could not queue undeliverable message to %r from %r", message.To, message.From)
+            LOG.exception("%scould not queue undeliverable message to %r from %r", _named(message), message.To,
+                          message.From)
             raise
-        LOG.info("message to %r from %r put in %r as %s", message.To, message.From,
+        handling = context.handled()
+        if handling is not None:
+            handling.parked.append(reason)
+        LOG.info("%smessage to %r from %r put in %r as %s", _named(message), message.To, message.From,
                  self.UNDELIVERABLE_QUEUE, key)
         return key
 

@@ -28,6 +28,7 @@ results are ``temperror`` at once), so a worker without DNS does not wait on eve
 from __future__ import annotations
 
 import contextvars
+import errno
 import ipaddress
 import logging
 import re
@@ -43,6 +44,8 @@ import authres
 import authres.dmarc
 import dkim
 import dns.exception
+import dns.message
+import dns.rcode
 import dns.resolver
 import spf
 
@@ -63,8 +66,56 @@ _down: dict[tuple[Any, ...], float] = {}
 _down_lock = threading.Lock()
 
 
+#: What sending to a name server fails with when this host has no network to reach it at all.
+_NO_ROUTE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL,
+                       getattr(errno, "ENONET", errno.ENETUNREACH)})
+
+
 class DNSTempError(Exception):
-    """A lookup timed out, the servers failed, or the message's time is used up."""
+    """A lookup timed out, the servers failed, or the message's time is used up.
+
+    ``no_dns``: there is no DNS at all (no name server configured, or no route to any of
+    them), the usual state of a development machine or sandbox rather than news.
+    """
+
+    def __init__(self, text: str, *, no_dns: bool = False) -> None:
+        super().__init__(text)
+        self.no_dns = no_dns
+
+
+def _server_errors(exc: dns.resolver.NoNameservers) -> list[tuple[str, Any]]:
+    """(server, what it answered or raised) for each name server a failed query tried."""
+    found = []
+    for entry in exc.kwargs.get("errors") or []:
+        if isinstance(entry, tuple) and len(entry) >= 4:
+            found.append((str(entry[0]), entry[3] if entry[3] is not None else entry[-1]))
+    return found
+
+
+def _unreachable(exc: Exception) -> bool:
+    """True when a failed query never reached a name server for want of one or of a route to it."""
+    if isinstance(exc, dns.resolver.NoNameservers):
+        errors = _server_errors(exc)
+        return all(isinstance(e, OSError) and e.errno in _NO_ROUTE for _, e in errors)  # none tried: none known
+    return isinstance(exc, OSError) and exc.errno in _NO_ROUTE
+
+
+def _short(exc: Exception) -> str:
+    """A failed query in a few words: dnspython's own text repeats the query and every server's answer."""
+    if isinstance(exc, dns.resolver.NoNameservers):
+        errors = _server_errors(exc)
+        if not errors:
+            return "no DNS servers configured"
+        server, what = errors[0]
+        if isinstance(what, OSError):
+            text = what.strerror or str(what)
+        elif isinstance(what, dns.message.Message):
+            text = dns.rcode.to_text(what.rcode())
+        else:
+            text = str(what)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return f"{server.removeprefix('Do53:')}: {text[:80]}{more}"
+    return str(exc)[:120]
 
 
 @dataclass
@@ -85,6 +136,9 @@ class AuthResults:
     helo: str = ""
     #: Why a result is temperror/permerror (for logs), else "".
     reason: str = ""
+    #: The temperrors came from having no DNS at all (no name server configured, no route to any):
+    #: a development machine's normal state, which the router logs at DEBUG level, not per message.
+    no_dns: bool = False
 
     @property
     def header(self) -> str:
@@ -159,9 +213,15 @@ class _Lookups:
     """One message's DNS: the resolver from settings, a deadline, and the servers' down marker."""
 
     def __init__(self, settings: Any, limit: float) -> None:
-        self.resolver = make_resolver(settings)
+        try:
+            self.resolver = make_resolver(settings)
+        except dns.resolver.NoResolverConfiguration:  # no resolv.conf, or no name server in it
+            self.resolver = dns.resolver.Resolver(configure=False)
+            self.resolver.nameservers = []
         self.deadline = time.monotonic() + limit
         self.key = (tuple(self.resolver.nameservers), self.resolver.port)
+        #: A lookup failed for want of any DNS (DNSTempError.no_dns).
+        self.no_dns = False
 
     def txt(self, name: str) -> list[bytes]:
         return [b"".join(r.strings) for r in self.query(name, "TXT")]
@@ -183,8 +243,11 @@ class _Lookups:
             with _down_lock:
                 _down[self.key] = time.monotonic() + DOWN_FOR
             raise DNSTempError(f"DNS timeout ({name} {qtype})") from exc
-        except (dns.resolver.NoNameservers, dns.resolver.YXDOMAIN, dns.exception.DNSException) as exc:
-            raise DNSTempError(f"DNS error ({name} {qtype}): {exc}") from exc
+        except (dns.resolver.NoNameservers, dns.resolver.YXDOMAIN, dns.exception.DNSException, OSError) as exc:
+            if _unreachable(exc):
+                self.no_dns = True
+                raise DNSTempError(f"no DNS ({_short(exc)})", no_dns=True) from exc
+            raise DNSTempError(f"DNS error ({name} {qtype}): {_short(exc)}") from exc
         return list(answer)
 
 
@@ -411,4 +474,6 @@ def check(data: bytes, *, peer: Any, mail_from: str, helo: str = "", settings: A
         for name in ("spf", "dkim", "dmarc"):
             if getattr(results, name) == "none":
                 setattr(results, name, "temperror")
+        return results
+    results.no_dns = lookups.no_dns and "temperror" in (results.spf, results.dkim, results.dmarc)
     return results

@@ -101,11 +101,18 @@ class Handling:
 
     The router sets it around each handler call; ``Relay.deliver`` reads it to
     mark the outgoing record as automatic mail, carry the loop-trace count
-    (lamson.loops) and the accept time for the latency metric (lamson.metrics).
+    (lamson.loops), the accept time for the latency metric (lamson.metrics)
+    and the message's id for the logs.
     """
 
     traces: int = 0
     accepted_at: float | None = None
+    #: The receiver's id of the message (lamson.envelope.Envelope.id): its replies carry it
+    #: (envelope extra ``origin``), so the relay's log lines name it too (docs/operations.md, "Logs").
+    id: str = ""
+    #: Why the Router parked the message (a handler raised or refused it, no route took it), if it
+    #: did: the routing job then reports it parked, not routed.
+    parked: list[str] = field(default_factory=list, compare=False)
 
 
 _handling: contextvars.ContextVar[Handling | None] = contextvars.ContextVar("lamson_handling", default=None)

@@ -22,6 +22,12 @@ READABLE = {1, 2}
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
+#: The ``extra`` key of an outbox record naming the incoming message it answers (that message's
+#: ``id``): set for mail a handler sends, kept by retries, splits and delivery status notifications,
+#: and named in the relay's log lines, so one id follows a message from the receiver to the smart host.
+ORIGIN = "origin"
+
+
 class UnknownSchema(ValueError):
     """A spool record written by a newer (or foreign) Lamson."""
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from lamson import context, loops, metrics, queues
+from lamson import context, logs, loops, metrics, queues
 from lamson.connection import unavailable
 from lamson.order import Following, sender_of
 from lamson.settings import DEFAULTS
@@ -55,6 +55,17 @@ def route(keys: list[str], group: str = "incoming", senders: list[str] | None = 
     if not (isinstance(senders, list) and len(senders) == len(keys) and all(isinstance(s, str) for s in senders)):
         senders = None
     return RoutingBatch(ctx, group).run(keys, senders)
+
+
+def _replies(keys: list[str]) -> str:
+    """What the routed line says of the replies its handlers queued: their outbox keys (the first few).
+
+    The relay names those keys, and the incoming message's id, in its own lines.
+    """
+    if not keys:
+        return ""
+    shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+    return f"; {len(keys)} {'reply' if len(keys) == 1 else 'replies'} queued ({shown})"
 
 
 class RoutingBatch:
@@ -133,7 +144,9 @@ class RoutingBatch:
                 todo.appendleft(turn)
                 continue
             spooled = turn  # itself (re-claimed, if it had stepped back for a moment)
-            if self._handle(spooled):
+            with logs.about(spooled.envelope.id):  # what its handlers log names it too
+                handled = self._handle(spooled)
+            if handled:
                 following = self._follow(spooled, take=chained < MAX_CHAIN and not self.ctx.stopping)
                 if following is not None:
                     chained += 1
@@ -295,9 +308,12 @@ class RoutingBatch:
                                 f"(spf={auth.spf}, dkim={auth.dkim}; dmarc_reject_park is on)")
             return True
         rcpts = list(env.rcpt_tos)
+        queued_from = len(self.ctx.pending_outbox)
+        parked: list[str] = []  # why the Router parked it, for each recipient it did
         for index, rcpt in enumerate(rcpts):
+            handling = context.Handling(traces=traces, accepted_at=env.received_at, id=env.id)
             try:
-                with context.handling(context.Handling(traces=traces, accepted_at=env.received_at)):
+                with context.handling(handling):
                     self._deliver(spooled, rcpt)
             except ConversationBusy as exc:
                 log.info("%s: conversation busy (%s); waits and tries again", env.id, exc)
@@ -319,9 +335,20 @@ class RoutingBatch:
                 self._back(spooled, replace(env, rcpt_tos=tuple(rcpts[index:]), attempts=attempts),
                            delay=delay, what="retry")
                 return False
+            if handling.parked:
+                parked.append(f"<{rcpt}>: {handling.parked[-1]}")
         self.done.append(spooled)
-        self._count("routed")
-        log.info("%s: routed to %d recipient(s)", env.id, len(rcpts))
+        replies = _replies(self.ctx.pending_outbox[queued_from:])
+        if len(parked) == len(rcpts):  # a handler raised (its traceback is just above) or refused it, or no route
+            self._count("parked")
+            log.warning("%s: not routed: parked in undeliverable_dir (%s)%s", env.id, "; ".join(parked), replies)
+        elif parked:
+            self._count("routed")
+            log.warning("%s: routed to %d of %d recipient(s), parked for the others (%s)%s", env.id,
+                        len(rcpts) - len(parked), len(rcpts), "; ".join(parked), replies)
+        else:
+            self._count("routed")
+            log.info("%s: routed to %d recipient(s)%s", env.id, len(rcpts), replies)
         return True
 
     def _deliver(self, spooled: Spooled, rcpt: str) -> None:
@@ -346,8 +373,9 @@ class RoutingBatch:
             result = authres.check(spooled.data, peer=env.peer, mail_from=env.mail_from, helo=env.helo,
                                    settings=self.settings)
             self.auth[spooled.key] = (result, result.stamp(spooled.data))
-            log.info("%s: spf=%s dkim=%s dmarc=%s%s", env.id, result.spf, result.dkim, result.dmarc,
-                     f" ({result.reason})" if result.reason else "")
+            # No DNS at all (a laptop, a sandbox): the same temperror for every message, not news.
+            log.log(logging.DEBUG if result.no_dns else logging.INFO, "%s: spf=%s dkim=%s dmarc=%s%s", env.id,
+                    result.spf, result.dkim, result.dmarc, f" ({result.reason})" if result.reason else "")
         return self.auth[spooled.key][0]
 
     def _back(self, spooled: Spooled, envelope: Any, *, delay: float, what: str) -> None:

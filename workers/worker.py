@@ -40,6 +40,7 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     """
     logs.setup()
     settings = lsettings.load(settings_name, root)
+    logs.setup(settings=settings)  # its log_format
     ctx = build_context(settings, "router")
     groups = [ctx.names.short(q) for q in (queues or ["incoming"])]
 

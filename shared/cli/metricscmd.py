@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     conf = lsettings.load(args.config, args.root)
     lsettings.ensure_credentials(conf)  # started with the embedded Redis: the password it is about to require
-    logs.setup()
+    logs.setup(settings=conf)
     host = args.host or conf.metrics_config.get("host", "127.0.0.1")
     port = args.port if args.port is not None else int(conf.metrics_config.get("port", 9108))
     try:

@@ -59,4 +59,4 @@ def test_safe_formatter_escapes_message_arguments_and_tracebacks() -> None:
 
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "oops", (), sys.exc_info())
     text = formatter.format(record)
-    assert "\x1b" not in text and "\\x1b[2J" in text and "\nTraceback" in text
+    assert "\x1b" not in text and "\\x1b[2J" in text and "\n    Traceback" in text  # an indented block
