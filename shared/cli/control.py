@@ -248,6 +248,20 @@ def restart(args: argparse.Namespace) -> int:
 
 # --- status ------------------------------------------------------------------
 
+#: ``lamson status`` exit codes; ``lamson status -h``, docs/cli.md and docs/operations.md say the same.
+#: 2 is every command's "bad use" (lamson.cli.framework), so "cannot route" is 4.
+STATUS_OK = 0
+STATUS_PROGRAM_DOWN = 1
+STATUS_NOT_RUNNING = 3
+STATUS_CANNOT_ROUTE = 4
+
+STATUS_CODES = """Exit codes (the first that applies): 3 supervisord is not running; 1 a program that
+should run does not (FATAL, BACKOFF, EXITED, STOPPED after a start; an autostart=false
+program never started is fine); 4 the application cannot route: Redis does not answer, a
+router worker reports that the application failed to load (the error is printed), or no
+router worker is alive; 0 all is well. 2 is bad use, as for every command."""
+
+
 def configure_status(parser: Parser) -> None:
     option(parser, "pid", metavar="FILE", default=None,
            help="only say whether the process in this pid file runs (Lamson 1.x's form)")
@@ -269,39 +283,64 @@ def status_of_pidfile(path: str) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Programs (state, pid, uptime), the standalone logging server, then queue depths.
+    """Programs (state, pid, uptime), the standalone logging server, the application's health, queue depths.
 
-    Exit 0 when every program runs, 1 when one does not (FATAL, BACKOFF, EXITED, a
-    program that should run but is STOPPED; an autostart=false program never started
-    is fine), 3 when supervisord itself is not running.
+    Exit codes: :data:`STATUS_CODES`. A process that lives is not enough: a
+    router worker whose handlers fail to import runs (supervisord says RUNNING)
+    and routes nothing, so the workers' own reports in Redis (lamson.health)
+    decide whether the application can route.
     """
     if args.pid:
         return status_of_pidfile(args.pid)
     proj = this_project(args)
     pid = proj.pidfile.live_pid()
-    running = 0
+    running = STATUS_OK
     if pid is None:
         print("supervisord: not running")
-        running = 3
+        running = STATUS_NOT_RUNNING
     else:
         print(f"supervisord: running (pid {pid})")
         infos = supervision.programs(proj)
         if infos is None:
             print(f"  (no answer on {proj.socket})")
         if infos is None:
-            running = 1
+            running = STATUS_PROGRAM_DOWN
         for info in infos or []:
             state = info["statename"]
             pid_text = f"pid {info['pid']}" if info.get("pid") else ""
             print(f"  {supervision.full_name(info):<20} {state:<9} {pid_text:<10} uptime {supervision.uptime(info)}")
             never_started = state == "STOPPED" and not info.get("start")
             if state != "RUNNING" and not never_started:
-                running = 1
+                running = STATUS_PROGRAM_DOWN
     log_pid = pidfiles.PidFile(proj.run_dir / "log.pid").live_pid()
     if log_pid:
         print(f"lamson log: running (pid {log_pid}, run/log.pid)")
+    routes = print_health(args)
     print_queues(args)
-    return running
+    if running != STATUS_OK:
+        return running
+    return STATUS_OK if routes else STATUS_CANNOT_ROUTE
+
+
+def print_health(args: argparse.Namespace) -> bool:
+    """Say whether the application can route (lamson.health); True when it can."""
+    from lamson import health
+    from lamson.connection import connect
+    from lamson.names import names_for
+
+    conf = project.settings_or_defaults(args.config, args.root)
+    try:
+        found = health.check(connect(conf.redis_url, timeout=2.0), names_for(conf))
+    except ValueError as exc:  # a URL redis-py cannot use (lamson check names it)
+        print(f"application: CANNOT ROUTE\n  redis_url: {exc}")
+        return False
+    if found.ok:
+        print(f"application: {found.summary()}")
+        return True
+    print("application: CANNOT ROUTE")
+    for problem in found.problems:
+        print(f"  {problem}")
+    return False
 
 
 def print_queues(args: argparse.Namespace) -> None:
@@ -394,9 +433,10 @@ COMMANDS = {
         examples=("lamson status", "lamson status -pid run/log.pid"),
         configure=configure_status,
         run=status,
-        description="List every supervisord program (state, pid, uptime), a standalone `lamson log`, the\n"
-                    "rq queues (waiting, failed, retrying, running jobs) and the Maildirs (spool, run/queue,\n"
-                    "undeliverable). Exit 0 when supervisord runs, 3 when it does not. With -pid FILE, only\n"
-                    "whether the process in that pid file runs (exit 0) or not (exit 3).",
+        description="List every supervisord program (state, pid, uptime), a standalone `lamson log`, whether\n"
+                    "the application can route (the router workers' reports in Redis), the rq queues (waiting,\n"
+                    "failed, retrying, running jobs) and the Maildirs (spool, run/queue, undeliverable).\n"
+                    + STATUS_CODES + "\n"
+                    "With -pid FILE, only whether the process in that pid file runs (exit 0) or not (exit 3).",
     ),
 }
