@@ -5,22 +5,27 @@ spool keys), never pickles, so nothing written into Redis can become code in
 a worker, and nothing about a message lives only in rq. What Lamson needs:
 queues with the JSON serializer, enqueueing (now, in a pipeline, or after a
 delay), a queue's length, and forgetting the registration of a worker that
-is known dead so ``rq info`` stops listing it. tests/shared/test_rqcompat.py
-is the contract: an rq upgrade that breaks any of it fails there first.
+is known dead so ``rq info`` stops listing it, and the worker class that
+runs wake-ups (:class:`Worker`), whose stop takes a second with every
+redis-py version the pins allow. tests/shared/test_rqcompat.py is the
+contract: an rq or redis-py upgrade that breaks any of it fails there first.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from rq.worker import Worker
+from rq.worker import Worker as RqWorker
 
 #: How long a finished wake-up stays in Redis. Not 0: rq deletes a job with result_ttl=0
 #: through several extra round trips, while a short expiry costs nothing.
@@ -68,6 +73,85 @@ class WakeUp(Job):
         return super().perform()
 
 
+class Worker(SimpleWorker):
+    """rq's SimpleWorker (no fork per job) with a prompt stop and fewer Redis round trips per job.
+
+    **Stopping.** rq listens for commands on a pub/sub channel in a thread
+    that waits up to 60 s per read. At teardown rq unsubscribes and then asks
+    the thread to stop; redis-py 8.2's ``PubSubWorkerThread.stop()`` joins the
+    thread with no time limit, and the thread, having read the UNSUBSCRIBE
+    reply before it saw the stop, waits out its 60 s for a new subscription:
+    an idle worker took 60-120 s to stop and was SIGKILLed by supervisord.
+    Here the thread is told to stop *before* the UNSUBSCRIBE goes out (the
+    reply is then the read that wakes it), without waiting, and joined for at
+    most ``STOP_JOIN`` seconds: the thread is a daemon, so a slow one cannot
+    keep the process. The same with redis-py 5.x (whose ``stop()`` never
+    waited) through 8.2.
+
+    **Heartbeats.** rq sends a worker heartbeat (HSET + two EXPIREs, a round
+    trip) several times per job. The registration lives ``worker_ttl + 60``
+    seconds, so a heartbeat sent less than ``HEARTBEAT_EVERY`` seconds after
+    the last one tells nobody anything new; heartbeats riding on a pipeline
+    cost no round trip and are always sent.
+
+    ``on_stop`` is called when a stop is requested (SIGTERM, SIGINT), before
+    rq's warm shutdown begins, so the job in hand can stop after its current
+    message.
+    """
+
+    HEARTBEAT_EVERY = 5.0
+    STOP_JOIN = 2.0
+
+    def __init__(self, *args: Any, on_stop: Callable[[], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_stop = on_stop
+        self.last_beat = 0.0
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        """Warm shutdown, and tell the job in hand to stop after its current message."""
+        if self.on_stop is not None:
+            self.on_stop()
+        super().request_stop(signum, frame)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is None and timeout is None:
+            now = time.monotonic()
+            if now - self.last_beat < self.HEARTBEAT_EVERY:
+                return
+            self.last_beat = now
+        super().heartbeat(timeout, pipeline)
+
+    def unsubscribe(self) -> None:
+        """Leave the command channel and end its thread within ``STOP_JOIN`` seconds (see the class)."""
+        thread, pubsub = self.pubsub_thread, self.pubsub
+        if thread is None or pubsub is None:
+            return
+        stop_without_waiting(thread)
+        try:
+            pubsub.unsubscribe()  # its reply wakes the thread, which now sees that it is to stop
+        except redis.RedisError as exc:  # Redis gone: the thread's read fails and it ends the same way
+            log.debug("unsubscribing from the command channel failed: %s", exc)
+        thread.join(timeout=self.STOP_JOIN)
+        if thread.is_alive():
+            log.debug("the command channel's thread did not end within %.0f s; left to die with the process",
+                      self.STOP_JOIN)
+        else:
+            pubsub.close()
+        self.pubsub_thread = None
+
+
+def stop_without_waiting(thread: Any) -> None:
+    """Ask a redis-py ``PubSubWorkerThread`` to stop and return at once.
+
+    ``stop()`` only lowers a flag in redis-py 5.x-8.1; from 8.2 it also joins
+    the thread, by default with no limit, and takes ``timeout``.
+    """
+    if "timeout" in inspect.signature(thread.stop).parameters:
+        thread.stop(timeout=0)
+    else:
+        thread.stop()
+
+
 def queue(conn: redis.Redis, name: str) -> Queue:
     """An rq queue that stores its jobs as JSON."""
     return Queue(name, connection=conn, serializer=SERIALIZER)
@@ -91,12 +175,12 @@ def length(conn: redis.Redis, queue_name: str) -> int:
 
 def registered_workers(conn: redis.Redis, prefix: str) -> list[str]:
     """Names of the rq workers registered whose name starts with ``prefix``."""
-    return [w.name for w in Worker.all(connection=conn, serializer=SERIALIZER) if w.name.startswith(prefix)]
+    return [w.name for w in RqWorker.all(connection=conn, serializer=SERIALIZER) if w.name.startswith(prefix)]
 
 
 def forget_worker(conn: redis.Redis, name: str) -> bool:
     """Unregister a dead worker at once instead of when its key expires; False if not registered."""
-    found = Worker.find_by_key(Worker.redis_worker_namespace_prefix + name, connection=conn,
+    found = RqWorker.find_by_key(RqWorker.redis_worker_namespace_prefix + name, connection=conn,
                                serializer=SERIALIZER)
     if found is None:
         return False

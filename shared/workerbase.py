@@ -18,7 +18,6 @@ from types import ModuleType
 from typing import Any
 
 import redis
-from rq import SimpleWorker
 
 from lamson import context, rqcompat, sweeper
 from lamson.connection import connect, unavailable
@@ -48,32 +47,8 @@ def startup_problems(conn: redis.Redis) -> list[str]:
         return [f"cannot check Redis persistence: {exc}"]
 
 
-class LamsonWorker(SimpleWorker):
-    """rq's SimpleWorker with fewer Redis round trips per job.
-
-    rq sends a worker heartbeat (HSET + two EXPIREs, a round trip) several
-    times per job. The registration lives ``worker_ttl + 60`` seconds, so a
-    heartbeat sent less than ``HEARTBEAT_EVERY`` seconds after the last one
-    tells nobody anything new; heartbeats riding on a pipeline cost no round
-    trip and are always sent.
-    """
-
-    HEARTBEAT_EVERY = 5.0
-
-    def request_stop(self, signum: Any, frame: Any) -> None:
-        """Warm shutdown, and tell the job in hand to stop after its current message."""
-        ctx = context.get()
-        if ctx is not None:
-            ctx.stopping = True
-        super().request_stop(signum, frame)
-
-    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        if pipeline is None and timeout is None:
-            now = time.monotonic()
-            if now - getattr(self, "_lamson_beat", 0.0) < self.HEARTBEAT_EVERY:
-                return
-            self._lamson_beat = now
-        super().heartbeat(timeout, pipeline)
+#: The worker class (kept under its old name): rq's SimpleWorker as Lamson runs it, in lamson.rqcompat.
+LamsonWorker = rqcompat.Worker
 
 
 def build_context(settings: ModuleType, role: str, conn: redis.Redis | None = None) -> context.Context:
@@ -130,8 +105,11 @@ def _preload(groups: list[str]) -> None:
         importlib.import_module(func.rpartition(".")[0])
 
 
-def _new_worker(ctx: context.Context, groups: list[str]) -> LamsonWorker:
-    return LamsonWorker(
+def _new_worker(ctx: context.Context, groups: list[str]) -> rqcompat.Worker:
+    def stopping() -> None:
+        ctx.stopping = True
+
+    return rqcompat.Worker(
         [rqcompat.queue(ctx.conn, ctx.names.queue(g)) for g in groups],
         connection=ctx.conn,
         name=ctx.worker_id,
@@ -140,6 +118,7 @@ def _new_worker(ctx: context.Context, groups: list[str]) -> LamsonWorker:
         default_result_ttl=rqcompat.RESULT_TTL,
         serializer=rqcompat.SERIALIZER,
         job_class=rqcompat.WakeUp,  # runs Lamson's job functions only
+        on_stop=stopping,
     )
 
 

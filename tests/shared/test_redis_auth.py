@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from lamson import rqcompat
 from lamson.connection import ensure_password, redact, url_password, with_credentials, with_password
@@ -98,8 +98,8 @@ def test_workers_run_lamson_jobs_only_and_drop_unreadable_ones(redis_conn: redis
     redis_conn.hset("rq:job:bad-date", mapping={"created_at": "yesterday", "status": "queued",
                                                 "data": zlib.compress(json.dumps(["os.getcwd", None, [], {}]).encode())})
     redis_conn.rpush("rq:queue:t-hostile", "bad-date")
-    worker = SimpleWorker([queue], connection=redis_conn, serializer=rqcompat.SERIALIZER,
-                          job_class=rqcompat.WakeUp, name="t.test.h.1.wakeup")
+    worker = rqcompat.Worker([queue], connection=redis_conn, serializer=rqcompat.SERIALIZER,
+                             job_class=rqcompat.WakeUp, name="t.test.h.1.wakeup")
     assert worker.work(burst=True) is not None  # returned: not ended by an exception
     assert not marker.exists()
     assert evil.id in queue.failed_job_registry.get_job_ids()
