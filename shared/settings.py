@@ -224,12 +224,21 @@ def root_from_deploy(directory: Path) -> Path | None:
     return Path(found.group(1).replace("%(here)s", str(conf.parent))).resolve()
 
 
-def load(name: str | None = None, root: str | os.PathLike[str] | None = None) -> ModuleType:
+def load(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
+         strict: bool = True) -> ModuleType:
     """Import the settings module, fill in defaults and apply environment overrides.
 
     The module object itself is returned (and stays in ``sys.modules``), so
     ``from config import settings`` in application code sees the same values
     and the services that ``config/boot.py`` assigns to it.
+
+    The settings are checked as ``lamson check`` does (lamson.settings_check):
+    warnings (a typo's "did you mean") are logged, and an error (a wrong type,
+    a value out of range) is a :class:`SettingsError` naming the setting, so a
+    program refuses to start (one line, exit 1: supervisord marks it FATAL)
+    instead of starting and failing on every message, as a receiver with
+    ``max_message_size = "10MB"`` did. ``strict=False`` (``lamson check``,
+    which prints every finding itself) leaves the errors to the caller.
     """
     dotted = settings_name(name)
     top = str(app_root(root) if dotted == "config.settings" else project_root(root))
@@ -246,12 +255,26 @@ def load(name: str | None = None, root: str | os.PathLike[str] | None = None) ->
         raise
     apply_defaults(module)
     apply_environment(module, os.environ)
-    validate(module)
-    from lamson.settings_check import report
+    from lamson.settings_check import ERROR, report
 
-    report(module)  # typos ("did you mean"), wrong types: one log line each (docs/operations.md)
+    # typos ("did you mean"): one log line each (docs/operations.md); errors: refused below
+    errors = [f.line for f in report(module, log_errors=not strict) if f.level == ERROR]
+    if strict and errors:
+        raise SettingsError(f"{shown_file(module)}: {'; '.join(errors)} (lamson check -offline lists every finding)")
+    validate(module)
     apply_credentials(module, top)
     return module
+
+
+def shown_file(module: ModuleType) -> str:
+    """The settings file as a person would name it: relative to the current directory when inside it."""
+    path = getattr(module, "__file__", None)
+    if not path:
+        return module.__name__
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def apply_defaults(module: ModuleType) -> None:

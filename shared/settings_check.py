@@ -40,6 +40,8 @@ log = logging.getLogger("lamson.settings")
 
 ERROR = "error"
 WARNING = "warning"
+#: Not a problem, said so nobody wonders (lamson check: what ``lamson start`` will start).
+NOTE = "note"
 
 #: Names a guide-style settings.py holds that are the application's (or the guide's) own,
 #: read by config/boot.py, config/queue.py or handlers; never reported, and never proposed.
@@ -56,36 +58,75 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
                                "password_file", "password_env", "verify", "ca_file", "mx", "mx_port"}),
     "template_config": frozenset({"dir", "module"}),
     "metrics_config": frozenset({"host", "port"}),
+    "receiver_tls": frozenset({"cert", "key", "require"}),
+    "submission_config": frozenset({"host", "port", "users"}),
+    "dns_config": frozenset({"nameservers", "port", "timeout"}),
+    "dkim_config": frozenset({"domain", "selector", "key_file", "headers", "sign_all"}),
 }
 
 INT = "int"
 NUMBER = "number"
+BOOL = "bool"
 STR = "str"
 OPTIONAL_STR = "optional str"
 STR_LIST = "list of str"
 NUMBER_LIST = "list of numbers"
 DICT = "dict"
+OPTIONAL_DICT = "optional dict"
 OPTIONAL_STR_LIST = "optional list of str"
 
 #: The values of ``log_format`` (lamson.logs.FORMATS).
 LOG_FORMATS = ["text", "json"]
 
-#: What type each setting must have (names missing here are only checked for existence).
+#: What type each setting must have. Every name of lamson.settings.DEFAULTS is here (a test
+#: keeps it so): a value of the wrong type is an error at every start, not a crash later.
 TYPES: dict[str, str] = {
     "receiver_config": DICT, "relay_config": DICT, "metrics_config": DICT, "router_defaults": DICT, "template_config": DICT,
+    "receiver_tls": OPTIONAL_DICT, "submission_config": OPTIONAL_DICT, "dns_config": OPTIONAL_DICT,
+    "dkim_config": OPTIONAL_DICT,
     "handlers": STR_LIST, "route_retries": NUMBER_LIST, "relay_retries": NUMBER_LIST,
     "served_domains": OPTIONAL_STR_LIST,
     "redis_url": STR, "namespace": STR, "spool": STR, "spool_dir": STR, "queue_dir": STR,
     "undeliverable_dir": STR, "outbox_dir": STR, "bounced_dir": STR, "log_dir": STR, "run_dir": STR,
     "receiver_user": OPTIONAL_STR, "loop_name": OPTIONAL_STR, "receiver_hostname": OPTIONAL_STR,
-    "state_prefix": OPTIONAL_STR,
-    "max_message_size": INT, "max_recipients": INT, "max_attempts": INT, "max_received_headers": INT,
-    "max_connections": INT, "max_connections_per_ip": INT, "max_loop_traces": INT, "reply_rate_limit": INT,
+    "state_prefix": OPTIONAL_STR, "authserv_id": OPTIONAL_STR,
+    "auth_results": BOOL, "dmarc_reject_park": BOOL,
+    "max_message_size": INT, "max_recipients": INT, "submission_max_recipients": INT, "max_attempts": INT,
+    "max_received_headers": INT, "max_connections": INT, "max_connections_per_ip": INT, "max_loop_traces": INT,
+    "reply_rate_limit": INT, "relay_domain_concurrency": INT,
     "job_timeout": INT, "worker_ttl": NUMBER, "worker_nice": INT, "spool_reserve": INT,
     "smtp_timeout": NUMBER, "relay_timeout": NUMBER, "lock_timeout": NUMBER, "lock_wait": NUMBER,
     "sweep_grace": NUMBER, "sweep_interval": NUMBER, "relay_lifetime": NUMBER,
-    "smtp_start_timeout": NUMBER, "smtp_session_timeout": NUMBER,
+    "smtp_start_timeout": NUMBER, "smtp_session_timeout": NUMBER, "boot_retry": NUMBER, "auth_timeout": NUMBER,
     "log_format": STR,
+}
+
+#: Inclusive bounds of numeric settings (None: unbounded on that side). A size, a count of
+#: sessions or a timeout of 0 or less would make the stage refuse everything or spin; where 0
+#: means "no limit" or "off" (reply_rate_limit, relay_domain_concurrency, spool_reserve,
+#: smtp_start_timeout) it is allowed. Retry schedules: each delay at least 0.
+POSITIVE = 1e-9
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    **{name: (1, None) for name in (
+        "max_message_size", "max_recipients", "submission_max_recipients", "max_attempts",
+        "max_received_headers", "max_connections", "max_connections_per_ip", "job_timeout")},
+    **{name: (POSITIVE, None) for name in (
+        "worker_ttl", "smtp_timeout", "relay_timeout", "lock_timeout", "sweep_interval",
+        "smtp_session_timeout", "boot_retry", "auth_timeout")},
+    **{name: (0, None) for name in (
+        "spool_reserve", "reply_rate_limit", "relay_domain_concurrency", "max_loop_traces", "lock_wait",
+        "sweep_grace", "smtp_start_timeout", "relay_lifetime")},
+    "worker_nice": (-20, 19),
+}
+
+#: What an integer setting counts, said when it is given as something else ("10MB").
+UNITS = {"max_message_size": "number of bytes (e.g. 10 * 1024 * 1024)", "spool_reserve": "number of files"}
+
+#: Keys a dict setting must have when it is set (the stage that reads it refuses to start without).
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "receiver_tls": ("cert", "key"),
+    "submission_config": ("host", "port", "users"),
+    "dkim_config": ("domain", "selector", "key_file"),
 }
 
 
@@ -146,7 +187,8 @@ def unknown_names(module: ModuleType | SimpleNamespace) -> list[Finding]:
 def _type_finding(name: str, value: Any, want: str) -> Finding | None:
     shown = f"{value!r} (a {_kind(value)})"
     if want == INT and not _is_int(value):
-        return Finding(ERROR, name, f"must be an integer, not {shown}")
+        unit = UNITS.get(name)
+        return Finding(ERROR, name, f"must be an integer{' ' + unit if unit else ''}, not {shown}")
     if want == NUMBER and not _is_number(value):
         return Finding(ERROR, name, f"must be a number of seconds, not {shown}")
     if want == STR and not isinstance(value, str):
@@ -155,6 +197,10 @@ def _type_finding(name: str, value: Any, want: str) -> Finding | None:
         return Finding(ERROR, name, f"must be a string or None, not {shown}")
     if want == DICT and not isinstance(value, dict):
         return Finding(ERROR, name, f"must be a dict, not {shown}")
+    if want == OPTIONAL_DICT and value is not None and not isinstance(value, dict):
+        return Finding(ERROR, name, f"must be a dict or None, not {shown}")
+    if want == BOOL and not (isinstance(value, bool) or value in (0, 1) and _is_int(value)):
+        return Finding(ERROR, name, f"must be True or False, not {shown}")
     if want in (STR_LIST, NUMBER_LIST, OPTIONAL_STR_LIST):
         if want == OPTIONAL_STR_LIST and value is None:
             return None
@@ -165,8 +211,21 @@ def _type_finding(name: str, value: Any, want: str) -> Finding | None:
         if bad:
             what = "numbers of seconds" if want == NUMBER_LIST else "strings"
             return Finding(ERROR, name, f"must be a list of {what}; {bad[0]!r} (a {_kind(bad[0])}) is not one")
+        if want == NUMBER_LIST and any(item < 0 for item in value):
+            return Finding(ERROR, name, f"must be a list of delays of 0 seconds or more, not {value!r}")
         if isinstance(value, set | frozenset):
             return Finding(WARNING, name, f"is a {_kind(value)}, which has no order; a list is expected")
+    return None
+
+
+def _range_finding(name: str, value: Any) -> Finding | None:
+    """A number outside RANGES[name] (called once the type is known to be right)."""
+    low, high = RANGES.get(name, (None, None))
+    if low is not None and value < low:
+        least = "more than 0" if low == POSITIVE else f"at least {low}"
+        return Finding(ERROR, name, f"must be {least}, not {value!r}")
+    if high is not None and value > high:
+        return Finding(ERROR, name, f"must be at most {high}, not {value!r}")
     return None
 
 
@@ -181,8 +240,17 @@ def wrong_types(module: ModuleType | SimpleNamespace) -> list[Finding]:
         if found is not None:
             findings.append(found)
             continue
-        if name in ("receiver_config", "relay_config", "metrics_config"):
+        if name in RANGES:
+            out_of_range = _range_finding(name, value)
+            if out_of_range is not None:
+                findings.append(out_of_range)
+            continue
+        if value is None:
+            continue
+        if name in ("receiver_config", "relay_config", "metrics_config", "submission_config"):
             for key in ("host", "port"):
+                if name == "submission_config" and key not in value:
+                    continue  # REQUIRED_KEYS says it is missing
                 item = value.get(key)
                 if key == "port" and (not _is_int(item) or not 0 <= item <= 65535):
                     findings.append(Finding(ERROR, f"{name}[{key!r}]",
@@ -190,6 +258,10 @@ def wrong_types(module: ModuleType | SimpleNamespace) -> list[Finding]:
                 if key == "host" and not isinstance(item, str):
                     findings.append(Finding(ERROR, f"{name}[{key!r}]", f"must be a host name or address, "
                                                                          f"not {item!r} (a {_kind(item)})"))
+        for key in REQUIRED_KEYS.get(name, ()):
+            if value.get(key) in (None, ""):
+                has = ", ".join(repr(k) for k in value) or "no keys"
+                findings.append(Finding(ERROR, name, f"needs {key!r} (it has {has})"))
         keys = SECTION_KEYS.get(name)
         if keys is not None:
             for key in sorted(str(k) for k in value if k not in keys):
@@ -215,16 +287,20 @@ def check(module: ModuleType | SimpleNamespace) -> list[Finding]:
 _reported: set[tuple[str, str]] = set()
 
 
-def report(module: ModuleType | SimpleNamespace) -> list[Finding]:
-    """Log each finding once per process (lamson.settings.load calls this at every start)."""
+def report(module: ModuleType | SimpleNamespace, *, log_errors: bool = True) -> list[Finding]:
+    """Log each finding once per process (lamson.settings.load calls this at every start).
+
+    With ``log_errors=False`` only warnings are logged: the caller raises the errors
+    (lamson.settings.load refuses to start with them, in one line of its own).
+    """
     try:
         findings = check(module)
-    except Exception as exc:  # a check must never be why a stage does not start
+    except Exception as exc:  # a bug in a check must never be why a stage does not start
         log.debug("settings not checked: %r", exc)
         return []
     origin = getattr(module, "__name__", "settings")
     for finding in findings:
-        if (origin, finding.line) in _reported:
+        if (origin, finding.line) in _reported or (finding.level == ERROR and not log_errors):
             continue
         _reported.add((origin, finding.line))
         (log.error if finding.level == ERROR else log.warning)("%s", finding.line)
@@ -253,10 +329,19 @@ def _writable(path: Path) -> str | None:
 
 
 def check_services(module: ModuleType | SimpleNamespace, root: str | os.PathLike[str] | None = None, *,
-                   timeout: float = 3.0) -> list[Finding]:
-    """Redis answers PING, the smart host accepts a TCP connection, the spool folders are writable."""
+                   timeout: float = 3.0, started_later: dict[str, str] | None = None) -> list[Finding]:
+    """Redis answers PING, the smart host accepts a TCP connection, the spool folders are writable.
+
+    ``started_later`` maps "redis" and "log" to how they get started (e.g. "program redis of
+    deploy/supervisord.conf") when ``lamson start`` starts them and they are not running yet:
+    then refusing connections is how they should be before the start, a :data:`NOTE` rather
+    than an error, so ``lamson check && lamson start`` works on a fresh project.
+    """
+    import redis
+
     from lamson.connection import connect, redact
 
+    later = started_later or {}
     findings = []
     url = getattr(module, "redis_url", "")
     try:
@@ -265,6 +350,12 @@ def check_services(module: ModuleType | SimpleNamespace, root: str | os.PathLike
             conn.ping()
         finally:
             conn.close()
+    except redis.ConnectionError as exc:
+        if "redis" in later:
+            findings.append(Finding(NOTE, "redis_url", f"Redis at {redact(url)} is not running yet: "
+                                                       f"started by lamson start ({later['redis']})"))
+        else:
+            findings.append(Finding(ERROR, "redis_url", f"Redis at {redact(url)} does not answer PING: {exc}"))
     except Exception as exc:
         findings.append(Finding(ERROR, "redis_url", f"Redis at {redact(url)} does not answer PING: {exc}"))
 
@@ -273,6 +364,13 @@ def check_services(module: ModuleType | SimpleNamespace, root: str | os.PathLike
         host, port = relay["host"], relay["port"]
         try:
             socket.create_connection((host, port), timeout=timeout).close()
+        except ConnectionRefusedError:
+            if "log" in later:
+                findings.append(Finding(NOTE, "relay_config", f"the logging server (smart host {host}:{port}) is "
+                                                              f"not running yet: started by lamson start ({later['log']})"))
+            else:
+                findings.append(Finding(ERROR, "relay_config",
+                                        f"smart host {host}:{port} does not accept connections: Connection refused"))
         except OSError as exc:
             findings.append(Finding(ERROR, "relay_config",
                                     f"smart host {host}:{port} does not accept connections: {exc.strerror or exc}"))
