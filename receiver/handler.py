@@ -161,11 +161,13 @@ class SpoolHandler:
         try:
             key, queued = await asyncio.wrap_future(self.committer.submit(env, data))
         except Exception as exc:  # disk full, permissions, Redis spool down: the client retries
-            log.error("451 for %s from <%s>: cannot spool: %s", env.id, env.mail_from, exc)
+            log.error("451 for %s from <%s>: cannot spool: %s", env.id, env.mail_from, exc,
+                      extra={"lamson_id": env.id})
             return "451 4.3.0 Requested action aborted: local error in processing, try again later"
         log.info(
             "accepted %s from=<%s> to=%s size=%d key=%s%s",
             env.id, env.mail_from, ",".join(f"<{r}>" for r in env.rcpt_tos), len(data), key,
             "" if queued else " (not yet enqueued)",
+            extra={"lamson_id": env.id},  # the id the rest of its journey is logged under (lamson.logs)
         )
         return f"250 2.0.0 OK queued as {env.id}"

@@ -336,7 +336,7 @@ class RoutingBatch:
                            delay=delay, what="retry")
                 return False
             if handling.parked:
-                parked.append(f"<{rcpt}>: {handling.parked[-1]}")
+                parked.append(f"<{rcpt}>: {handling.parked[-1][:200]}")  # the whole reason is in the file
         self.done.append(spooled)
         replies = _replies(self.ctx.pending_outbox[queued_from:])
         if len(parked) == len(rcpts):  # a handler raised (its traceback is just above) or refused it, or no route
