@@ -5,7 +5,7 @@ environment variable, LAMSON_REDIS_URL, moves every process to another
 Redis), data and AOF go under ``run/``. The process execs redis-server, so
 supervisord supervises Redis itself, not a wrapper.
 
-Redis is a trust boundary (DESIGN.md, invariant 6): the embedded Redis always
+Redis is a trust boundary (docs/design.md, invariant 6): the embedded Redis always
 requires a password. It is the one ``redis_url`` carries, else the one
 generated on first use into ``run/redis.pass`` (mode 0600), which every
 Lamson process reads through its settings (:func:`lamson.settings.apply_credentials`).

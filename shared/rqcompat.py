@@ -49,7 +49,7 @@ class WakeUp(Job):
     dotted name the job's hash holds (``os.system`` with a shell command is
     valid JSON). Workers use this class, so a job written into Redis by anyone
     but Lamson fails before anything is imported: rq logs it and keeps it in the
-    queue's failed registry, and the worker goes on (DESIGN.md, invariant 6).
+    queue's failed registry, and the worker goes on (docs/design.md, invariant 6).
     """
 
     def refresh(self) -> None:

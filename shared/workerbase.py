@@ -3,7 +3,7 @@
 Settings, Redis, the worker id, the :class:`~lamson.context.Context` jobs
 read, the liveness beat and sweeps (:mod:`lamson.sweeper`), and rq's
 ``SimpleWorker`` loop (no fork per job: forking costs about four times the
-throughput, see DESIGN.md) on JSON wake-ups.
+throughput, see docs/design.md) on JSON wake-ups.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Redis is a trust boundary (DESIGN.md, invariant 6), attacked on the real deployment.
+"""Redis is a trust boundary (docs/design.md, invariant 6), attacked on the real deployment.
 
 The demo's deploy/supervisord.conf runs under supervisord on free ports
 (tests/e2e/conftest.py), its embedded Redis started by ``lamson redis`` with
