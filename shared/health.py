@@ -11,7 +11,10 @@ every host's ``lamson status`` and the exporter see it:
   ``NAMESPACE:health:load:WORKER_ID`` = ``{"error": ..., "since": ...}`` with a
   TTL of ``worker_ttl``, refreshed while it waits to try again, deleted when
   the load succeeds or the worker stops; a worker killed meanwhile leaves a
-  report that lapses with its TTL;
+  report that lapses with its TTL. The sorted set
+  ``NAMESPACE:health:load-failures`` indexes the reports (as
+  ``NAMESPACE:alive-workers`` indexes the liveness keys), so reading them
+  never scans the keyspace;
 * a worker that loaded the application beats ``NAMESPACE:alive:WORKER_ID``
   (lamson.liveness), so "some router worker is alive" means "some worker
   can route".
@@ -34,7 +37,7 @@ from typing import Any
 
 import redis
 
-from lamson.liveness import WorkerId, live_workers, this_host
+from lamson.liveness import WorkerId, indexed, live_workers, this_host
 from lamson.names import Names
 from lamson.process import alive
 
@@ -52,15 +55,24 @@ def load_key(names: Names, worker_id: str) -> str:
     return names.key("health", "load", worker_id)
 
 
+def load_index(names: Names) -> str:
+    """The sorted set of worker ids that reported a failed load (score: when they last did)."""
+    return names.key("health", "load-failures")
+
+
 def report_load_failure(conn: redis.Redis, names: Names, worker_id: str, error: str, ttl: float) -> bool:
     """Say (for ``ttl`` seconds) that this worker cannot load the application; never raises.
 
     Returns False when Redis did not take it: the worker goes on retrying its
     load either way (reporting is never a reason to stop).
     """
-    record = json.dumps({"error": error[:MAX_ERROR], "since": time.time()})
+    now = time.time()
+    record = json.dumps({"error": error[:MAX_ERROR], "since": now})
     try:
-        conn.set(load_key(names, worker_id), record, ex=max(int(ttl), 1))
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.set(load_key(names, worker_id), record, ex=max(int(ttl), 1))
+            pipe.zadd(load_index(names), {worker_id: now})
+            pipe.execute()
         return True
     except (redis.RedisError, OSError) as exc:
         log.debug("load failure not reported: %s", exc)
@@ -70,7 +82,10 @@ def report_load_failure(conn: redis.Redis, names: Names, worker_id: str, error: 
 def clear_load_failure(conn: redis.Redis, names: Names, worker_id: str) -> None:
     """The application loaded (or the worker stops): withdraw this worker's report; never raises."""
     try:
-        conn.delete(load_key(names, worker_id))
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.delete(load_key(names, worker_id))
+            pipe.zrem(load_index(names), worker_id)
+            pipe.execute()
     except (redis.RedisError, OSError) as exc:
         log.debug("load failure report not withdrawn (it lapses with its TTL): %s", exc)
 
@@ -83,15 +98,10 @@ def _believable(worker_id: str, host: str) -> bool:
 
 def load_failures(conn: redis.Redis, names: Names) -> dict[str, str]:
     """Worker id -> why it cannot load the application, for every live report (raises RedisError)."""
-    prefix = load_key(names, "")
-    keys = sorted(conn.scan_iter(match=prefix + "*", count=500))
-    if not keys:
-        return {}
     host = this_host()
     found: dict[str, str] = {}
-    for key, raw in zip(keys, conn.mget(keys), strict=True):
-        worker = (key.decode() if isinstance(key, bytes) else key)[len(prefix):]
-        if raw is None or not _believable(worker, host):
+    for worker, raw in indexed(conn, load_index(names), lambda w: load_key(names, w)):
+        if not _believable(worker, host):
             continue
         try:
             error = str(json.loads(raw)["error"])

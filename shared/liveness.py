@@ -11,6 +11,12 @@ worker when its process on this host is gone (known at once), or when its
 key has lapsed — but only once this worker has itself been beating for
 two TTLs, so a Redis that restarted without the keys (or was
 unreachable for a while) does not make every live worker look dead.
+
+Each beat also scores the worker in ``NAMESPACE:alive-workers`` (a sorted
+set: worker id -> time of its last beat), in the same round trip, so
+:func:`live_workers` (``lamson status``, the exporter's ``/health``) finds
+the candidates without scanning the keyspace, which may hold millions of
+keys; the keys with their TTL still decide who is alive.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -31,6 +39,9 @@ from lamson.process import alive
 TTL = 15
 #: How long (in TTLs) this worker must have reached Redis without a break before it judges others.
 SETTLE = 2.0
+#: Index entries not refreshed for this long (seconds) are dropped by readers: a worker beats every
+#: third of its TTL, so only long-dead workers (or clocks an hour apart) are ever dropped.
+INDEX_HORIZON = 3600.0
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 
@@ -77,9 +88,13 @@ class Liveness:
         return self.names.key("alive", worker_id)
 
     def beat(self) -> bool:
-        """Refresh this worker's key; False (and the settling starts again) when Redis is unreachable."""
+        """Refresh this worker's key and index entry; False (and the settling starts again) when Redis
+        is unreachable."""
         try:
-            self.conn.set(self.key(self.worker_id), b"1", ex=self.ttl)
+            with self.conn.pipeline(transaction=False) as pipe:
+                pipe.set(self.key(self.worker_id), b"1", ex=self.ttl)
+                pipe.zadd(index_key(self.names), {self.worker_id: time.time()})
+                pipe.execute()
         except redis.RedisError as exc:
             if not unavailable(exc):
                 raise
@@ -92,7 +107,10 @@ class Liveness:
     def forget(self) -> None:
         """At a clean exit: this worker is gone now, not in TTL seconds."""
         try:
-            self.conn.delete(self.key(self.worker_id))
+            with self.conn.pipeline(transaction=False) as pipe:
+                pipe.delete(self.key(self.worker_id))
+                pipe.zrem(index_key(self.names), self.worker_id)
+                pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError):
             pass
 
@@ -131,6 +149,30 @@ class Liveness:
         return verdict
 
 
+
+def index_key(names: Names) -> str:
+    """The sorted set of worker ids that have beaten (score: the time of the last beat)."""
+    return names.key("alive-workers")
+
+
+def indexed(conn: redis.Redis, index: str, key_of: Callable[[str], str],
+            horizon: float = INDEX_HORIZON) -> list[tuple[str, Any]]:
+    """(id, value) of every member of the sorted set ``index`` whose key ``key_of(id)`` is there.
+
+    Two round trips whatever the size of the keyspace: the index (after
+    dropping entries older than ``horizon``), then the keys' values. Raises
+    RedisError.
+    """
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(index, "-inf", time.time() - horizon)
+        pipe.zrange(index, 0, -1)
+        members = [m.decode() if isinstance(m, bytes) else str(m) for m in pipe.execute()[1]]
+    if not members:
+        return []
+    values = conn.mget([key_of(m) for m in members])
+    return sorted((m, v) for m, v in zip(members, values, strict=True) if v is not None)
+
+
 def live_workers(conn: redis.Redis, names: Names) -> list[str]:
     """The ids of every worker of this application whose liveness key is there (raises RedisError).
 
@@ -138,6 +180,4 @@ def live_workers(conn: redis.Redis, names: Names) -> list[str]:
     application) until it stops or misses its TTL; lamson.health counts them
     by role to say whether anything would route.
     """
-    prefix = names.key("alive", "")
-    found = (key.decode() if isinstance(key, bytes) else key for key in conn.scan_iter(match=prefix + "*", count=500))
-    return sorted(key[len(prefix):] for key in found)
+    return [worker for worker, _ in indexed(conn, index_key(names), lambda w: names.key("alive", w))]

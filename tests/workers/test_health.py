@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from lamson import health, metrics
+from lamson import health, liveness, metrics
 from lamson.liveness import Liveness, WorkerId, live_workers, new_worker_id, this_host
 from lamson.names import Names
 from lamson.settings import DEFAULTS
@@ -51,6 +52,21 @@ def test_without_a_live_router_worker_nothing_routes(redis_conn: redis.Redis) ->
     assert not health.check(redis_conn, Names("other")).ok  # another application's workers do not count
 
 
+def test_live_workers_come_from_an_index_kept_by_the_beats(redis_conn: redis.Redis) -> None:
+    first, second = beat(redis_conn), beat(redis_conn)
+    index = liveness.index_key(NAMES)
+    assert live_workers(redis_conn, NAMES) == sorted([first, second])
+    redis_conn.delete(NAMES.key("alive", second))  # its TTL lapsed: it is not alive, whatever the index says
+    assert live_workers(redis_conn, NAMES) == [first]
+    assert redis_conn.zscore(index, second) is not None
+    redis_conn.zadd(index, {second: time.time() - liveness.INDEX_HORIZON - 1})  # long gone: dropped
+    assert live_workers(redis_conn, NAMES) == [first] and redis_conn.zscore(index, second) is None
+    redis_conn.set(NAMES.key("alive", "h.router.otherhost.1.notindexed"), b"1")
+    assert live_workers(redis_conn, NAMES) == [first]  # only the index is read, never the keyspace
+    Liveness(redis_conn, NAMES, first).forget()
+    assert live_workers(redis_conn, NAMES) == [] and not redis_conn.exists(index)
+
+
 def test_a_failed_load_is_reported_until_withdrawn(redis_conn: redis.Redis) -> None:
     beat(redis_conn)
     error = "SyntaxError: invalid syntax (faulty.py, line 3)"
@@ -62,6 +78,7 @@ def test_a_failed_load_is_reported_until_withdrawn(redis_conn: redis.Redis) -> N
     assert found.as_json()["load_failures"] == {ELSEWHERE: error}
     health.clear_load_failure(redis_conn, NAMES, ELSEWHERE)
     assert health.check(redis_conn, NAMES).ok
+    assert not redis_conn.exists(health.load_key(NAMES, ELSEWHERE), health.load_index(NAMES))
 
 
 def test_keys_of_a_process_gone_from_this_host_are_not_believed(redis_conn: redis.Redis) -> None:
