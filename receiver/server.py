@@ -337,7 +337,14 @@ def drop_privileges(user: str) -> None:
 
 
 def build_handler(settings: ModuleType) -> SpoolHandler:
-    """The handler for these settings; refuses a Redis spool that would not keep mail."""
+    """The handler for these settings; refuses a Redis spool that would not keep mail.
+
+    With the Maildir spool, Redis's persistence check and the files kept ready
+    (``spool_reserve``) wait until the port serves (:func:`after_listening`):
+    neither is needed to accept mail, and a Redis that is slow to answer at
+    start (still loading its AOF, a host that drops packets: up to the 2 s
+    connect timeout) would otherwise keep every client waiting.
+    """
     try:
         served = served_domains(settings)
     except ValueError as exc:
@@ -347,15 +354,10 @@ def build_handler(settings: ModuleType) -> SpoolHandler:
                     "every recipient except postmaster is refused (550 5.7.1)")
     conn = connect(settings.redis_url, timeout=2.0)
     spool = open_spool(settings, conn)
-    reserve_files(spool, settings)  # a burst's messages reuse files instead of creating them
-    try:
-        problems = persistence_problems(conn)
-    except Exception as exc:  # Redis down at start: the Maildir spool still accepts
-        problems = [f"cannot reach Redis at {redact(settings.redis_url)} ({exc}); messages stay spooled until it is back"]
-    for problem in problems:
-        log.warning("WARNING: %s", problem)
-    if settings.spool == "redis" and problems:
-        raise ReceiverError("refusing to start: the Redis spool needs a reachable Redis with AOF and noeviction")
+    if settings.spool == "redis":
+        problems = redis_problems(settings, conn)
+        if problems:
+            raise ReceiverError("refusing to start: the Redis spool needs a reachable Redis with AOF and noeviction")
     enqueue = Enqueuer(conn, names_for(settings), timeout=settings.job_timeout)
     return SpoolHandler(
         spool,
@@ -366,6 +368,25 @@ def build_handler(settings: ModuleType) -> SpoolHandler:
         max_received_headers=settings.max_received_headers,
         authenticated_max_recipients=settings.submission_max_recipients,
     )
+
+
+def redis_problems(settings: ModuleType, conn: Any) -> list[str]:
+    """Why Redis would not keep what the receiver hands it (each logged as a WARNING)."""
+    try:
+        problems = persistence_problems(conn)
+    except Exception as exc:  # Redis down at start: the Maildir spool still accepts
+        problems = [f"cannot reach Redis at {redact(settings.redis_url)} ({exc}); messages stay spooled until it is back"]
+    for problem in problems:
+        log.warning("WARNING: %s", problem)
+    return problems
+
+
+def after_listening(settings: ModuleType, handler: SpoolHandler) -> None:
+    """Start-up work that accepting mail does not wait for (a thread, once the port serves)."""
+    reserve_files(handler.spool, settings)  # a burst's messages reuse files instead of creating them
+    conn = getattr(handler.enqueue, "conn", None)
+    if settings.spool != "redis" and conn is not None:
+        redis_problems(settings, conn)  # the Redis spool checked it before serving
 
 
 class ListenerSecurity:
@@ -407,6 +428,9 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
 
     Order matters for ``receiver_user``: bind (as root), drop privileges, and
     only then open the spool and Redis, so every file is made by that user.
+    The port accepts connections only once it serves them (``lamson wait`` and
+    ``lamson start`` take an accepted connection for "ready"), so what can wait
+    is done after that (:func:`after_listening`).
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -458,6 +482,7 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
                 pass
         for each in servers:
             await each.start_serving()
+        late = loop.run_in_executor(None, after_listening, settings, handler)
         log.info("receiver listening on %s:%s%s, spool %r, serving %r", host, port,
                  " (STARTTLS required)" if security.require_tls else " (STARTTLS)" if security.context else "",
                  handler.spool, handler.served)
@@ -466,6 +491,7 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
                      security.submission["host"], security.submission["port"],
                      len(security.authenticator.users) if security.authenticator else 0)
         await stop.wait()
+        await late
     finally:
         log.info("receiver stopping: no new connections, draining for up to %.0fs", DRAIN_SECONDS)
         for each in servers:
