@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import base_env
+from tests.cli.conftest import base_env, kill_pid
 from tests.support import free_port, make_project, run_lamson
 
 
@@ -96,3 +97,116 @@ def test_the_start_logs_carry_the_same_lines(tmp_path: Path, redis_url: str) -> 
     done = run_lamson("routes", "-root", str(project["root"]), "-test", "hello@test.com",
                       cwd=project["root"], env=base_env(project["root"]))
     assert b"relay_confg: unknown setting, did you mean relay_config?" in done.stderr
+
+
+def deploy_conf(root: Path, programs: dict[str, str]) -> Path:
+    """A deploy/supervisord.conf for ``root`` with these programs (its own socket and pid file in run/)."""
+    run = root / "run"
+    run.mkdir(exist_ok=True)
+    text = (f"[unix_http_server]\nfile={run}/supervisor.sock\nchmod=0700\n\n"
+            f"[supervisorctl]\nserverurl=unix://{run}/supervisor.sock\n\n"
+            "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
+            f"[supervisord]\ndirectory={root}\nlogfile={root}/supervisord.log\npidfile={run}/supervisord.pid\n"
+            f"childlogdir={root}\n")
+    for name, command in programs.items():
+        text += f"\n[program:{name}]\ncommand={command}\nstartsecs=0\nautorestart=false\n"
+    conf = root / "deploy" / "supervisord.conf"
+    conf.parent.mkdir(exist_ok=True)
+    conf.write_text(text)
+    return conf
+
+
+def test_before_the_first_start_what_lamson_start_starts_is_a_note(tmp_path: Path) -> None:
+    """Issue 19: `lamson check && lamson start` on a fresh project: the embedded Redis and the log server
+    are not running before the start, and that is no error; anything else that does not answer is."""
+    dead = free_port()
+    project = make_project(tmp_path / "app", f"redis://127.0.0.1:{dead}/0", relay_port=free_port())
+    root = project["root"]
+    deploy_conf(root, {"redis": "lamson redis -conf deploy/redis.conf", "log": "lamson log -foreground",
+                       "queue": "lamson worker -boot config.queue"})
+    code, out = check(root, "-timeout", "1")
+    assert code == 0, out
+    assert out == [
+        f"note: redis_url: Redis at redis://127.0.0.1:{dead}/0 is not running yet: started by lamson start "
+        "(program redis of deploy/supervisord.conf)",
+        f"note: relay_config: the logging server (smart host 127.0.0.1:{project['relay_port']}) is not running "
+        "yet: started by lamson start (program log of deploy/supervisord.conf)",
+        "settings OK; folders writable; the rest is started by lamson start",
+    ]
+
+    # A log program on another port is not the smart host; without a redis program, Redis is someone else's.
+    deploy_conf(root, {"log": f"lamson log -foreground -port {free_port()}"})
+    code, out = check(root, "-timeout", "1")
+    assert code == 1
+    assert out[0].startswith(f"error: redis_url: Redis at redis://127.0.0.1:{dead}/0 does not answer PING"), out
+    assert out[1] == (f"error: relay_config: smart host 127.0.0.1:{project['relay_port']} does not accept "
+                      "connections: Connection refused"), out
+
+
+def test_once_supervisord_runs_a_redis_that_does_not_answer_is_an_error(tmp_path: Path) -> None:
+    """After `lamson start` nothing is "started later": a program that should answer and does not is an error."""
+    from tests.support import BIN, Supervised, wait_for
+
+    dead = free_port()
+    project = make_project(tmp_path / "app", f"redis://127.0.0.1:{dead}/0", relay_port=free_port())
+    root = project["root"]
+    conf = deploy_conf(root, {"redis": "sleep 120", "log": "sleep 120"})  # running, never answering
+    env = base_env(root)
+    started = subprocess.run([str(BIN / "supervisord"), "-c", str(conf)], cwd=root, env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    sup = Supervised(root, env)
+    try:
+        wait_for(lambda: sup.ctl("status").count("RUNNING") == 2, 60, 0.2, "both programs RUNNING")
+        code, out = check(root, "-timeout", "1")
+        assert code == 1, out
+        assert out[0].startswith(f"error: redis_url: Redis at redis://127.0.0.1:{dead}/0 does not answer PING"), out
+        assert out[1].startswith(f"error: relay_config: smart host 127.0.0.1:{project['relay_port']} does not"), out
+        assert out[-1] == "2 error(s), 0 warning(s)"
+    finally:
+        pids = sup.pids()
+        sup.ctl("shutdown")
+        daemon = sup.supervisord_pid()
+        for pid in [*pids, *([daemon] if daemon else [])]:
+            kill_pid(pid)
+
+
+@pytest.mark.parametrize("program", [
+    ["receiver"], ["worker"], ["worker", "-queue", "posts"], ["relay"], ["metrics"], ["log", "-foreground"],
+], ids=lambda argv: " ".join(argv))
+def test_every_program_refuses_to_start_with_a_wrong_setting(tmp_path: Path, redis_url: str,
+                                                             program: list[str]) -> None:
+    """Issue 19: max_message_size = "10MB" used to start a receiver that dropped every connection.
+
+    Each program supervisord runs exits 1 at once with one line naming the setting (supervisord
+    then marks it FATAL after its retries), whatever part of the settings it uses itself.
+    """
+    project = make_project(tmp_path / "app", redis_url, extra="max_message_size = '10MB'\n")
+    env = base_env(project["root"], LAMSON_METRICS_PORT=str(free_port()))
+    done = run_lamson(*program, "-root", str(project["root"]), cwd=project["root"], env=env, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert b"Traceback" not in done.stderr
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"lamson {program[0]}: ")
+    assert "config/settings.py: max_message_size: must be an integer number of bytes" in lines[0]
+    assert "'10MB' (a str)" in lines[0]
+    assert not (project["root"] / "run" / "spool").exists()  # it stopped before touching anything
+
+
+def test_start_checks_the_settings_first_and_starts_nothing(generated: Path, project_env: dict[str, str]) -> None:
+    settings = generated / "config" / "settings.py"
+    settings.write_text(settings.read_text() + "\nmax_message_size = '10MB'\nrelay_confg = {'host': 'x'}\n")
+    done = run_lamson("start", cwd=generated, env=project_env, timeout=120)
+    assert done.returncode == 1
+    err = done.stderr.decode()
+    assert "relay_confg: unknown setting, did you mean relay_config?" in err  # the warning, logged
+    last = err.splitlines()[-1]
+    assert last.startswith("lamson start: config/settings.py: max_message_size: must be an integer"), err
+    assert "Traceback" not in err
+    assert not (generated / "run" / "supervisord.pid").exists()
+    assert not (generated / "run" / "supervisor.sock").exists()
+    # `lamson check` says the same, with everything else it finds.
+    check_done = run_lamson("check", "-offline", cwd=generated, env=project_env)
+    assert check_done.returncode == 1
+    assert b"error: max_message_size: must be an integer number of bytes" in check_done.stdout
