@@ -19,6 +19,7 @@ COMMAND_MODULES: dict[str, str] = {
     "stop": "control",
     "restart": "control",
     "status": "control",
+    "wait": "waitcmd",
     "log": "logcmd",
     "send": "mailing",
     "sendmail": "mailing",

@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lamson.cli import pidfiles, project, supervision
@@ -84,6 +85,7 @@ def start(args: argparse.Namespace) -> int:
     refuse_live_or_stale(proj.pidfile, args.force, "supervisord")
     if args.force and proj.socket.exists() and supervision.programs(proj) is None:
         proj.socket.unlink()
+    check_settings(args, proj)
     preflight(args, proj)
     pid = supervision.launch(proj)
     deadline = time.monotonic() + args.wait
@@ -125,12 +127,44 @@ def wait_listening(args: argparse.Namespace, proj: supervision.Project, infos: l
     command (``lamson send``, swaks, a test) finds them. Returns what never did.
     """
     running = {info["name"] for info in infos if info["statename"] == "RUNNING"}
-    waiting = [(host, port, what) for name, host, port, what in listeners(args, proj) if name in running]
+    waiting = [entry for entry in listeners(args, proj) if entry[0] in running]
+    return [(host, port, what.split(" (")[0]) for _, host, port, what in wait_ports(waiting, deadline)]
+
+
+def wait_ports(waiting: list[tuple[str, str, int, str]], deadline: float,
+               gave_up: Callable[[], set[str]] | None = None) -> list[tuple[str, str, int, str]]:
+    """Poll (program, host, port, what) entries until each accepts connections or ``deadline``.
+
+    Returns those that never did. ``gave_up`` (called about once a second) names
+    programs that will not come up any more (supervisord's FATAL): their entries
+    are returned at once instead of waited for (``lamson wait``).
+    """
+    asked = 0.0
     while waiting and time.monotonic() < deadline:
-        waiting = [entry for entry in waiting if not project.accepting(entry[0], entry[1])]
+        waiting = [entry for entry in waiting if not project.accepting(entry[1], entry[2])]
+        if waiting and gave_up is not None and time.monotonic() - asked >= 1.0:
+            asked = time.monotonic()
+            if gave_up() & {entry[0] for entry in waiting}:
+                break
         if waiting:
             time.sleep(0.1)
-    return [(host, port, what.split(" (")[0]) for host, port, what in waiting]
+    return waiting
+
+
+def check_settings(args: argparse.Namespace, proj: supervision.Project) -> None:
+    """``lamson check -offline`` before anything starts: a wrong setting stops ``lamson start`` here.
+
+    Every program would refuse to start with it anyway (lamson.settings.load), one
+    after the other, and end FATAL after supervisord's retries; saying it once,
+    before supervisord runs, is quicker and clearer. Warnings are logged (stderr).
+    The settings are the ones the programs load: the application that
+    deploy/supervisord.conf names (LAMSON_ROOT) when run from its deploy folder.
+    """
+    from lamson import settings as lsettings
+
+    if not proj.conf.is_file():
+        return  # launch() explains
+    lsettings.load(args.config, args.root)  # SettingsError: one line, exit 1 (lamson.cli.framework)
 
 
 def preflight(args: argparse.Namespace, proj: supervision.Project) -> None:
