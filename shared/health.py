@@ -50,6 +50,15 @@ ROUTER = "router"
 MAX_ERROR = 500
 
 
+def connection(settings: Any, timeout: float = 2.0) -> redis.Redis:
+    """A client whose every wait is short: a health answer that hangs on a sick Redis is no answer."""
+    from lamson.connection import connect, is_sentinel
+
+    if is_sentinel(settings.redis_url):  # the primary the Sentinels name, followed across failovers
+        return connect(settings.redis_url, timeout=timeout)
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
 def load_key(names: Names, worker_id: str) -> str:
     """The Redis key where a worker reports that it cannot load the application."""
     return names.key("health", "load", worker_id)

@@ -412,13 +412,9 @@ class Collector:
 
 def exporter_connection(settings: Any) -> Any:
     """The exporter's Redis client: short timeouts, so a scrape or a health probe never hangs on a sick Redis."""
-    import redis
+    from lamson import health
 
-    from lamson.connection import connect, is_sentinel
-
-    if is_sentinel(settings.redis_url):  # the primary the Sentinels name, followed across failovers
-        return connect(settings.redis_url, timeout=2.0)
-    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+    return health.connection(settings, timeout=2.0)
 
 
 def registry_for(settings: Any, conn: Any = None) -> Any:

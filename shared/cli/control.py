@@ -359,12 +359,11 @@ def status(args: argparse.Namespace) -> int:
 def print_health(args: argparse.Namespace) -> bool:
     """Say whether the application can route (lamson.health); True when it can."""
     from lamson import health
-    from lamson.connection import connect
     from lamson.names import names_for
 
     conf = project.settings_or_defaults(args.config, args.root)
     try:
-        found = health.check(connect(conf.redis_url, timeout=2.0), names_for(conf))
+        found = health.check(health.connection(conf, timeout=5.0), names_for(conf))  # a check must not hang
     except ValueError as exc:  # a URL redis-py cannot use (lamson check names it)
         print(f"application: CANNOT ROUTE\n  redis_url: {exc}")
         return False

@@ -101,6 +101,20 @@ def test_a_redis_that_does_not_answer_is_unhealthy() -> None:
     assert problem.startswith("Redis does not answer (") and problem.endswith("nothing is routed")
 
 
+def test_a_redis_that_accepts_but_never_answers_costs_seconds_not_minutes() -> None:
+    import socket
+
+    with socket.socket() as mute:  # connections are accepted by the kernel and never answered
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        settings = SimpleNamespace(redis_url=f"redis://127.0.0.1:{mute.getsockname()[1]}/0")
+        started = time.monotonic()
+        found = health.check(health.connection(settings), NAMES)
+        took = time.monotonic() - started
+    assert not found.ok and not found.redis and "Timeout" in found.problems[0]
+    assert took < 10, took  # 2 s socket timeout (lamson.connection.connect alone would wait 30 s)
+
+
 @pytest.fixture
 def exporter(tmp_path: Path, redis_url: str) -> Iterator[int]:
     """``lamson metrics``'s server (metrics.serve) on a free port for namespace h; stopped at the end."""
