@@ -99,7 +99,7 @@ def test_the_start_logs_carry_the_same_lines(tmp_path: Path, redis_url: str) -> 
     assert b"relay_confg: unknown setting, did you mean relay_config?" in done.stderr
 
 
-def deploy_conf(root: Path, programs: dict[str, str]) -> Path:
+def deploy_conf(root: Path, programs: dict[str, str], options: str = "startsecs=0\nautorestart=false\n") -> Path:
     """A deploy/supervisord.conf for ``root`` with these programs (its own socket and pid file in run/)."""
     run = root / "run"
     run.mkdir(exist_ok=True)
@@ -109,7 +109,7 @@ def deploy_conf(root: Path, programs: dict[str, str]) -> Path:
             f"[supervisord]\ndirectory={root}\nlogfile={root}/supervisord.log\npidfile={run}/supervisord.pid\n"
             f"childlogdir={root}\n")
     for name, command in programs.items():
-        text += f"\n[program:{name}]\ncommand={command}\nstartsecs=0\nautorestart=false\n"
+        text += f"\n[program:{name}]\ncommand={command}\n{options}"
     conf = root / "deploy" / "supervisord.conf"
     conf.parent.mkdir(exist_ok=True)
     conf.write_text(text)
