@@ -438,8 +438,10 @@ COMMANDS = {
         examples=("lamson start", "lamson start -FORCE", "lamson start -reload"),
         configure=configure_start,
         run=start,
-        description="Run `supervisord -c deploy/supervisord.conf` for the project in the current directory\n"
-                    "(pid file run/supervisord.pid), wait until every program is up and list them.\n"
+        description="Check the settings first (as `lamson check -offline`: an error stops here, exit 1).\n"
+                    "Run `supervisord -c deploy/supervisord.conf` for the project in the current directory\n"
+                    "(pid file run/supervisord.pid), wait until every program is up and its ports accept\n"
+                    "connections (the receiver, the logging server, Redis), and list them.\n"
                     "Refuses to start over a live pid file; -FORCE replaces a stale one. Exit 1 if a\n"
                     "program did not come up (its log is named).",
     ),
