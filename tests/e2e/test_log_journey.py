@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import Pipeline
 from tests.reliability.test_lifecycle_pipeline import App
 from tests.sink import Sink, smtp_sink
 from tests.support import make_project, wait_for, wait_port
@@ -71,10 +72,11 @@ def start(tmp_path: Path, redis_url: str, sink: Sink, extra: str = "") -> App:
     return app
 
 
-def send(app: App, rcpt: str, subject: str) -> str:
-    """Send one message; return the id the receiver gave it (``250 ... queued as ID``)."""
+def send(app: App | int, rcpt: str, subject: str) -> str:
+    """Send one message (to an App's receiver, or a port); return the id the receiver gave it (``250 ... queued as ID``)."""
     data = f"From: someone@client.test\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\nhello\r\n".encode()
-    with smtplib.SMTP("127.0.0.1", app.project["receiver_port"], timeout=30) as smtp:
+    port = app if isinstance(app, int) else app.project["receiver_port"]
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
         smtp.ehlo()
         assert smtp.mail("someone@client.test")[0] == 250
         assert smtp.rcpt(rcpt)[0] == 250
@@ -175,3 +177,25 @@ def test_json_logs_are_one_object_per_line_with_the_id_and_the_traceback_as_fiel
     assert failed["traceback"].startswith("Traceback (most recent call last):\n")
     assert "RuntimeError: the handler broke\n2026-01-01" in failed["traceback"]
     assert not any("routed to" in r["message"] for r in records(app, "worker") if r.get("id") == crashed)
+
+
+def test_grep_id_over_the_deploy_logs_finds_receiver_router_and_relay(pipeline: Pipeline) -> None:
+    """The real deploy/supervisord.conf with the demo: ``grep ID logs/*`` as the docs say."""
+    ident = send(pipeline.ports["receiver"], "hello@test.com", "where did it go?")
+    logs_dir = pipeline.root / "logs"
+
+    def grep() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for path in sorted(logs_dir.glob("*.log")):
+            hits = [line for line in path.read_text(errors="replace").splitlines() if ident in line]
+            if hits:
+                found[path.name] = hits
+        return found
+
+    wait_for(lambda: any("delivered" in line for line in grep().get("relay.log", [])), 120, 0.2,
+             "the relay's line about the reply")
+    found = grep()
+    assert any(f"accepted {ident} " in line for line in found["lamson.log"]), found
+    routers = [line for name, lines in found.items() if name.startswith("router_") for line in lines]
+    assert any(f"{ident}: routed to 1 recipient(s); 1 reply queued (" in line for line in routers), found
+    assert any(f"{ident}: delivered " in line for line in found["relay.log"]), found
