@@ -1,10 +1,12 @@
 """Settings that are checked: typos, wrong types, unreachable services.
 
 Every stage loads its settings through :func:`lamson.settings.load`, which
-calls :func:`report`: each finding becomes one log line at start, e.g.::
+calls :func:`report`: each warning becomes one log line at start, and the
+errors stop the program there, in one line naming the setting (a receiver
+started with a wrong ``max_message_size`` used to drop every connection)::
 
     relay_confg: unknown setting, did you mean relay_config?
-    receiver_config['port']: must be an integer port number, not '8823' (a str)
+    lamson receiver: config/settings.py: receiver_config['port']: must be an integer port number, not '8823' (a str) (...)
 
 ``lamson check`` (lamson.cli.check) runs :func:`check` too, plus
 :func:`check_services` (Redis answers PING, the smart host accepts a TCP
@@ -19,9 +21,10 @@ is the typo that would otherwise pass silently. Imports, modules, functions,
 classes, private and upper-case names are never reported.
 
 An *error* is a value no stage can use (a port that is not an integer, a
-list setting given as a string, a retry schedule of words); a *warning* is
-one that works but is probably not what was meant (a key the section does
-not know, a set where an ordered list is documented).
+list setting given as a string, a retry schedule of words, a size of 0); a
+*warning* is one that works but is probably not what was meant (a key the
+section does not know, a set where an ordered list is documented); a *note*
+(``lamson check`` only) is no problem at all: what ``lamson start`` will start.
 """
 
 from __future__ import annotations
