@@ -8,10 +8,20 @@ each worker group the process serves:
   unregisters those workers from rq, so ``rq info`` stops listing them;
 * removes partial files left in ``tmp/`` by writers that died;
 * wakes workers for messages that are due and have waited ``sweep_grace``
-  seconds, if the group's rq queue is empty: a wake-up was lost (the
-  receiver died before sending it, Redis was down), or a retry fell due.
-  While the queue holds jobs the workers are busy with a backlog, and
-  nothing is added, so a backlog is never doubled.
+  seconds with no worker on them, however many wake-ups the group's rq
+  queue holds: a wake-up was lost (the receiver died before sending it,
+  Redis was down when it was due, Redis restarted without it), or a retry
+  fell due. A wake-up is only a pointer, so one too many costs a failed
+  claim: the job skips a key that is already claimed or done. Still, so
+  that a backlog is not woken again by every worker at every sweep, the
+  waiting messages of a group are woken at most once per
+  ``0.8 * sweep_interval`` across all workers (``NAMESPACE:sweeper:GROUP:woken``).
+
+While Redis is unavailable the housekeeper tries it every :data:`PROBE_EVERY`
+seconds, and the moment it answers again sweeps at once (a *catch-up*: every
+due message, whatever its age, since none of the wake-ups of the outage was
+sent), so the backlog starts draining within seconds of Redis's return
+instead of at the next interval.
 
 A short Redis lock (``NAMESPACE:sweeper:GROUP``, expiring after two
 intervals) keeps sweeps of one group from overlapping; a sweep that runs
@@ -27,6 +37,7 @@ import time
 import redis
 
 from lamson import queues, rqcompat
+from lamson.connection import unavailable
 from lamson.context import Context
 from lamson.liveness import Liveness
 from lamson.settings import DEFAULTS
@@ -34,8 +45,13 @@ from lamson.settings import DEFAULTS
 log = logging.getLogger("lamson.sweeper")
 
 
-def sweep(ctx: Context, group: str, liveness: Liveness, *, grace: float, interval: float) -> int:
-    """One pass over one group; returns how many messages were recovered or woken."""
+def sweep(ctx: Context, group: str, liveness: Liveness, *, grace: float, interval: float,
+          catch_up: bool = False) -> int:
+    """One pass over one group; returns how many messages were recovered or woken.
+
+    ``catch_up``: Redis has just come back, so every due message is woken,
+    however recent (``grace`` is ignored), and whenever the group was last woken.
+    """
     lock = ctx.conn.lock(ctx.names.key("sweeper", group), timeout=max(int(2 * interval), 5), blocking=False)
     if not lock.acquire(blocking=False):
         return 0
@@ -52,20 +68,34 @@ def sweep(ctx: Context, group: str, liveness: Liveness, *, grace: float, interva
         removed = spool.cleanup()
         if removed:
             log.info("%s: removed %d partial file(s) left in tmp/ by dead writers", group, removed)
-        queue_name = ctx.names.queue(group)
         keys = list(recovered)
-        if rqcompat.length(ctx.conn, queue_name) == 0:
-            keys += [key for key in spool.waiting(older_than=grace) if key not in recovered]
+        # Not gated on the rq queue being empty: after an outage the queue holds the wake-ups sent
+        # since Redis came back (and stale ones), never those of the mail accepted meanwhile.
+        if _may_wake(ctx, group, interval, catch_up):
+            due = spool.waiting(due=True, older_than=0.0 if catch_up else grace)  # (a retry waits for its time)
+            keys += [key for key in due if key not in recovered]
         if not keys:
             return 0
         wake(ctx, group, keys)
-        log.info("%s: woke workers for %d waiting message(s)", group, len(keys))
+        log.info("%s: woke workers for %d waiting message(s)%s", group, len(keys),
+                 " (Redis is back)" if catch_up else "")
         return len(keys)
     finally:
         try:
             lock.release()
         except redis.exceptions.LockError:
             pass
+
+
+def _may_wake(ctx: Context, group: str, interval: float, catch_up: bool) -> bool:
+    """Whether this sweep wakes the group's waiting messages: no other worker did in the last
+    ``0.8 * interval`` (a catch-up always does, and says so for the others)."""
+    marker = ctx.names.key("sweeper", group, "woken")
+    window = max(int(interval * 800), 100)  # milliseconds
+    if catch_up:
+        ctx.conn.set(marker, b"1", px=window)
+        return True
+    return bool(ctx.conn.set(marker, b"1", px=window, nx=True))
 
 
 def wake(ctx: Context, group: str, keys: list[str]) -> None:
@@ -99,6 +129,12 @@ def forget_dead_workers(ctx: Context, liveness: Liveness) -> list[str]:
     return dead
 
 
+#: Seconds between two tries of Redis while it is unavailable (the housekeeper's beat, and the
+#: worker's own probe in lamson.workerbase): the backlog starts draining about this long after
+#: Redis answers again. A try costs Redis one refused connection.
+PROBE_EVERY = 1.0
+
+
 class Housekeeper(threading.Thread):
     """Liveness beats and sweeps for one worker process; errors are logged, never fatal."""
 
@@ -112,15 +148,27 @@ class Housekeeper(threading.Thread):
         self.grace = grace
         self.beat = beat
         self.stopped = threading.Event()
+        self._woken = threading.Event()  # stop() or nudge(): look now, not at the next beat
         self._last_sweep = 0.0
         self._redis_down_logged = 0.0
+        self._redis_down = False
+        self._catch_up = False
 
     def run(self) -> None:
-        while not self.stopped.wait(self.beat):
+        while not self.stopped.is_set():
+            self._woken.wait(PROBE_EVERY if self._redis_down else self.beat)
+            self._woken.clear()
+            if self.stopped.is_set():
+                return
             try:
                 self.tick()
             except Exception:  # never let the housekeeping thread die: takeover and wake-ups depend on it
                 log.exception("housekeeping failed; trying again in %.0fs", self.beat)
+
+    def nudge(self) -> None:
+        """Redis answers again (the worker found out first): beat and catch up now."""
+        self._catch_up = True
+        self._woken.set()
 
     def tick(self, force: bool = False) -> None:
         if not self.liveness.beat():
@@ -128,21 +176,31 @@ class Housekeeper(threading.Thread):
             if now - self._redis_down_logged > 60:
                 log.warning("Redis unavailable: sweeps wait until it is back")
                 self._redis_down_logged = now
+            self._redis_down = True
+            return
+        if self._redis_down or self._catch_up:  # back: what was accepted meanwhile has no wake-up
+            self._redis_down = self._catch_up = False
+            self._last_sweep = time.monotonic()
+            self.sweep_all(catch_up=True)
             return
         if not force and time.monotonic() - self._last_sweep < self.interval:
             return
         self._last_sweep = time.monotonic()
         self.sweep_all()
 
-    def sweep_all(self) -> int:
+    def sweep_all(self, catch_up: bool = False) -> int:
+        """Sweep every group; ``catch_up`` right after Redis came back (see :func:`sweep`)."""
         done = 0
         for group in self.groups:
             try:
-                done += sweep(self.ctx, group, self.liveness, grace=self.grace, interval=self.interval)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                done += sweep(self.ctx, group, self.liveness, grace=self.grace, interval=self.interval,
+                              catch_up=catch_up)
+            except Exception as exc:
+                if not unavailable(exc):
+                    log.exception("sweep of %s failed", group)
+                    continue
                 log.warning("sweep of %s skipped: Redis unavailable (%s)", group, exc)
-            except Exception:
-                log.exception("sweep of %s failed", group)
+                self._redis_down = True  # gone again: probe every second, catch up when it answers
         try:
             forget_dead_workers(self.ctx, self.liveness)
         except Exception as exc:
@@ -151,3 +209,4 @@ class Housekeeper(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
+        self._woken.set()
