@@ -16,8 +16,10 @@ gained by sending the next one early: the batch then grows for up to
 rq's cost per job over more messages.
 
 When Redis is unreachable the keys stay spooled and the sweeper wakes the
-workers later; failures open a short circuit breaker so a dead Redis does
-not cost every batch a connect timeout.
+workers later (at once when Redis is back: lamson.sweeper's catch-up);
+failures open a short circuit breaker (``pause``, 1 s) so a dead Redis does
+not cost every batch a connect timeout, and new mail is enqueued again
+within about a second of Redis answering.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Enqueuer:
     """Collects spool keys and enqueues them in batches from a thread of its own."""
 
     def __init__(self, conn: redis.Redis, names: Names, *, timeout: int, group: str = "incoming",
-                 pause: float = 2.0, window: float = 0.02, batch: int = queues.MAX_BATCH,
+                 pause: float = 1.0, window: float = 0.02, batch: int = queues.MAX_BATCH,
                  busy_window: float = 0.1, busy_batch: int = 4 * queues.MAX_BATCH) -> None:
         self.conn = conn
         self.names = names

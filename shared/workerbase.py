@@ -80,7 +80,7 @@ def work(ctx: context.Context, groups: list[str], *, burst: bool = False, schedu
     _lower_priority(ctx.settings)
     log.info("worker %s on %s", ctx.worker_id, ", ".join(ctx.names.queue(g) for g in groups))
     try:
-        return _work_until_stopped(ctx, groups, burst=burst, scheduler=scheduler)
+        return _work_until_stopped(ctx, groups, burst=burst, scheduler=scheduler, keeper=keeper)
     finally:
         keeper.stop()
         liveness.forget()
@@ -122,19 +122,29 @@ def _new_worker(ctx: context.Context, groups: list[str]) -> rqcompat.Worker:
     )
 
 
-def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool, scheduler: bool) -> int:
+def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool, scheduler: bool,
+                        keeper: sweeper.Housekeeper | None = None) -> int:
     """rq's loop, started again whenever Redis went away under it, until a signal stops the process.
 
-    rq's worker leaves its loop when Redis vanishes. Exiting would make
-    supervisord restart the process a few times and then give up (FATAL) while
-    Redis is still down; so the process waits instead: it logs the cause once
-    a minute, backs off up to 30 s between tries, and once Redis answers puts
-    back what it held (no attempt charged: Redis's death is not the message's
-    fault) and runs rq's loop again.
+    rq's worker leaves its loop when Redis vanishes in the middle of a job.
+    Exiting would make supervisord restart the process a few times and then
+    give up (FATAL) while Redis is still down; so the process waits instead:
+    it logs the cause once a minute, tries Redis every :data:`PROBE_EVERY`
+    seconds (no growing backoff: the backlog that built up meanwhile must
+    start draining as soon as Redis answers), and once Redis answers puts back
+    what it held (no attempt charged: Redis's death is not the message's
+    fault), has ``keeper`` sweep at once, and runs rq's loop again. An idle
+    worker waits inside rq's own loop, which retries on its own; it is made
+    to retry at the same pace instead of rq's backoff of up to 60 s, and
+    rq's complaint about it is logged once a minute, not at every try.
     """
     stop = threading.Event()
+    _quiet_rq_reconnects()
     while True:
         worker = _new_worker(ctx, groups)
+        # rq's idle loop: a failed dequeue waits max_connection_wait_time (and doubles it, up to 60 s).
+        worker.max_connection_wait_time = PROBE_EVERY
+        worker.exponential_backoff_factor = 1.0
         try:
             worker.work(burst=burst, with_scheduler=scheduler, logging_level=rq_log_level())
             return 0
@@ -159,24 +169,66 @@ def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool,
             log.debug("could not unregister the previous loop: %s", exc)
         log.warning("Redis is back: worker %s resumes (%d claimed message(s) put back to wait)",
                     ctx.worker_id, released)
+        if keeper is not None:  # the mail accepted meanwhile has no wake-up: sweep now, not at the next interval
+            keeper.nudge()
 
 
-def wait_for_redis(conn: redis.Redis, stop: threading.Event, *, probe: str, longest: float = 30.0) -> bool:
+#: Seconds between two tries of an unavailable Redis (the probe below, rq's idle loop, the housekeeper).
+PROBE_EVERY = sweeper.PROBE_EVERY
+#: How often a worker waiting for Redis says so (the first time at once).
+REDIS_DOWN_LOG_EVERY = 60.0
+
+
+class _OncePerMinute(logging.Filter):
+    """Lets rq's "could not connect to Redis instance" through once a minute (the first one at once).
+
+    rq logs it at every try of its idle loop; at one try a second that would be
+    sixty lines a minute per worker saying the same thing.
+    """
+
+    def __init__(self, every: float = REDIS_DOWN_LOG_EVERY) -> None:
+        super().__init__()
+        self.every = every
+        self.last = -every
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "could not connect to Redis" not in str(record.msg):
+            return True
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return False
+        self.last = now
+        return True
+
+
+def _quiet_rq_reconnects() -> None:
+    rq_log = logging.getLogger("rq.worker")
+    if not any(isinstance(f, _OncePerMinute) for f in rq_log.filters):
+        rq_log.addFilter(_OncePerMinute())
+
+
+def wait_for_redis(conn: redis.Redis, stop: threading.Event, *, probe: str, every: float = PROBE_EVERY) -> bool:
     """Write a probe key until Redis takes it (True) or ``stop`` is set (False); the cause logged once a
-    minute. A write, not a ping: a Redis whose disk or memory is full answers pings but refuses writes."""
-    delay, logged = 1.0, time.monotonic()
+    minute. A write, not a ping: a Redis whose disk or memory is full answers pings but refuses writes.
+
+    A try every ``every`` seconds, never slower: a longer backoff only delays the
+    drain of the backlog that built up meanwhile (a 30 s cap made it wait up to
+    30 s after Redis was back), and a failed try costs a refused connection.
+    """
+    logged = time.monotonic()
     while not stop.is_set():
+        started = time.monotonic()
         try:
             conn.set(probe, b"1", ex=60)
             return True
         except redis.RedisError as exc:
             if not unavailable(exc):
                 raise
-            if time.monotonic() - logged >= 60:
+            if time.monotonic() - logged >= REDIS_DOWN_LOG_EVERY:
                 log.warning("Redis still unavailable (%s); waiting", exc)
                 logged = time.monotonic()
-        stop.wait(delay)
-        delay = min(delay * 2, longest)
+        # (redis-py may retry inside one try: the pause is what is left of the interval)
+        stop.wait(max(0.0, every - (time.monotonic() - started)))
     return False
 
 
