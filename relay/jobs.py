@@ -214,13 +214,19 @@ class Delivery:
         self.wake_later(key, delay)
 
     def rate_limited(self, spooled: Spooled) -> list[str]:
-        """The recipients of automatic mail over ``reply_rate_limit`` this minute (counted on the first try)."""
+        """The recipients of automatic mail over ``reply_rate_limit`` (counted on the first try).
+
+        Counted in the minute the message it answers was accepted, not the minute it is
+        sent: a backlog released at once (after a Redis outage) then counts as the mail
+        arrived, not as a burst, while a loop, whose every turn is accepted anew, is caught.
+        """
         env = spooled.envelope
         if not env.extra.get(loops.AUTO) or env.extra.get(TRIES) or self.rate_limit <= 0:
             return []
+        accepted = metrics.accepted_at(env)
         try:
             return [r for r in env.rcpt_tos
-                    if loops.over_rate(self.ctx.conn, self.ctx.names, r, self.rate_limit) is not None]
+                    if loops.over_rate(self.ctx.conn, self.ctx.names, r, self.rate_limit, now=accepted) is not None]
         except Exception as exc:  # Redis away: no router can route either, so no loop runs meanwhile
             log.warning("reply rate not checked for %s (%s); sending", spooled.key, exc)
             return []

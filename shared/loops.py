@@ -17,7 +17,10 @@ mailing without end (docs/security.md, "Mail loops and amplification"):
   answers only the first time.
 * **Reply rate** (:func:`over_rate`): the relay worker parks (in
   ``bounced_dir``, with the reason) automatic mail to an address that has
-  already had ``reply_rate_limit`` of them this minute.
+  already had ``reply_rate_limit`` of them in one minute, counted by the
+  minute the message each one answers was *accepted* (the receiver's time,
+  carried in the outbox record), so a backlog released at once after an
+  outage counts as the mail arrived, not as a burst.
 """
 
 from __future__ import annotations
@@ -150,10 +153,13 @@ def first_for(message: Any, scope: str = "", *, conn: Any = None, names: Names |
 
 
 def over_rate(conn: Any, names: Names, address: str, limit: int, now: float | None = None) -> int | None:
-    """Count one automatic message to ``address``; its count this minute when over ``limit``, else None.
+    """Count one automatic message to ``address``; its count in the minute of ``now`` when over ``limit``,
+    else None.
 
     A fixed one-minute window per address (``NAMESPACE:replies:ADDRESS:MINUTE``,
-    expiring after two minutes). ``limit`` 0 or less: no limit.
+    expiring two minutes after its last count). ``now`` (default: the clock) is
+    the time the message is counted at: the relay passes when the message it
+    answers was accepted. ``limit`` 0 or less: no limit.
     """
     if limit <= 0:
         return None

@@ -67,6 +67,33 @@ def test_only_the_recipients_over_the_limit_are_held_back(kit: RelayKit) -> None
     assert b'"rcpt_tos":["busy@example.org"]' in parked.replace(b", ", b",").replace(b": ", b":")
 
 
+def test_a_backlog_released_at_once_counts_by_when_its_mail_was_accepted(kit: RelayKit) -> None:
+    """Replies made in one burst (the backlog of a Redis outage) to mail accepted over three
+    minutes, two a minute: under a limit of 3 a minute none is held back. Replies to mail
+    accepted within one minute (a loop's turns) are held back however late they are made."""
+    import time
+
+    from lamson import context
+
+    kit.settings.reply_rate_limit = 3
+    start = (int(time.time() // 60) - 10) * 60 + 1.0  # the first second of a minute ten minutes ago
+    with smtp_sink() as sink:
+        relay = kit.relay(port=sink.port)
+        for minute in range(3):
+            for second in (0, 30):
+                accepted = context.Handling(traces=0, accepted_at=start + 60 * minute + second)
+                with context.handling(accepted):
+                    relay.deliver(MESSAGE, To=["patient@example.org"])
+        for second in range(5):
+            with context.handling(context.Handling(traces=0, accepted_at=start + 300 + second)):
+                relay.deliver(MESSAGE, To=["looping@example.org"])
+        kit.work()
+        sent = sorted(r for m in sink.messages for r in m.rcpt_tos)
+    assert sent == ["looping@example.org"] * 3 + ["patient@example.org"] * 6
+    parked = kit.bounced()
+    assert len(parked) == 2 and all(b"looping@example.org" in p and b"reply_rate_limit=3" in p for p in parked)
+
+
 @contextmanager
 def utf8_sink(enabled: bool) -> Iterator[Sink]:
     sink = Sink()
