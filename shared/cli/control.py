@@ -271,7 +271,9 @@ def configure_restart(parser: Parser) -> None:
 
 
 def restart(args: argparse.Namespace) -> int:
+    """Stop, then start; settings that would not start are refused before anything is stopped."""
     proj = this_project(args)
+    check_settings(args, proj)  # a typo in settings.py must not turn a restart into an outage
     if proj.pidfile.exists():
         code = stop_files([proj.pidfile.path], args.timeout, False)
         if code:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import base_env, kill_pid
+from tests.cli.conftest import Tracker, base_env, kill_pid, pid_alive
 from tests.support import free_port, make_project, run_lamson
 
 
@@ -210,3 +210,24 @@ def test_start_checks_the_settings_first_and_starts_nothing(generated: Path, pro
     check_done = run_lamson("check", "-offline", cwd=generated, env=project_env)
     assert check_done.returncode == 1
     assert b"error: max_message_size: must be an integer number of bytes" in check_done.stdout
+
+
+def test_restart_refuses_a_settings_error_before_stopping_anything(generated: Path, project_env: dict[str, str],
+                                                                   ports: dict[str, int], tracker: Tracker) -> None:
+    """`lamson restart` after editing settings.py: a typo must not turn into an outage."""
+    started = run_lamson("start", cwd=generated, env=project_env, timeout=180)
+    tracker.add_pidfiles(generated / "run")
+    tracker.add_programs(generated)
+    assert started.returncode == 0, started.stdout.decode() + started.stderr.decode()
+    pid = int((generated / "run" / "supervisord.pid").read_text())
+    settings = generated / "config" / "settings.py"
+    settings.write_text(settings.read_text() + "\nmax_connections = 0\n")
+    done = run_lamson("restart", cwd=generated, env=project_env, timeout=180)
+    assert done.returncode == 1
+    assert done.stderr.decode().splitlines() == [
+        "lamson restart: config/settings.py: max_connections: must be at least 1, not 0 "
+        "(lamson check -offline lists every finding)"]
+    assert int((generated / "run" / "supervisord.pid").read_text()) == pid and pid_alive(pid)
+    with socket.create_connection(("127.0.0.1", ports["receiver"]), timeout=10) as sock:
+        sock.settimeout(30)
+        assert sock.makefile("rb").readline().startswith(b"220 ")  # still receiving mail
