@@ -9,6 +9,7 @@ is lost, none is sent twice, none is held back by ``reply_rate_limit`` (which
 counts replies by when their mail was accepted). And the sweep itself: waiting
 mail is woken even while the queue holds wake-ups, at most once per interval
 across workers, and all of it (retries not yet due excepted) on a catch-up.
+And a worker's own probe sees Redis back within 2 s, whatever the outage's length.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ from types import SimpleNamespace
 import redis
 
 from lamson import context, maildir, queues, rqcompat, sweeper
+from lamson.connection import connect
 from lamson.envelope import Envelope
 from lamson.liveness import Liveness
 from lamson.names import Names
 from lamson.settings import DEFAULTS
 from lamson.spool import MaildirSpool
+from lamson.workerbase import wait_for_redis
 from tests.e2e.conftest import Pipeline
 from tests.reliability.ledger import Ledger, session
-from tests.support import wait_for
+from tests.support import free_port, redis_server, stop_process, wait_for
 
 #: The issue's minute, and 5 s: rq's own backoff (1, 2, 4, ... 32 s, then 60 s) happens to try Redis
 #: again 63 s into an outage, just after a 60 s one; most lengths, 65 s too, land in a long sleep of it.
@@ -240,3 +243,34 @@ def test_waiting_mail_is_woken_whatever_the_queue_holds_and_all_of_it_once_redis
     rqcompat.queue(redis_conn, names.queue("incoming")).empty()
     assert sweeper.sweep(ctx, "incoming", liveness, grace=10, interval=15, catch_up=True) == 4
     assert sorted(woken(redis_conn, names)) == sorted([*old, recent])
+
+
+def test_a_worker_waiting_for_redis_is_back_within_two_seconds_of_its_return(tmp_path: Path) -> None:
+    """The probe a worker runs while Redis is away (lamson.workerbase.wait_for_redis), on the client
+    every stage uses: 9 s down (a backoff doubling from 1 s would next try at 15 s), then back on the
+    same port from its AOF; the probe must see it within 2 s."""
+    port = free_port()
+    with redis_server(tmp_path / "redis", port=port) as (url, proc):
+        conn = connect(url)
+        conn.set("before", b"1")
+        stop_process(proc)
+    stop, returned = threading.Event(), []
+
+    def probe() -> None:
+        returned.append((wait_for_redis(conn, stop, probe="t:probe:test"), time.monotonic()))
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        time.sleep(9)  # the outage: its length is the test
+        assert prober.is_alive()  # still waiting, not given up
+        with redis_server(tmp_path / "redis", port=port):
+            wait_for(lambda: redis_answers(url), 20, 0.02, "Redis answering again")
+            back = time.monotonic()
+            prober.join(10)
+            assert returned and returned[0][0] is True
+            assert returned[0][1] - back <= 2.0, f"the probe saw Redis {returned[0][1] - back:.1f} s after it was back"
+            assert conn.get("before") == b"1" and conn.get("t:probe:test") == b"1"
+    finally:
+        stop.set()
+        prober.join(10)
