@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -95,7 +96,10 @@ def start(args: argparse.Namespace) -> int:
     status = report_programs(infos, proj)
     for host, port, what in late:
         print(f"  {what}: nothing accepts connections on {host}:{port} yet (see logs/)", file=sys.stderr)
-    return status or (1 if late else 0)
+    problems = wait_routing(args, deadline) if not status and runs_routers(proj) else []
+    for problem in problems:
+        print(f"  application: {problem}", file=sys.stderr)
+    return status or (1 if late or problems else 0)
 
 
 def listeners(args: argparse.Namespace, proj: supervision.Project) -> list[tuple[str, str, int, str]]:
@@ -129,6 +133,39 @@ def wait_listening(args: argparse.Namespace, proj: supervision.Project, infos: l
     running = {info["name"] for info in infos if info["statename"] == "RUNNING"}
     waiting = [entry for entry in listeners(args, proj) if entry[0] in running]
     return [(host, port, what.split(" (")[0]) for _, host, port, what in wait_ports(waiting, deadline)]
+
+
+def runs_routers(proj: supervision.Project) -> bool:
+    """Whether this host's supervisord conf runs router workers (a front host of several runs none)."""
+    return proj.conf.is_file() and re.search(r"^\[program:router[^\]]*\]", proj.conf.read_text(), re.M) is not None
+
+
+def wait_routing(args: argparse.Namespace, deadline: float) -> list[str]:
+    """Wait (until ``deadline``) until the application can route (lamson.health); the problems left.
+
+    A router worker is RUNNING for supervisord as soon as it lives, and loads
+    the application a moment later: ``lamson start`` and ``lamson wait``
+    return when some worker has, so the next message is routed and the next
+    ``lamson status`` says 0. A worker that reports a failed load ends the
+    wait at once: it retries only every ``boot_retry`` seconds.
+    """
+    from lamson import health
+    from lamson.names import names_for
+
+    conf = project.settings_or_defaults(args.config, args.root)
+    try:
+        conn = health.connection(conf, timeout=2.0)
+    except ValueError as exc:  # a URL redis-py cannot use (lamson check names it)
+        return [f"redis_url: {exc}"]
+    names = names_for(conf)
+    try:
+        while True:
+            found = health.check(conn, names)
+            if found.ok or found.failures or time.monotonic() >= deadline:
+                return found.problems
+            time.sleep(0.1)
+    finally:
+        conn.close()
 
 
 def wait_ports(waiting: list[tuple[str, str, int, str]], deadline: float,

@@ -23,7 +23,7 @@ def has_settings(config: str | None = None, root: str | None = None) -> bool:
     """True when a settings module was named, or the project root has config/settings.py."""
     if config or os.environ.get("LAMSON_SETTINGS"):
         return True
-    return (lsettings.project_root(root) / "config" / "settings.py").is_file()
+    return (lsettings.app_root(root) / "config" / "settings.py").is_file()
 
 
 def settings_or_defaults(config: str | None = None, root: str | None = None) -> Any:

@@ -5,9 +5,12 @@ daemonized, before its programs run: mail sent right after it is refused.
 ``lamson wait`` waits until every listener the project's supervisord runs
 (the receiver on ``receiver_config``, the logging server on
 ``relay_config``, the embedded Redis on ``redis_url``; without a
-deploy/supervisord.conf, the receiver alone) accepts TCP connections, then
-exits 0; after ``-timeout`` seconds it exits 1 naming what is not up, and
-at once when supervisord has given up on one of those programs (FATAL).
+deploy/supervisord.conf, the receiver alone) accepts TCP connections and,
+when it runs router workers, one of them has loaded the application (the
+next message is routed, and ``lamson status`` says 0), then exits 0. After
+``-timeout`` seconds it exits 1 naming what is not up, and at once when
+supervisord has given up on one of those programs (FATAL) or a router
+worker reports that the application failed to load.
 ``lamson start`` does the same wait by itself.
 """
 
@@ -65,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
             missing = "; ".join(f"{name} {host}:{port} ({why(infos, name)})" for name, host, port, _ in late)
         raise CommandError(f"not accepting connections after {took:.0f}s: {missing}")
     shown = ", ".join(f"{name} {host}:{port}" for name, host, port, _ in entries)
+    if control.runs_routers(proj):
+        problems = control.wait_routing(args, started + args.timeout)
+        took = time.monotonic() - started
+        if problems:
+            raise CommandError(f"the application cannot route after {took:.0f}s: {'; '.join(problems)}")
+        shown += "; a router worker has loaded the application"
     print(f"ready after {took:.1f}s: {shown} accept connections")
     return EXIT_OK
 

@@ -68,6 +68,8 @@ def test_the_guide_session(generated: Path, project_env: dict[str, str], tracker
     # `lamson start` returns once the ports answer: the guide's next command may send at once.
     for port in (project_env["LAMSON_RECEIVER_PORT"], project_env["LAMSON_RELAY_PORT"]):
         socket.create_connection(("127.0.0.1", int(port)), timeout=5).close()
+    # ... and once a router worker has loaded the application: the status right after says all is well.
+    assert lamson("status").returncode == 0
 
     again = lamson("start")
     assert again.returncode == 1 and b"already running" in again.stderr

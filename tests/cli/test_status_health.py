@@ -67,6 +67,12 @@ def test_status_and_health_name_a_handler_that_fails_to_import_until_it_is_fixed
         found = status(p)
         return found if found.stdout.count("application failed to load: SyntaxError") == 2 else None
 
+    # `lamson wait` (README command 1's second half) does not wait out its timeout: it names the failure.
+    waited = subprocess.run([str(BIN / "lamson"), "wait", "-timeout", "90"], cwd=p.root, env=p.env,
+                            capture_output=True, text=True, timeout=120)
+    assert waited.returncode == 1, waited.stdout + waited.stderr
+    assert "the application cannot route after" in waited.stderr and "SyntaxError" in waited.stderr
+
     failing = wait_for(reported, 60, 0.5, "both router workers' reports in lamson status")
     assert failing.returncode == STATUS_CANNOT_ROUTE == 4, failing.stdout + failing.stderr
     assert "application: CANNOT ROUTE" in failing.stdout

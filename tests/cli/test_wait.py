@@ -61,7 +61,7 @@ def test_wait_gives_up_at_once_on_a_program_supervisord_gave_up_on(tmp_path: Pat
             kill_pid(pid)
 
 
-def test_readme_command_one_then_wait_finds_the_receiver_greeting(generated: Path, project_env: dict[str, str],
+def test_readme_command_one(generated: Path, project_env: dict[str, str],
                                                                   ports: dict[str, int], tracker: Tracker) -> None:
     """`supervisord -c deploy/supervisord.conf && lamson wait`: the next command's SMTP session is not refused."""
     conf = generated / "deploy" / "supervisord.conf"
@@ -77,6 +77,10 @@ def test_readme_command_one_then_wait_finds_the_receiver_greeting(generated: Pat
     out = ready.stdout.decode()
     for name, port in (("receiver", ports["receiver"]), ("log", ports["relay"]), ("redis", ports["redis"])):
         assert f"{name} 127.0.0.1:{port}" in out, out
+    assert "a router worker has loaded the application" in out, out
+    print(f"supervisord -c to lamson wait's return: {time.monotonic() - began:.1f}s ({out.strip()})")
+    # Ready means routing: the status right after says 0 (not 4, "no router worker is alive").
+    status = run_lamson("status", cwd=generated, env=project_env, timeout=60)
+    assert status.returncode == 0, status.stdout.decode() + status.stderr.decode()
     with smtplib.SMTP("127.0.0.1", ports["receiver"], timeout=30) as smtp:
         assert smtp.ehlo()[0] == 250
-    print(f"supervisord -c to lamson wait's return: {time.monotonic() - began:.1f}s ({out.strip()})")
