@@ -13,7 +13,7 @@ import logging
 from lamson import logs
 from lamson import settings as lsettings
 from lamson.relay.smtp import Connections
-from lamson.workerbase import build_context, work
+from lamson.workerbase import build_context, lower_priority, work
 
 log = logging.getLogger("lamson.relay")
 
@@ -24,6 +24,7 @@ def run(settings_name: str | None = None, root: str | None = None, burst: bool =
     logs.setup()
     settings = lsettings.load(settings_name, root)
     logs.setup(settings=settings)  # its log_format
+    lower_priority(settings)
     ctx = build_context(settings, "relay")
     ctx.smtp = Connections(timeout=settings.relay_timeout)
     try:

@@ -77,7 +77,6 @@ def work(ctx: context.Context, groups: list[str], *, burst: bool = False, schedu
         log.warning("initial sweep skipped: %s", exc)
     keeper.start()
     _preload(groups)
-    _lower_priority(ctx.settings)
     log.info("worker %s on %s", ctx.worker_id, ", ".join(ctx.names.queue(g) for g in groups))
     try:
         return _work_until_stopped(ctx, groups, burst=burst, scheduler=scheduler, keeper=keeper)
@@ -86,14 +85,23 @@ def work(ctx: context.Context, groups: list[str], *, burst: bool = False, schedu
         liveness.forget()
 
 
-def _lower_priority(settings: Any) -> None:
-    """Yield the CPU to the receiver: its clients wait for each reply, a worker only has a backlog."""
+def lower_priority(settings: Any) -> None:
+    """Yield the CPU to the receiver: its clients wait for each reply, a worker only has a backlog.
+
+    Called once, first thing after the settings load in ``lamson worker`` and
+    ``lamson relay`` (os.nice adds up): when supervisord starts every program
+    at once, the receiver's start-up (imports, then listening) gets the CPU
+    before the workers' heavier one, so it greets sooner.
+    """
     nice = int(getattr(settings, "worker_nice", DEFAULTS["worker_nice"]) or 0)
     if nice > 0:
         try:
             os.nice(nice)
         except OSError as exc:
             log.warning("could not lower this worker's priority by %d: %s", nice, exc)
+
+
+_lower_priority = lower_priority  # its former name
 
 
 def _preload(groups: list[str]) -> None:

@@ -23,7 +23,7 @@ from lamson import health, logs
 from lamson import settings as lsettings
 from lamson.context import Context
 from lamson.recycle import reserve_files
-from lamson.workerbase import build_context, work
+from lamson.workerbase import build_context, lower_priority, work
 from lamson.workers.queue_receiver import QueueReceiver, serve
 
 log = logging.getLogger("lamson.workers")
@@ -41,6 +41,7 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     logs.setup()
     settings = lsettings.load(settings_name, root)
     logs.setup(settings=settings)  # its log_format
+    lower_priority(settings)
     ctx = build_context(settings, "router")
     groups = [ctx.names.short(q) for q in (queues or ["incoming"])]
 

@@ -67,14 +67,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             missing = "; ".join(f"{name} {host}:{port} ({why(infos, name)})" for name, host, port, _ in late)
         raise CommandError(f"not accepting connections after {took:.0f}s: {missing}")
-    shown = ", ".join(f"{name} {host}:{port}" for name, host, port, _ in entries)
+    shown = ", ".join(f"{name} {host}:{port}" for name, host, port, _ in entries) + " accept connections"
     if control.runs_routers(proj):
         problems = control.wait_routing(args, started + args.timeout)
         took = time.monotonic() - started
         if problems:
             raise CommandError(f"the application cannot route after {took:.0f}s: {'; '.join(problems)}")
         shown += "; a router worker has loaded the application"
-    print(f"ready after {took:.1f}s: {shown} accept connections")
+    print(f"ready after {took:.1f}s: {shown}")
     return EXIT_OK
 
 

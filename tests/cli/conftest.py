@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,11 +107,26 @@ def project_env(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
 
 
 @pytest.fixture
-def generated(tmp_path: Path, project_env: dict[str, str], tracker: Tracker) -> Iterator[Path]:
+def short_dir() -> Iterator[Path]:
+    """A scratch directory with a short path, removed afterwards.
+
+    supervisord's control socket (``run/supervisor.sock``, reached as
+    ``deploy/../run/``) must fit in 107 bytes; pytest's tmp_path under xdist
+    with a long test name does not leave room for it.
+    """
+    found = Path(tempfile.mkdtemp(prefix="lamson-", dir="/tmp"))
+    try:
+        yield found
+    finally:
+        shutil.rmtree(found, ignore_errors=True)
+
+
+@pytest.fixture
+def generated(short_dir: Path, project_env: dict[str, str], tracker: Tracker) -> Iterator[Path]:
     """A project made by `lamson gen`; whatever it starts is stopped by pid afterwards."""
-    result = run_lamson("gen", "-project", "mymailserver", cwd=tmp_path, env=project_env)
+    result = run_lamson("gen", "-project", "mymailserver", cwd=short_dir, env=project_env)
     assert result.returncode == 0, result.stderr.decode()
-    root = tmp_path / "mymailserver"
+    root = short_dir / "mymailserver"
     try:
         yield root
     finally:

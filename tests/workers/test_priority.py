@@ -11,7 +11,7 @@ PROBE = """
 import os, types
 from lamson import workerbase
 before = os.nice(0)
-workerbase._lower_priority(types.SimpleNamespace(worker_nice={nice!r}))
+workerbase.lower_priority(types.SimpleNamespace(worker_nice={nice!r}))
 print(os.nice(0) - before)
 """
 
