@@ -7,7 +7,8 @@ daemonized, before its programs run: mail sent right after it is refused.
 ``relay_config``, the embedded Redis on ``redis_url``; without a
 deploy/supervisord.conf, the receiver alone) accepts TCP connections and,
 when it runs router workers, one of them has loaded the application (the
-next message is routed, and ``lamson status`` says 0), then exits 0. After
+next message is routed), and supervisord calls every program RUNNING (so
+``lamson status`` right after says 0), then exits 0. After
 ``-timeout`` seconds it exits 1 naming what is not up, and at once when
 supervisord has given up on one of those programs (FATAL) or a router
 worker reports that the application failed to load.
@@ -53,6 +54,18 @@ def why(infos: list[dict[str, Any]], program: str) -> str:
     return "not a program of supervisord"
 
 
+def unsettled(proj: supervision.Project, deadline: float) -> list[str]:
+    """Wait until supervisord has settled every program (none STARTING); those not RUNNING then.
+
+    A program is STARTING until it has lived ``startsecs``, and ``lamson
+    status`` counts that as not running: ready means every program RUNNING.
+    """
+    infos = supervision.wait_settled(proj, max(0.0, deadline - time.monotonic()))
+    return [f"{supervision.full_name(info)} {info['statename']} (see {info.get('stdout_logfile') or 'logs/'})"
+            for info in infos
+            if info["statename"] != "RUNNING" and not (info["statename"] == "STOPPED" and not info.get("start"))]
+
+
 def run(args: argparse.Namespace) -> int:
     proj = control.this_project(args)
     entries = expected(args, proj)
@@ -74,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
         if problems:
             raise CommandError(f"the application cannot route after {took:.0f}s: {'; '.join(problems)}")
         shown += "; a router worker has loaded the application"
+    if supervision.programs(proj) is not None:
+        down = unsettled(proj, started + args.timeout)
+        took = time.monotonic() - started
+        if down:
+            raise CommandError(f"not every program is running after {took:.0f}s: {'; '.join(down)}")
+        shown += "; every program RUNNING"
     print(f"ready after {took:.1f}s: {shown}")
     return EXIT_OK
 
