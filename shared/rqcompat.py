@@ -94,6 +94,13 @@ class Worker(SimpleWorker):
     the last one tells nobody anything new; heartbeats riding on a pipeline
     cost no round trip and are always sent.
 
+    **Reconnecting.** An idle worker that loses Redis waits inside rq's loop,
+    which tries again after ``max_connection_wait_time`` and doubles it up to
+    60 s: the backlog that built up meanwhile would wait that long after Redis
+    is back. With ``reconnect_every`` it tries at that steady pace instead,
+    and rq's "could not connect" line, logged at every try, is let through
+    once a minute.
+
     ``on_stop`` is called when a stop is requested (SIGTERM, SIGINT), before
     rq's warm shutdown begins, so the job in hand can stop after its current
     message.
@@ -102,10 +109,15 @@ class Worker(SimpleWorker):
     HEARTBEAT_EVERY = 5.0
     STOP_JOIN = 2.0
 
-    def __init__(self, *args: Any, on_stop: Callable[[], None] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_stop: Callable[[], None] | None = None,
+                 reconnect_every: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_stop = on_stop
         self.last_beat = 0.0
+        if reconnect_every is not None:
+            self.max_connection_wait_time = reconnect_every
+            self.exponential_backoff_factor = 1.0
+            _quiet_reconnects()
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         """Warm shutdown, and tell the job in hand to stop after its current message."""
@@ -138,6 +150,30 @@ class Worker(SimpleWorker):
         else:
             pubsub.close()
         self.pubsub_thread = None
+
+
+class _OncePerMinute(logging.Filter):
+    """Lets rq's "could not connect to Redis instance" through once a minute (the first one at once)."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        super().__init__()
+        self.every = every
+        self.last = -every
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "could not connect to Redis" not in str(record.msg):
+            return True
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return False
+        self.last = now
+        return True
+
+
+def _quiet_reconnects() -> None:
+    rq_log = logging.getLogger("rq.worker")
+    if not any(isinstance(f, _OncePerMinute) for f in rq_log.filters):
+        rq_log.addFilter(_OncePerMinute())
 
 
 def stop_without_waiting(thread: Any) -> None:

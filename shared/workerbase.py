@@ -47,10 +47,6 @@ def startup_problems(conn: redis.Redis) -> list[str]:
         return [f"cannot check Redis persistence: {exc}"]
 
 
-#: The worker class (kept under its old name): rq's SimpleWorker as Lamson runs it, in lamson.rqcompat.
-LamsonWorker = rqcompat.Worker
-
-
 def build_context(settings: ModuleType, role: str, conn: redis.Redis | None = None) -> context.Context:
     """The process's Context (installed), with a fresh worker id and the outbox open."""
     conn = conn if conn is not None else connect(settings.redis_url)
@@ -101,9 +97,6 @@ def lower_priority(settings: Any) -> None:
             log.warning("could not lower this worker's priority by %d: %s", nice, exc)
 
 
-_lower_priority = lower_priority  # its former name
-
-
 def _preload(groups: list[str]) -> None:
     """Import the job functions now: rq imports a job's function when the first job runs, and that
     costs a quarter of a second of CPU in the middle of the first burst of mail."""
@@ -127,6 +120,7 @@ def _new_worker(ctx: context.Context, groups: list[str]) -> rqcompat.Worker:
         serializer=rqcompat.SERIALIZER,
         job_class=rqcompat.WakeUp,  # runs Lamson's job functions only
         on_stop=stopping,
+        reconnect_every=PROBE_EVERY,
     )
 
 
@@ -147,12 +141,8 @@ def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool,
     rq's complaint about it is logged once a minute, not at every try.
     """
     stop = threading.Event()
-    _quiet_rq_reconnects()
     while True:
         worker = _new_worker(ctx, groups)
-        # rq's idle loop: a failed dequeue waits max_connection_wait_time (and doubles it, up to 60 s).
-        worker.max_connection_wait_time = PROBE_EVERY
-        worker.exponential_backoff_factor = 1.0
         try:
             worker.work(burst=burst, with_scheduler=scheduler, logging_level=rq_log_level())
             return 0
@@ -185,34 +175,6 @@ def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool,
 PROBE_EVERY = sweeper.PROBE_EVERY
 #: How often a worker waiting for Redis says so (the first time at once).
 REDIS_DOWN_LOG_EVERY = 60.0
-
-
-class _OncePerMinute(logging.Filter):
-    """Lets rq's "could not connect to Redis instance" through once a minute (the first one at once).
-
-    rq logs it at every try of its idle loop; at one try a second that would be
-    sixty lines a minute per worker saying the same thing.
-    """
-
-    def __init__(self, every: float = REDIS_DOWN_LOG_EVERY) -> None:
-        super().__init__()
-        self.every = every
-        self.last = -every
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "could not connect to Redis" not in str(record.msg):
-            return True
-        now = time.monotonic()
-        if now - self.last < self.every:
-            return False
-        self.last = now
-        return True
-
-
-def _quiet_rq_reconnects() -> None:
-    rq_log = logging.getLogger("rq.worker")
-    if not any(isinstance(f, _OncePerMinute) for f in rq_log.filters):
-        rq_log.addFilter(_OncePerMinute())
 
 
 def wait_for_redis(conn: redis.Redis, stop: threading.Event, *, probe: str, every: float = PROBE_EVERY) -> bool:

@@ -15,7 +15,6 @@ from lamson.names import Names
 from lamson.relay import Relay
 from lamson.relay.smtp import Connections
 from lamson.settings import DEFAULTS
-from lamson.workerbase import LamsonWorker
 
 
 class RelayKit:
@@ -44,8 +43,8 @@ class RelayKit:
 
     def work(self) -> None:
         """Run every due wake-up (scheduled ones included) in this process, then return."""
-        LamsonWorker([rqcompat.queue(self.conn, self.ctx.names.outgoing)], connection=self.conn,
-                     serializer=rqcompat.SERIALIZER, name=f"t.relay.h.1.{time.monotonic_ns()}").work(
+        rqcompat.Worker([rqcompat.queue(self.conn, self.ctx.names.outgoing)], connection=self.conn,
+                        serializer=rqcompat.SERIALIZER, name=f"t.relay.h.1.{time.monotonic_ns()}").work(
             burst=True, with_scheduler=True)
 
     def work_until(self, done: Callable[[], object], timeout: float = 30) -> None:

@@ -102,3 +102,14 @@ def test_stop_requests_reach_the_job_in_hand(redis_conn: redis.Redis) -> None:
     except Exception as exc:  # rq's warm shutdown of an idle worker ends its loop with StopRequested
         assert type(exc).__name__ == "StopRequested", exc
     assert told == [True]
+
+
+def test_reconnect_every_replaces_rqs_growing_backoff(redis_conn: redis.Redis) -> None:
+    """rq's idle loop waits max_connection_wait_time after a lost connection and multiplies it by
+    exponential_backoff_factor: a rename in rq must fail here, not leave workers on a 60 s backoff."""
+    plain = rqcompat.Worker([rqcompat.queue(redis_conn, "t-q")], connection=redis_conn,
+                            serializer=rqcompat.SERIALIZER, name="t.router.h.5.x")
+    assert plain.max_connection_wait_time > 1 and plain.exponential_backoff_factor > 1  # rq's own defaults
+    steady = rqcompat.Worker([rqcompat.queue(redis_conn, "t-q")], connection=redis_conn,
+                             serializer=rqcompat.SERIALIZER, name="t.router.h.6.x", reconnect_every=1.0)
+    assert (steady.max_connection_wait_time, steady.exponential_backoff_factor) == (1.0, 1.0)
