@@ -39,6 +39,8 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+from lamson.logs import FORMATS as LOG_FORMATS
+
 log = logging.getLogger("lamson.settings")
 
 ERROR = "error"
@@ -77,9 +79,6 @@ NUMBER_LIST = "list of numbers"
 DICT = "dict"
 OPTIONAL_DICT = "optional dict"
 OPTIONAL_STR_LIST = "optional list of str"
-
-#: The values of ``log_format`` (lamson.logs.FORMATS).
-LOG_FORMATS = ["text", "json"]
 
 #: What type each setting must have. Every name of lamson.settings.DEFAULTS is here (a test
 #: keeps it so): a value of the wrong type is an error at every start, not a crash later.
@@ -278,7 +277,7 @@ def wrong_types(module: ModuleType | SimpleNamespace) -> list[Finding]:
     if isinstance(log_format, str) and log_format not in LOG_FORMATS:
         close = difflib.get_close_matches(log_format.lower(), LOG_FORMATS, n=1, cutoff=0.5)
         hint = f", did you mean {close[0]!r}?" if close else ""
-        findings.append(Finding(ERROR, "log_format", f"must be 'text' or 'json', not {log_format!r}{hint}"))
+        findings.append(Finding(ERROR, "log_format", f"must be {' or '.join(map(repr, LOG_FORMATS))}, not {log_format!r}{hint}"))
     return findings
 
 

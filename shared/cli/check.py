@@ -18,11 +18,9 @@ start`` works on a fresh project. Once supervisord runs them, they must answer.
 from __future__ import annotations
 
 import argparse
-import configparser
 import logging
 import shlex
 import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -37,23 +35,6 @@ def configure(parser: Parser) -> None:
     app_options(parser)
 
 
-def conf_programs(conf: Path) -> dict[str, str]:
-    """``{program: command}`` of the autostarted programs of a supervisord configuration ({} if none)."""
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read(conf)
-    except (configparser.Error, OSError):
-        return {}
-    found = {}
-    for section in parser.sections():
-        if not section.startswith("program:"):
-            continue
-        if parser.get(section, "autostart", fallback="true").strip().lower() in ("false", "0", "no", "off"):
-            continue
-        found[section.split(":", 1)[1]] = parser.get(section, "command", fallback="")
-    return found
-
-
 def started_later(module: Any, root: str | None) -> dict[str, str]:
     """What of Redis and the smart host ``lamson start`` will start here, while it has not yet.
 
@@ -65,7 +46,7 @@ def started_later(module: Any, root: str | None) -> dict[str, str]:
     from lamson.cli import project, supervision
 
     proj = supervision.Project(project.root_path(root))
-    programs = conf_programs(proj.conf)
+    programs = supervision.autostarted(proj.conf)
     if not programs or supervision.programs(proj) is not None:
         return {}
     conf = proj.conf.relative_to(proj.root) if proj.conf.is_relative_to(proj.root) else proj.conf

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -137,7 +136,7 @@ def wait_listening(args: argparse.Namespace, proj: supervision.Project, infos: l
 
 def runs_routers(proj: supervision.Project) -> bool:
     """Whether this host's supervisord conf runs router workers (a front host of several runs none)."""
-    return proj.conf.is_file() and re.search(r"^\[program:router[^\]]*\]", proj.conf.read_text(), re.M) is not None
+    return any(name.startswith("router") for name in supervision.autostarted(proj.conf))
 
 
 def wait_routing(args: argparse.Namespace, deadline: float) -> list[str]:

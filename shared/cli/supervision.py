@@ -7,6 +7,7 @@ questions go to supervisord's XML-RPC interface on ``run/supervisor.sock``.
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -145,6 +146,23 @@ def wait_settled(project: Project, timeout: float) -> list[dict[str, Any]]:
             return infos
         time.sleep(0.2)
     return infos
+
+
+def autostarted(conf: Path) -> dict[str, str]:
+    """``{program: command}`` of the autostarted programs of a supervisord configuration ({} if none)."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(conf)
+    except (configparser.Error, OSError):
+        return {}
+    found = {}
+    for section in parser.sections():
+        if not section.startswith("program:"):
+            continue
+        if parser.get(section, "autostart", fallback="true").strip().lower() in ("false", "0", "no", "off"):
+            continue
+        found[section.split(":", 1)[1]] = parser.get(section, "command", fallback="")
+    return found
 
 
 def full_name(info: dict[str, Any]) -> str:
