@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 import redis
@@ -31,6 +32,22 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
     conn.flushdb()
     yield conn
     conn.close()
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@pytest.fixture
+def apps() -> Iterator[list[Any]]:
+    """Append every application a test starts (tests.reliability.test_lifecycle_pipeline.App): all their
+    processes are stopped by pid at the end, even when the test fails."""
+    started: list[Stoppable] = []
+    try:
+        yield started
+    finally:
+        for app in started:
+            app.stop()
 
 
 @pytest.fixture

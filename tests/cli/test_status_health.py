@@ -10,7 +10,6 @@ the error, and be well again once the file is fixed.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -20,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from lamson.cli.control import STATUS_CANNOT_ROUTE, STATUS_CODES, STATUS_OK, STATUS_PROGRAM_DOWN
-from tests.e2e.conftest import Pipeline
-from tests.support import BIN, REPO, free_port, pipeline_env, supervised, wait_for, wait_port
+from tests.e2e.conftest import Pipeline, deploy_tree
+from tests.support import BIN, REPO, supervised, wait_for, wait_port
 
 SYNTAX_ERROR = "\ndef broken(:\n"
 
@@ -29,18 +28,12 @@ SYNTAX_ERROR = "\ndef broken(:\n"
 @pytest.fixture
 def broken(tmp_path: Path) -> Iterator[Pipeline]:
     """The pipeline of seven programs, started with app/handlers/sample.py unimportable (boot_retry = 1)."""
-    root = tmp_path / "lamson"
-    shutil.copytree(REPO / "deploy", root / "deploy")
-    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__", "run", "logs"))
-    (root / "run").mkdir()
-    (root / "logs").mkdir()
+    root, env, ports = deploy_tree(tmp_path)
     demo = root / "examples" / "demo"
     sample = demo / "app" / "handlers" / "sample.py"
     sample.write_text(sample.read_text() + SYNTAX_ERROR)
     settings = demo / "config" / "settings.py"
     settings.write_text(settings.read_text() + "\nboot_retry = 1\n")
-    ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port(), "metrics": free_port()}
-    env = pipeline_env(ports)
     with supervised(root, env, 7, (ports["redis"], ports["receiver"], ports["relay"], ports["metrics"])):
         yield Pipeline(root, env, ports)
 

@@ -25,14 +25,20 @@ class Pipeline(Supervised):
         return with_credentials(f"redis://127.0.0.1:{self.ports['redis']}/0", self.root / "run")
 
 
-@pytest.fixture
-def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+def deploy_tree(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, int]]:
+    """A copy of the repository's deploy/ and examples/ (the layout README command 1 runs) on free ports:
+    its root, the environment that moves the programs to the ports, and the ports."""
     root = tmp_path / "lamson"
     shutil.copytree(REPO / "deploy", root / "deploy")
     shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__", "run", "logs"))
     (root / "run").mkdir()
     (root / "logs").mkdir()
     ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port(), "metrics": free_port()}
-    env = pipeline_env(ports)
+    return root, pipeline_env(ports), ports
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    root, env, ports = deploy_tree(tmp_path)
     with supervised(root, env, 7, (ports["redis"], ports["receiver"], ports["relay"])):
         yield Pipeline(root, env, ports)

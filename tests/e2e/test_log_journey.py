@@ -13,11 +13,8 @@ from __future__ import annotations
 import json
 import re
 import smtplib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.e2e.conftest import Pipeline
 from tests.reliability.test_lifecycle_pipeline import App
@@ -47,17 +44,6 @@ def START(message, address=None, host=None):
 '''
 
 PROGRAMS = ("receiver", "worker", "relay")
-
-
-@pytest.fixture
-def apps() -> Iterator[list[App]]:
-    """Every App a test starts; all their processes are stopped by pid at the end, even on failure."""
-    started: list[App] = []
-    try:
-        yield started
-    finally:
-        for app in started:
-            app.stop()
 
 
 def start(tmp_path: Path, redis_url: str, sink: Sink, extra: str = "") -> App:

@@ -9,7 +9,6 @@ SIGKILLed it (lamson.rqcompat.Worker).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import smtplib
 import subprocess
@@ -18,13 +17,10 @@ from pathlib import Path
 
 from lamson import maildir
 from lamson.process import alive
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import Pipeline, deploy_tree
 from tests.support import (
     BIN,
-    REPO,
     Supervised,
-    free_port,
-    pipeline_env,
     run_lamson,
     spawn,
     stop_process,
@@ -78,13 +74,7 @@ def test_lamson_stop_and_stop_all_are_quick(pipeline: Pipeline) -> None:
 
 
 def test_sigterm_to_supervisord_in_the_foreground_is_quick(tmp_path: Path) -> None:
-    root = tmp_path / "lamson"
-    shutil.copytree(REPO / "deploy", root / "deploy")
-    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__", "run", "logs"))
-    (root / "run").mkdir()
-    (root / "logs").mkdir()
-    ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port(), "metrics": free_port()}
-    env = pipeline_env(ports)
+    root, env, ports = deploy_tree(tmp_path)
     sup = Supervised(root, env)
     proc = spawn([str(BIN / "supervisord"), "-n", "-c", str(sup.conf)], cwd=root, env=env,
                  log=tmp_path / "supervisord.out")
