@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lamson import context, queues
+from lamson import context, groups, queues
 from lamson.envelope import Envelope
 from lamson.router.routing import bare_address
 
@@ -37,8 +37,9 @@ def defer(message: Any, queue: str = "posts", *, To: str | None = None, From: st
     if not queue or not isinstance(queue, str):
         raise ValueError("defer() needs the name of a worker group")
     group = ctx.names.short(queue)
-    if group in ("incoming", "outgoing") or not group.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"defer() needs a worker group name of letters, digits, '-' or '_', not {queue!r}")
+    if not groups.is_valid_deferred(group):
+        raise ValueError(f"defer() needs a worker group name of letters, digits, '-' or '_' (not starting "
+                         f"with {groups.QUEUE_PREFIX!r}), not {queue!r}")
     data = message if isinstance(message, bytes | bytearray) else getattr(message, "Data", None)
     if data is None:
         from lamson.queue import as_bytes

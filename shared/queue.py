@@ -19,7 +19,6 @@ import hashlib
 import itertools
 import logging
 import os
-import re
 import shutil
 import socket
 import time
@@ -63,13 +62,11 @@ def safe_key() -> str:
     return f"{sec}.M{int((now - sec) * 1_000_000)}P{os.getpid()}Q{next(_counter)}.{safe_host()}"
 
 
-_SLUG = re.compile(r"[^a-z0-9_-]+")
-
-
 def queue_group(queue_dir: str | os.PathLike[str]) -> str:
-    """The worker group that serves a Maildir queue: ``q-`` and the folder's name (``run/posts`` → ``q-posts``)."""
-    name = _SLUG.sub("-", Path(queue_dir).name.lower()).strip("-") or "queue"
-    return "q-" + name[:40]
+    """The worker group that serves a Maildir queue (``run/posts`` → ``q-posts``): :func:`lamson.groups.queue_group`."""
+    from lamson.groups import queue_group as group_of
+
+    return group_of(queue_dir)
 
 
 def receivers_key(names: Any) -> str:

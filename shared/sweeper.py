@@ -36,7 +36,7 @@ import time
 
 import redis
 
-from lamson import queues, rqcompat
+from lamson import groups, queues, rqcompat
 from lamson.connection import unavailable
 from lamson.context import Context
 from lamson.liveness import Liveness
@@ -110,7 +110,7 @@ def wake(ctx: Context, group: str, keys: list[str]) -> None:
             continue
         if spooled is not None:
             entries.append((key, spooled.envelope.mail_from))
-    if group != "outgoing" and not group.startswith("q-"):  # replies and Maildir queues keep no order
+    if groups.named(group).ordered:  # replies and Maildir queues keep no order
         ctx.lines(group).add(entries)
     for batch in queues.chunks(keys):
         if group == "outgoing":
