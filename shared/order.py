@@ -24,14 +24,15 @@ worker the line looks exactly as if the job were still on its first message.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from lamson.connection import members
 from lamson.names import Names
-from lamson.spool import key_time
+from lamson.spool import Spool, Spooled, key_time
 
 #: How many keys of a line a routing job reads at once as it follows it.
 READ_AHEAD = 16
@@ -164,3 +165,145 @@ class Following:
         self._ahead.clear()
         if handled:
             self.lines.leave(handled)
+
+
+# -- the order protocol of one routing job ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Go:
+    """It is this message's turn: handle it (``spooled``: the copy in this job's hands)."""
+
+    spooled: Spooled
+
+
+@dataclass(frozen=True)
+class Wait:
+    """An older message of the same sender comes first and is not ours: this one was put back to wait."""
+
+
+@dataclass(frozen=True)
+class Older:
+    """An older message of the same sender was waiting: this job claimed it, and handles it first."""
+
+    spooled: Spooled
+
+
+Turn = Go | Wait | Older
+
+
+class Order:
+    """The whole order protocol of one routing job over one ordered group.
+
+    A routing job asks :meth:`turn` before it handles a message and
+    :meth:`next` after; :meth:`not_behind` filters a wake-up's keys before
+    claiming, :meth:`flush` ends the job. Everything about senders' lines —
+    who is at the head, waiting behind a message in another worker's hands,
+    taking the next message of a line, waking another worker for it — is
+    here, so the job reads as its steps (docs/design.md, "The routing job").
+    ``claim`` takes a key into this job's hands (None: someone else has it;
+    the job parks an unreadable record itself), ``wake`` sends a routing
+    wake-up for keys of this group (it must not raise for Redis trouble: the
+    sweeper wakes them instead).
+    """
+
+    #: Looks at a line before giving up and handling the message as it is (a line changing under us).
+    TRIES = 10
+
+    def __init__(self, lines: Lines, spool: Spool, worker: str, *, claim: Callable[[str], Spooled | None],
+                 wake: Callable[[list[str]], None]) -> None:
+        self.lines = lines
+        self.spool = spool
+        self.worker = worker
+        self._claim = claim
+        self.wake = wake
+        self.following = Following(lines)
+        self.heads: set[str] = set()  # keys this job found at the head of their line as it followed it
+
+    def not_behind(self, keys: list[str], senders: list[str]) -> tuple[list[str], int]:
+        """The keys of a wake-up worth claiming, and how many were left to the worker following their line.
+
+        A worker following a sender's line takes that sender's waiting messages
+        next. Left alone, they are not claimed and released again, and that
+        worker never finds one of them held for a moment (which would end its
+        run of the line). ``senders`` are a hint: a wrong one costs a detour.
+        """
+        mine: dict[str, list[str]] = {}
+        for key, sender in zip(keys, senders, strict=True):
+            if sender_of(sender):
+                mine.setdefault(sender_of(sender), []).append(key)
+        if not mine:
+            return keys, 0
+        heads = self.lines.heads(list(mine))
+        skip: set[str] = set()
+        for waiting, head in zip(mine.values(), heads, strict=True):
+            if head is not None and head not in waiting and self.spool.where(head) == "claimed":
+                skip.update(waiting)
+        return [key for key in keys if key not in skip], len(skip)
+
+    def turn(self, spooled: Spooled) -> Turn:
+        """Whose turn it is in ``spooled``'s sender's line: its own, an older waiting one's, or someone else's."""
+        sender = spooled.envelope.mail_from
+        if not sender_of(sender):
+            return Go(spooled)
+        if spooled.key in self.heads:
+            self.heads.discard(spooled.key)
+            return Go(spooled)
+        for _ in range(self.TRIES):
+            head = self.following.head(sender)
+            if head is None or head == spooled.key:
+                return Go(spooled)
+            if (key_time(head), head) > (key_time(spooled.key), spooled.key):
+                return Go(spooled)  # older than the head: it joined the line late (swept back), so it goes now
+            where = self.spool.where(head)
+            if where == "waiting" and not self.spool.is_due(head):
+                # The older one waits for a retry: so does this one. When the older one is
+                # handled (its delayed wake-up), its worker takes this one next.
+                self.spool.release(spooled, self.worker)
+                return Wait()
+            if where == "waiting":
+                older = self._claim(head)
+                if older is not None:
+                    return Older(older)
+                continue  # someone took it just now: look again
+            if where == "claimed":
+                # In another worker's hands: wait behind it. That worker takes us next;
+                # if it finished while we looked, the head is us now and we go on.
+                self.spool.release(spooled, self.worker)
+                if self.following.head(sender) == spooled.key:
+                    again = self._claim(spooled.key)
+                    if again is not None:
+                        return Go(again)
+                return Wait()
+            self.lines.done(sender, head)  # a stale entry: that message is done
+        return Go(spooled)
+
+    def next(self, spooled: Spooled, *, take: bool = True) -> Spooled | None:
+        """``spooled`` was handled: leave its line; the next message of that sender, claimed, if waiting.
+
+        Messages that stepped back behind this one have no wake-up left: this
+        job takes the next one (``take``), or, when it has followed its lines
+        long enough, wakes another worker for it (and returns None).
+        """
+        sender = spooled.envelope.mail_from
+        nxt = self.following.done(sender, spooled.key)
+        if nxt is None or nxt == spooled.key:
+            return None
+        if take:
+            got = self._claim(nxt)
+            if got is None:
+                # Someone holds it for a moment (a worker looking for its turn): make the line move on
+                # for everyone, so whichever of us looks last takes it.
+                nxt = self.following.read(sender)
+                got = self._claim(nxt) if nxt is not None and nxt != spooled.key else None
+            if got is not None:
+                self.heads.add(got.key)  # just read as its line's head: no need to look again
+            return got
+        nxt = self.following.read(sender)  # the worker woken must find it at the head
+        if nxt is not None and nxt != spooled.key:
+            self.wake([nxt])
+        return None
+
+    def flush(self) -> None:
+        """Take the handled keys out of their lines (the end of the job, or before others must see it)."""
+        self.following.flush()
