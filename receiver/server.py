@@ -200,7 +200,7 @@ class LamsonSMTP(SMTP):
 
     def _set_post_data_state(self) -> None:
         """aiosmtpd calls this whenever a transaction ends (DATA done, RSET, HELO/EHLO)."""
-        super()._set_post_data_state()
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd leaves it unannotated
         self._arm_start_deadline()
 
     async def push(self, status: AnyStr) -> None:

@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from lamson.encoding import PLAIN_ADDRESS
 
@@ -96,7 +96,8 @@ class _Dialing:
     address: str | None = None
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        return super()._get_socket(self.address or host, port, timeout)  # type: ignore[misc]
+        # A mixin: mypy cannot see smtplib.SMTP behind super() (misc); smtplib returns a socket.
+        return cast(socket.socket, super()._get_socket(self.address or host, port, timeout))  # type: ignore[misc]
 
     def _path_command(self, verb: str, prefix: str, address: str, options: Sequence[str]) -> tuple[int, bytes]:
         extra = " " + " ".join(options) if options and self.does_esmtp else ""  # type: ignore[attr-defined]

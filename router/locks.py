@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis
 from redis.exceptions import LockError
@@ -195,7 +195,8 @@ class RedisLocks:
 
     def lock(self, name: str) -> redis.lock.Lock:
         # thread_local=False: the watchdog thread extends a lock the main thread took.
-        return self.conn.lock(self.prefix + name, timeout=self.timeout, sleep=self.poll, thread_local=False)
+        lock = self.conn.lock(self.prefix + name, timeout=self.timeout, sleep=self.poll, thread_local=False)
+        return cast(redis.lock.Lock, lock)  # redis-py's lock() has no return annotation; no lock_class: a Lock
 
     @contextmanager
     def hold(self, names: Sequence[str]) -> Iterator[None]:

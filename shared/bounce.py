@@ -351,7 +351,7 @@ def surely_not_a_bounce(message: Any) -> bool:
 def detect(message: MailRequest) -> BounceAnalysis:
     """Analyse a :class:`~lamson.mail.MailRequest`; the result is cached on it."""
     cached = getattr(message, "_bounce_analysis", None)
-    if cached is not None:
+    if isinstance(cached, BounceAnalysis):
         return cached
     try:
         found = _detect(message)
@@ -419,7 +419,8 @@ def _read_text_report(body: str, failed: str | None, found: BounceAnalysis) -> N
     found.diagnostic_code = line[:300] if line else None
 
 
-def bounce_to(soft: Callable[..., Any] | None = None, hard: Callable[..., Any] | None = None) -> Callable:
+def bounce_to(soft: Callable[..., Any] | None = None, hard: Callable[..., Any] | None = None
+              ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Send bounces to other states: ``@bounce_to(soft=SOFT_BOUNCE, hard=HARD_BOUNCE)``.
 
     Put it under the state's ``@route``. A hard bounce calls

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 import redis
@@ -105,8 +105,9 @@ def connect(url: str, *, timeout: float = 5.0) -> redis.Redis:
         if where.sentinel_password:
             asking.update(username=where.sentinel_username, password=where.sentinel_password)
         sentinel = Sentinel(where.sentinels, sentinel_kwargs=asking, **options)
-        return sentinel.master_for(where.service, redis_class=redis.Redis, db=where.db,
-                                   username=where.username, password=where.password)
+        master = sentinel.master_for(where.service, redis_class=redis.Redis, db=where.db,
+                                     username=where.username, password=where.password)
+        return cast(redis.Redis, master)  # master_for() has no return annotation; it makes a redis_class
     return redis.Redis.from_url(url, **options)
 
 

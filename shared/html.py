@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import markdown
 from markupsafe import Markup
@@ -236,7 +236,7 @@ def _wiki_function(wiki: Wiki) -> Callable[[str], str]:
         function = getattr(wiki, "markdown", None)
         if not callable(function):
             raise TypeError(f"wiki module {wiki.__name__} has no markdown() function")
-        return function
+        return cast("Callable[[str], str]", function)  # a module's markdown(text) -> HTML, found by name
     if not callable(wiki):
         raise TypeError("wiki must be a function turning Markdown (or other markup) text into HTML")
     return wiki

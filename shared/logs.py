@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 #: The values of the ``log_format`` setting.
@@ -217,7 +217,7 @@ def formatter(log_format: str = "text") -> logging.Formatter:
     raise ValueError(f"log_format must be one of {', '.join(map(repr, FORMATS))}, not {log_format!r}")
 
 
-class _Handler(logging.StreamHandler):
+class _Handler(logging.StreamHandler[TextIO]):
     """The root handler setup() installs, marked so that it is installed once."""
 
     _lamson = True

@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lamson import maildir
 
@@ -40,7 +40,7 @@ def as_bytes(message: Any) -> bytes:
     if isinstance(message, str):
         return message.encode("utf-8", "surrogateescape")
     if hasattr(message, "as_bytes"):
-        return message.as_bytes()
+        return cast(bytes, message.as_bytes())  # MailRequest, MailResponse, email's Message: all bytes
     return bytes(message)
 
 

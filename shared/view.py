@@ -53,11 +53,12 @@ def configure(template_config: Mapping[str, str]) -> jinja2.Environment:
     HTML templates (``.html``, ``.htm``, ``.xml``) are autoescaped; text templates are not.
     """
     global LOADER
-    LOADER = jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader(template_config["dir"], template_config["module"]),
         autoescape=_autoescape_html(),
     )
-    return LOADER
+    LOADER = env
+    return env
 
 
 def _loader() -> Any:

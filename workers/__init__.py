@@ -6,6 +6,7 @@ the process entry point in :mod:`lamson.workers.worker`; what router and
 relay workers share (liveness, sweeps, rq's loop) in :mod:`lamson.workerbase`.
 """
 
-from lamson.workers.queue_receiver import QueueReceiver, queue_group
+from lamson.queue import queue_group
+from lamson.workers.queue_receiver import QueueReceiver
 
 __all__ = ["QueueReceiver", "queue_group"]

@@ -47,8 +47,8 @@ def command(name: str) -> Command | None:
     module_name = COMMAND_MODULES.get(name)
     if module_name is None:
         return None
-    module = importlib.import_module(f"lamson.cli.{module_name}")
-    return module.COMMANDS[name]
+    commands: dict[str, Command] = importlib.import_module(f"lamson.cli.{module_name}").COMMANDS
+    return commands[name]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lamson.cli import pidfiles, project, supervision
 from lamson.cli.framework import Command, CommandError, Parser, UsageError, app_options, option
@@ -120,7 +121,7 @@ def listeners(args: argparse.Namespace, proj: supervision.Project) -> list[tuple
     return [entry for entry in found if f"[program:{entry[0]}]" in text]
 
 
-def wait_listening(args: argparse.Namespace, proj: supervision.Project, infos: list[dict],
+def wait_listening(args: argparse.Namespace, proj: supervision.Project, infos: list[dict[str, Any]],
                    deadline: float) -> list[tuple[str, int, str]]:
     """Wait (until ``deadline``) for the running programs' ports to accept connections.
 
@@ -212,7 +213,7 @@ def preflight(args: argparse.Namespace, proj: supervision.Project) -> None:
             raise CommandError(f"{host}:{port} is already in use; it is {what}: is another Lamson running?")
 
 
-def report_programs(infos: list[dict], proj: supervision.Project) -> int:
+def report_programs(infos: list[dict[str, Any]], proj: supervision.Project) -> int:
     """Print one line per program; 1 if any of them is not running."""
     if not infos:
         print("no answer from supervisord yet; see logs/supervisord.log", file=sys.stderr)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from lamson.cli import pidfiles, project, supervision
 from lamson.cli.framework import Command, CommandError, Parser, app_options, option, port_number
@@ -33,7 +34,7 @@ def configure(parser: Parser) -> None:
     app_options(parser)
 
 
-def supervised_log(root: Path) -> dict | None:
+def supervised_log(root: Path) -> dict[str, Any] | None:
     """supervisord's ``log`` program of this project, if it is running."""
     infos = supervision.programs(supervision.Project(root)) or []
     for info in infos:

@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from lamson.process import alive
+from lamson.process import alive as alive  # re-exported: the commands ask pidfiles.alive(pid)
 
 #: Words one of which appears in the command line of every process Lamson writes a pid file for.
 OUR_PROCESSES = ("lamson", "supervisord", "redis")

@@ -16,7 +16,7 @@ import time
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lamson.cli.framework import CommandError
 from lamson.cli.pidfiles import PidFile
@@ -131,7 +131,7 @@ def programs(project: Project) -> list[dict[str, Any]] | None:
     if not project.socket.exists():
         return None
     try:
-        return rpc(project).supervisor.getAllProcessInfo()
+        return cast("list[dict[str, Any]]", rpc(project).supervisor.getAllProcessInfo())  # XML-RPC: untyped
     except (OSError, xmlrpc.client.Error):
         return None
 

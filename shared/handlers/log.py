@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from lamson.mail import MailRequest
 from lamson.router import nolocking, route, stateless
 
 log = logging.getLogger("lamson.handlers.log")
@@ -16,6 +17,6 @@ log = logging.getLogger("lamson.handlers.log")
 @route("(to)", to=".+")
 @stateless
 @nolocking
-def START(message, to=None):  # noqa: N802 - the guide names states in capitals
+def START(message: MailRequest, to: str | None = None) -> None:  # noqa: N802 - the guide names states in capitals
     log.info("message to=<%s> from=<%s> peer=%s subject=%r size=%d", message.To, message.From, message.Peer,
              message["subject"], len(message.Data))

@@ -22,7 +22,7 @@ import functools
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from lamson.testing.callable_module import make_callable
 
@@ -66,7 +66,8 @@ def _source(text_or_template: str | Path) -> str:
         loader = getattr(view.LOADER, "loader", None)
         if loader is not None:
             try:
-                return loader.get_source(view.LOADER, text)[0]
+                # LOADER is whatever the application set (Any); get_source's first item is the source.
+                return cast(str, loader.get_source(view.LOADER, text)[0])
             except Exception:  # noqa: BLE001 - not a template name: check it as text
                 pass
     return text
