@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from rq.job import Job
 
 from lamson import rqcompat
 from lamson.names import Names
@@ -36,7 +35,7 @@ def route_timeout(settings: Any, count: int) -> int:
 
 
 def wake_router(conn: redis.Redis, names: Names, group: str, keys: list[str], *, timeout: int = DEFAULTS["job_timeout"],
-                pipeline: Any = None, delay: float = 0.0, senders: list[str] | None = None) -> Job:
+                pipeline: Any = None, delay: float = 0.0, senders: list[str] | None = None) -> rqcompat.Job:
     """Wake a router worker of ``group`` ("incoming" or a deferred queue) for these spool keys.
 
     No keys: a drain — the worker claims the oldest waiting messages itself. ``senders`` (the
@@ -53,7 +52,7 @@ def wake_router(conn: redis.Redis, names: Names, group: str, keys: list[str], *,
 
 
 def wake_relay(conn: redis.Redis, names: Names, keys: list[str], *, timeout: int = 120,
-               pipeline: Any = None, delay: float = 0.0) -> Job:
+               pipeline: Any = None, delay: float = 0.0) -> rqcompat.Job:
     """Wake the relay for these outbox keys (no keys: deliver whatever is due)."""
     return rqcompat.enqueue(conn, names.outgoing, SEND_JOB, [list(keys)],
                             timeout=min(timeout * max(len(keys), 1), 3600), pipeline=pipeline, delay=delay,

@@ -1,14 +1,48 @@
-"""Everything Lamson asks of rq, in one small module, over rq's public API only.
+"""Everything Lamson asks of rq, in one small module (docs/design.md, "rq, behind one module").
 
 rq jobs here are wake-ups: JSON (the function's dotted name and a list of
 spool keys), never pickles, so nothing written into Redis can become code in
 a worker, and nothing about a message lives only in rq. What Lamson needs:
 queues with the JSON serializer, enqueueing (now, in a pipeline, or after a
-delay), a queue's length, and forgetting the registration of a worker that
-is known dead so ``rq info`` stops listing it, and the worker class that
-runs wake-ups (:class:`Worker`), whose stop takes a second with every
-redis-py version the pins allow. tests/shared/test_rqcompat.py is the
-contract: an rq or redis-py upgrade that breaks any of it fails there first.
+delay), a queue's length and its registries' counts (``lamson status``),
+forgetting the registration of a worker that is known dead so ``rq info``
+stops listing it, and the worker class that runs wake-ups (:class:`Worker`),
+whose stop takes a second with every redis-py version the pins allow. No
+other module of the package imports rq (tests/shared/test_rqcompat.py
+checks the sources).
+
+What Lamson uses of rq, and why. rq's documented API: ``Queue`` (with
+``serializer=JSONSerializer``), ``enqueue_call``, ``enqueue_in``, ``count``,
+``Queue.all`` and the failed/scheduled/started registries' ``count``;
+``SimpleWorker`` with its constructor options (``job_class``, ``serializer``,
+``worker_ttl``, ...) and ``work()``; ``Worker.all``, ``Worker.find_by_key``,
+a worker's ``name`` and ``key``; a ``Job`` subclass as ``job_class``, its
+``id``, ``func_name``, ``func``, ``args``, ``kwargs``; ``NoSuchJobError``.
+Not documented, each named by a contract test that fails with the name when
+an upgrade changes it:
+
+- ``Job.refresh()`` (overridden): rq reads every dequeued job through it; a
+  hash rq cannot parse is deleted (``Job.key``) instead of ending the loop.
+- ``Job.perform()`` (overridden): what the worker calls to run a job; a
+  function Lamson never enqueues is refused (invariant 6).
+- ``BaseWorker.request_stop(signum, frame)`` (overridden): rq's SIGTERM and
+  SIGINT handler; the job in hand is told to stop after its message.
+- ``BaseWorker.heartbeat(timeout, pipeline)`` (overridden): fewer round trips.
+- ``BaseWorker.unsubscribe()`` (overridden), ``subscribe()``, the ``pubsub``
+  and ``pubsub_thread`` attributes, and redis-py's ``PubSubWorkerThread.stop``:
+  a stop that does not wait out redis-py 8.2's unbounded join.
+- ``max_connection_wait_time`` and ``exponential_backoff_factor`` (class
+  attributes of rq's idle loop): ``Worker(reconnect_every=)``.
+- the ``rq.worker`` logger's "could not connect to Redis" line: let through
+  once a minute.
+- ``redis_worker_namespace_prefix`` (the worker key ``find_by_key`` needs)
+  and ``register_death()``: :func:`forget_worker`.
+
+rq has public ways it does not need: ``rq.command.send_shutdown_command``
+(Lamson stops workers with signals, through supervisord) and
+``rq.worker_registration.clean_worker_registry`` (it drops registrations
+whose key has already expired; :func:`forget_worker` is for a worker known
+dead whose key has not).
 """
 
 from __future__ import annotations
@@ -23,7 +57,7 @@ from typing import Any
 import redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.job import Job as Job  # re-exported: what the enqueue functions return
 from rq.serializers import JSONSerializer
 from rq.worker import Worker as RqWorker
 
@@ -56,7 +90,7 @@ class WakeUp(Job):
         """Read the job's hash; one rq cannot read (a bad date, a bad number) is deleted and
         skipped like a job that no longer exists, instead of ending the worker's loop."""
         try:
-            super().refresh()
+            super().refresh()  # type: ignore[no-untyped-call]  # rq leaves refresh() unannotated
         except NoSuchJobError:
             raise
         except Exception as exc:
@@ -123,7 +157,7 @@ class Worker(SimpleWorker):
         """Warm shutdown, and tell the job in hand to stop after its current message."""
         if self.on_stop is not None:
             self.on_stop()
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # rq: unannotated
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is None and timeout is None:
@@ -209,6 +243,21 @@ def length(conn: redis.Redis, queue_name: str) -> int:
     return queue(conn, queue_name).count
 
 
+def queue_counts(conn: redis.Redis, namespace: str, wanted: list[str]) -> list[tuple[str, int, int, int, int]]:
+    """Per rq queue of ``namespace`` (and each of ``wanted``): waiting, failed, scheduled, started jobs.
+
+    The queues are opened with Lamson's serializer, as the workers open them:
+    rq's default (pickle) is never what reads a Lamson queue.
+    """
+    found = {q.name for q in Queue.all(connection=conn, serializer=SERIALIZER) if q.name.startswith(namespace + "-")}
+    counts = []
+    for name in sorted(found | set(wanted)):
+        q = queue(conn, name)
+        counts.append((name, q.count, q.failed_job_registry.count, q.scheduled_job_registry.count,
+                       q.started_job_registry.count))
+    return counts
+
+
 def registered_workers(conn: redis.Redis, prefix: str) -> list[str]:
     """Names of the rq workers registered whose name starts with ``prefix``."""
     return [w.name for w in RqWorker.all(connection=conn, serializer=SERIALIZER) if w.name.startswith(prefix)]
@@ -220,5 +269,5 @@ def forget_worker(conn: redis.Redis, name: str) -> bool:
                                serializer=SERIALIZER)
     if found is None:
         return False
-    found.register_death()
+    found.register_death()  # type: ignore[no-untyped-call]  # rq leaves register_death() unannotated
     return True

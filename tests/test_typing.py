@@ -1,4 +1,6 @@
-"""The whole package type-checks: mypy over ``lamson`` as installed, with pyproject's [tool.mypy].
+"""The whole package type-checks strictly: mypy over ``lamson`` as installed, with pyproject's
+[tool.mypy], whose ``strict = true`` makes ``mypy -p lamson`` the same check as ``mypy --strict -p lamson``
+(CI runs this test with the rest of the suite).
 
 scripts/setup installs Lamson in setuptools' strict editable mode, a tree of links
 under build/ laid out as the package, which mypy follows; the errors are shown

@@ -451,8 +451,8 @@ def proj_path(args: argparse.Namespace, folder: str) -> Path:
 def print_rq_queues(redis_url: str, namespace: str = "lamson") -> None:
     """Depth of each Lamson rq queue, with its failed and scheduled (retrying) jobs."""
     import redis
-    from rq import Queue
 
+    from lamson import rqcompat
     from lamson.connection import connect, redact
     from lamson.names import Names
 
@@ -460,12 +460,9 @@ def print_rq_queues(redis_url: str, namespace: str = "lamson") -> None:
         conn = connect(redis_url)
         conn.ping()
         ours = Names(namespace)
-        names = sorted({q.name for q in Queue.all(connection=conn) if q.name.startswith(namespace + "-")}
-                       | {ours.incoming, ours.outgoing})
-        for name in names:
-            queue = Queue(name, connection=conn)
-            print(f"  {name:<20} {queue.count:>6}  (failed {queue.failed_job_registry.count}, "
-                  f"retrying {queue.scheduled_job_registry.count}, running {queue.started_job_registry.count})")
+        for name, waiting, failed, retrying, running in rqcompat.queue_counts(
+                conn, namespace, [ours.incoming, ours.outgoing]):
+            print(f"  {name:<20} {waiting:>6}  (failed {failed}, retrying {retrying}, running {running})")
     except (redis.RedisError, OSError) as exc:
         print(f"  redis: not reachable at {redact(redis_url)} ({' '.join(str(exc).split())})")
 
