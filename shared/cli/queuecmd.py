@@ -153,15 +153,15 @@ def requeue_many(queue: Queue, keys: list[str], args: argparse.Namespace) -> Non
 
 def bytes_of(message: object) -> bytes:
     """The raw bytes of a popped message (a MailRequest or plain bytes)."""
+    from lamson.queue import as_bytes
+
     for attr in ("original", "Data", "data"):
         value = getattr(message, attr, None)
         if isinstance(value, bytes):
             return value
         if isinstance(value, str):
             return value.encode("utf-8", "surrogateescape")
-    if hasattr(message, "as_bytes"):
-        return message.as_bytes()
-    return bytes(message)  # type: ignore[call-overload]  # anything else: whatever bytes() makes of it
+    return as_bytes(message)
 
 
 COMMANDS = {
