@@ -4,7 +4,9 @@ It copies examples/demo to a scratch folder, starts its own redis-server on a
 free port, spools N messages from S senders as the receiver would (spool,
 sender lines), and routes them through ``lamson.workers.jobs.route`` in
 wake-ups of 40 keys with the demo's handler, as a router worker does between
-rq jobs (no rq, no SMTP). It prints the process CPU per message for each
+rq jobs (no rq, no SMTP). The runtime is the one a router worker builds
+(``lamson.runtime.build_runtime(settings, "router")``) and is handed to each
+job as its first argument, as lamson.rqcompat does. It prints the process CPU per message for each
 round; with ``--profile`` it writes a CPU-time cProfile of the last round.
 
     .venv/bin/python bench/router.py [--messages 2000] [--senders 10] [--rounds 3] [--profile FILE]
@@ -58,17 +60,15 @@ def main() -> None:
 def route_rounds(project: Path, args: argparse.Namespace) -> None:
     from lamson import settings as lsettings
     from lamson.envelope import Envelope
-    from lamson.router import setup_worker
-    from lamson.workerbase import build_context
+    from lamson.runtime import build_runtime
     from lamson.workers import jobs
     from lamson.workers.worker import boot_until_loaded
 
     settings = lsettings.load(None, str(project))
     settings.reply_rate_limit = 0
     settings.auth_results = False
-    ctx = build_context(settings, "router")
-    setup_worker(ctx.conn, settings)
-    boot_until_loaded(settings, None)
+    runtime = build_runtime(settings, "router")  # before the boot: it loads handlers into runtime's router
+    boot_until_loaded(settings, None, ctx=runtime)
     body = "x" * 900
 
     def spool() -> list[tuple[str, str]]:
@@ -77,15 +77,15 @@ def route_rounds(project: Path, args: argparse.Namespace) -> None:
             sender = f"bench{i % args.senders}@example.org"
             data = (f"From: {sender}\r\nTo: hello@test.com\r\nSubject: m{i}\r\n"
                     f"Message-ID: <{i}.{time.time_ns()}@example.org>\r\n\r\n{body}\r\n").encode()
-            key = ctx.spool().put(Envelope(sender, ("hello@test.com",)), data)
-            ctx.lines().add([(key, sender)])
+            key = runtime.spool().put(Envelope(sender, ("hello@test.com",)), data)
+            runtime.lines().add([(key, sender)])
             keys.append((key, sender))
         return keys
 
     def route(keys: list[tuple[str, str]]) -> None:
         for i in range(0, len(keys), 40):
             batch = keys[i:i + 40]
-            jobs.route([key for key, _ in batch], "incoming", [sender for _, sender in batch])
+            jobs.route(runtime, [key for key, _ in batch], "incoming", [sender for _, sender in batch])
 
     for n in range(args.rounds):
         keys = spool()
@@ -99,9 +99,9 @@ def route_rounds(project: Path, args: argparse.Namespace) -> None:
         used = time.process_time() - started
         print(f"round {n + 1}: {used * 1000 / len(keys):.3f} ms CPU per message routed "
               f"({args.messages} messages, {args.senders} senders)", flush=True)
-        for key in ctx.outbox.waiting():  # the relay's part: the replies leave the outbox
-            if ctx.outbox.claim(key, "bench") is not None:
-                ctx.outbox.finish(key, "bench")
+        for key in runtime.outbox.waiting():  # the relay's part: the replies leave the outbox
+            if runtime.outbox.claim(key, "bench") is not None:
+                runtime.outbox.finish(key, "bench")
 
 
 if __name__ == "__main__":
