@@ -26,13 +26,14 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from lamson import context, logs, loops, maildir, metrics, queues
+from lamson import context, logs, loops, metrics, queues
 from lamson.envelope import ORIGIN, Envelope
+from lamson.parked import park as write_parked
 from lamson.relay import dkim, dsn
 from lamson.relay import mx as mx
 from lamson.relay.smtp import Connections, SessionError, normalise_eol, smarthost_security
 from lamson.settings import DEFAULTS
-from lamson.spool import Spooled, UnreadableRecord, tag
+from lamson.spool import Spooled, UnreadableRecord
 
 log = logging.getLogger("lamson.relay")
 
@@ -234,7 +235,7 @@ class Delivery:
     def park_copy(self, spooled: Spooled, rcpts: list[str], reason: str) -> None:
         """Park a copy of a claimed reply for some of its recipients (the others are sent)."""
         record = replace(spooled.envelope, rcpt_tos=tuple(rcpts))
-        key = maildir.write(maildir.ensure(self.outbox.parked), tag(record, reason, spooled.data))
+        key = write_parked(self.outbox.parked, record, reason, spooled.data)
         log.warning("%s for %s parked as %s in %s: %s", spooled.key, rcpts, key, self.outbox.parked, reason)
 
     def wake_later_many(self, keys: list[str]) -> None:

@@ -29,7 +29,7 @@ from email.utils import parseaddr
 from types import ModuleType
 from typing import Any
 
-from lamson import context
+from lamson import context, parked
 from lamson.connection import UNAVAILABLE, unavailable
 from lamson.router.decorators import is_state_key_generator, spec_of
 from lamson.router.locks import ConversationBusy, LocalLocks, Locks
@@ -501,7 +501,14 @@ class RouterClass:
                      message.From)
 
     def park(self, message: Any, reason: str) -> str | None:
-        """Put a message in UNDELIVERABLE_QUEUE, tagged with its envelope and the reason.
+        """Put a message in UNDELIVERABLE_QUEUE as a parked record (lamson.parked); its key there.
+
+        The record holds the envelope the message was spooled with (``message.envelope`` in a
+        router worker: its group, such as a deferred ``posts``, its id and attempts), narrowed to
+        the recipient being routed, so ``lamson queue -requeue`` sends it back to that group for
+        that recipient only. Without one (1.x code, unit tests) it is made from From/To, in the
+        "incoming" group. UNDELIVERABLE_QUEUE is 1.x's attribute: anything with ``push`` takes the
+        record's bytes (a worker's is a lamson.queue.Queue on ``undeliverable_dir``).
 
         A router worker's routing job learns of it (``context.Handling.parked``) and reports
         the message parked instead of routed.
@@ -509,7 +516,8 @@ class RouterClass:
         if self.UNDELIVERABLE_QUEUE is None:
             return None
         try:
-            key = self.UNDELIVERABLE_QUEUE.push(tagged(message, reason))
+            key: str | None = self.UNDELIVERABLE_QUEUE.push(parked.record(parked.envelope_of(message), reason,
+                                                                          _message_bytes(message)))
         except Exception:
             LOG.exception("%scould not queue undeliverable message to %r from %r", _named(message), message.To,
                           message.From)
@@ -538,25 +546,14 @@ def sender_of(message: Any) -> str:
     return sender
 
 
-def _header_value(text: Any) -> bytes:
-    clean = " ".join(str(text).split())[:900]
-    return clean.encode("ascii", "backslashreplace")
-
-
-def tagged(message: Any, reason: str) -> bytes:
-    """The message's bytes with X-Lamson-* headers saying who it was for and why it is here."""
+def _message_bytes(message: Any) -> bytes:
+    """The bytes of a message being routed, as it was received (``Data``), to park it."""
     data = getattr(message, "Data", None)
     if data is None:
         from lamson.queue import as_bytes
 
-        data = as_bytes(message)
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogateescape")
-    eol = b"\r\n" if b"\r\n" in data[:2000] else b"\n"
-    head = (b"X-Lamson-Envelope-From: " + _header_value(message.From) + eol
-            + b"X-Lamson-Envelope-To: " + _header_value(message.To) + eol
-            + b"X-Lamson-Reason: " + _header_value(reason) + eol)
-    return head + bytes(data)
+        return as_bytes(message)
+    return data.encode("utf-8", "surrogateescape") if isinstance(data, str) else bytes(data)
 
 
 #: Lamson 1.x's name for the class.

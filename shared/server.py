@@ -115,15 +115,22 @@ def undeliverable_message(raw_message: Any, failure_type: str) -> str | None:
     """Keep a message nothing could handle in ``Router.UNDELIVERABLE_QUEUE``; return its key.
 
     Lamson 1.x's helper for code that processes mail outside the router.
-    Without a queue the message is only logged, and None returned.
+    Without a queue the message is only logged, and None returned. It is
+    kept as the Router keeps what it parks, a parked record (lamson.parked)
+    with ``failure_type`` as the reason and an envelope made from its
+    From/To, so ``lamson queue -keys -reasons`` and ``-requeue`` treat it
+    like the rest.
     """
+    from lamson import parked
+    from lamson.queue import as_bytes
     from lamson.router import Router
 
     queue = Router.UNDELIVERABLE_QUEUE
     if queue is None:
         LOG.error("undeliverable message (%s) and no UNDELIVERABLE_QUEUE to keep it in", failure_type)
         return None
-    key = queue.push(raw_message)
+    data = raw_message.Data if isinstance(getattr(raw_message, "Data", None), bytes) else as_bytes(raw_message)
+    key = queue.push(parked.record(parked.envelope_of(raw_message), failure_type, data))
     LOG.error("undeliverable message (%s) kept in %r as %s", failure_type, queue, key)
     return str(key)
 

@@ -50,6 +50,7 @@ from lamson.connection import data as redis_data
 from lamson.connection import members, text
 from lamson.envelope import Envelope
 from lamson.names import Names
+from lamson.parked import park as write_parked
 from lamson.process import alive
 from lamson.recycle import Recycler
 from lamson.settings import DEFAULTS
@@ -84,12 +85,6 @@ def _decode_claimed(key: str, record: bytes) -> Spooled:
         return decode(key, record)
     except (ValueError, TypeError, KeyError) as exc:  # bad JSON, unknown schema, missing fields
         raise UnreadableRecord(key, exc) from exc
-
-
-def raw_tag(reason: str, data: bytes) -> bytes:
-    """A parked record that could not be read: only the reason is added, the bytes kept as they were."""
-    safe = " ".join(reason.replace("\x00", " ").split())[:900]
-    return b"X-Lamson-Reason: " + safe.encode("ascii", "backslashreplace") + b"\r\n" + data
 
 
 @dataclass(frozen=True)
@@ -171,14 +166,6 @@ def key_time(key: str) -> float:
         return int(sec) + int(usec) / 1e6
     except (ValueError, IndexError):
         return 0.0
-
-
-def tag(envelope: Envelope, reason: str, data: bytes) -> bytes:
-    """A parked message: X-Lamson-Envelope (JSON) and X-Lamson-Reason headers, then the message."""
-    safe = " ".join(reason.replace("\x00", " ").split())[:900]
-    head = (b"X-Lamson-Envelope: " + envelope.to_json() + b"\r\n"
-            + b"X-Lamson-Reason: " + safe.encode("ascii", "backslashreplace") + b"\r\n")
-    return head + data
 
 
 class MaildirSpool:
@@ -393,21 +380,21 @@ class MaildirSpool:
         return True
 
     def park(self, spooled: Spooled, worker: str, reason: str) -> str:
-        """Move a claimed message to the parked Maildir with its envelope and the reason; return its key there."""
-        key = maildir.write(maildir.ensure(self.parked), tag(spooled.envelope, reason, spooled.data), sync=self.sync)
+        """Move a claimed message to the parked Maildir as a parked record (lamson.parked); its key there."""
+        key = write_parked(self.parked, spooled.envelope, reason, spooled.data, sync=self.sync)
         self.finish(spooled.key, worker)
         return key
 
     def park_unreadable(self, key: str, worker: str, reason: str) -> str | None:
-        """Park a claimed record that cannot be decoded, byte for byte, with the reason."""
+        """Park a claimed record that cannot be decoded, byte for byte, with the reason (and no envelope)."""
         claimed = self._cur / f"{key}{CLAIM_SEP}{worker}"
         try:
             raw = claimed.read_bytes()
         except FileNotFoundError:
             return None
-        parked = maildir.write(maildir.ensure(self.parked), raw_tag(reason, raw), sync=self.sync)
+        kept = write_parked(self.parked, None, reason, raw, sync=self.sync)
         self._unlink(claimed)
-        return parked
+        return kept
 
     def recover(self, is_dead: Callable[[Claim], bool]) -> list[str]:
         """Return dead workers' claims to new/, counting one more attempt; the keys recovered."""
@@ -574,15 +561,15 @@ class RedisSpool:
                                   args=[spooled.key, worker + "|", time.time() + delay, record]))
 
     def park(self, spooled: Spooled, worker: str, reason: str) -> str:
-        key = maildir.write(maildir.ensure(self.parked), tag(spooled.envelope, reason, spooled.data))
+        key = write_parked(self.parked, spooled.envelope, reason, spooled.data)
         self.finish(spooled.key, worker)
         return key
 
     def park_unreadable(self, key: str, worker: str, reason: str) -> str | None:
         env, data = self.conn.hmget(self._prefix + key, ["envelope", "data"])
-        parked = maildir.write(maildir.ensure(self.parked), raw_tag(reason, redis_data(env) + b"\n" + redis_data(data)))
+        kept = write_parked(self.parked, None, reason, redis_data(env) + b"\n" + redis_data(data))
         self._finish(keys=[self._waiting, self._claims, self._prefix + key], args=[key, worker + "|"])
-        return parked
+        return kept
 
     def recover(self, is_dead: Callable[[Claim], bool]) -> list[str]:
         recovered = []

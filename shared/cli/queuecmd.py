@@ -86,13 +86,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def reason_of(data: bytes) -> str:
-    """The X-Lamson-Reason a parked message carries (or "-")."""
-    for line in data.split(b"\n", 40)[:40]:
-        if line.lower().startswith(b"x-lamson-reason:"):
-            return line.split(b":", 1)[1].strip().decode("utf-8", "replace")
-        if not line.strip():
-            break
-    return "-"
+    """Why a parked message was parked (lamson.parked.read; any form Lamson ever wrote), or "-"."""
+    from lamson.parked import NotParked, read
+
+    try:
+        return read(data).reason or "-"
+    except NotParked:
+        return "-"
 
 
 def app_settings(args: argparse.Namespace) -> Any:
@@ -117,7 +117,8 @@ def requeue_many(queue: Queue, keys: list[str], args: argparse.Namespace) -> Non
     import redis
 
     from lamson.connection import connect, redact
-    from lamson.requeue import NotParked, requeue, untag
+    from lamson.parked import NotParked, read
+    from lamson.requeue import destination, requeue
 
     conf = app_settings(args)
     conn = connect(conf.redis_url, timeout=2.0)
@@ -136,7 +137,9 @@ def requeue_many(queue: Queue, keys: list[str], args: argparse.Namespace) -> Non
             refuse(f"no message {key!r} in {args.name}")
             continue
         try:
-            envelope, _ = untag(data)
+            found = read(data)
+            envelope = found.sent_back()
+            where = destination(envelope)
             new_key = requeue(data, conf, conn)
         except NotParked as exc:
             refuse(f"{key}: {exc}")
@@ -144,9 +147,8 @@ def requeue_many(queue: Queue, keys: list[str], args: argparse.Namespace) -> Non
         except redis.RedisError as exc:
             raise CommandError(f"cannot reach Redis at {redact(conf.redis_url)}: {exc}", code=1) from None
         queue.remove(key)
-        where = "the outbox" if envelope.queue == "outgoing" else f"the {envelope.queue} spool"
         print(f"requeued {key} as {new_key} in {where}: from <{envelope.mail_from}> to "
-              f"{', '.join(f'<{r}>' for r in envelope.rcpt_tos)} (was: {reason_of(data)})")
+              f"{', '.join(f'<{r}>' for r in envelope.rcpt_tos)} (was: {found.reason or '-'})")
     if failed:
         raise CommandError(f"{failed} of {len(keys)} message(s) not requeued", code=1)
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from lamson import parked
 from lamson.mail import MailRequest
 from lamson.queue import Queue
 from lamson.router import ConversationBusy, LocalLocks, RouterClass, RoutingError
@@ -96,8 +97,9 @@ def test_error_state_is_entered_then_called_on_next_message(loaded: RouterClass,
     assert loaded.get_state(SAMPLE, msg("a@test.com")) == "ERROR"
     (key, kept), = list(loaded.UNDELIVERABLE_QUEUE)
     assert "RuntimeError: handler bug" in kept["X-Lamson-Reason"]
-    assert kept["X-Lamson-Envelope-From"] == "joe@example.org"
     assert kept["subject"] == "boom"
+    record = parked.read(loaded.UNDELIVERABLE_QUEUE.get_bytes(key))  # the one parked record (lamson.parked)
+    assert record.envelope is not None and record.envelope.mail_from == "joe@example.org"
     loaded.deliver(msg("a@test.com"))
     assert states()[-1] == "ERROR"
     assert loaded.get_state(SAMPLE, msg("a@test.com")) == "START"
@@ -131,7 +133,9 @@ def test_undeliverable_goes_to_queue_or_log(loaded: RouterClass, tmp_path, caplo
     loaded.deliver(msg("someone@elsewhere.net", subject="lost"))
     (key, kept), = list(loaded.UNDELIVERABLE_QUEUE)
     assert kept["subject"] == "lost"
-    assert kept["X-Lamson-Envelope-To"] == "someone@elsewhere.net"
+    record = parked.read(loaded.UNDELIVERABLE_QUEUE.get_bytes(key))
+    assert record.envelope is not None and record.envelope.rcpt_tos == ("someone@elsewhere.net",)
+    assert record.reason == "no route matched in the current state"
 
 
 def test_several_recipients_routed_once_each(loaded: RouterClass) -> None:

@@ -13,8 +13,8 @@ import redis
 from lamson import maildir
 from lamson.envelope import Envelope, UnknownSchema
 from lamson.names import Names
-from lamson.requeue import untag
-from lamson.spool import Claim, MaildirSpool, RedisSpool, decode, key_time
+from lamson.parked import read
+from lamson.spool import Claim, MaildirSpool, RedisSpool, UnreadableRecord, decode, key_time
 
 DATA = b"From: a@example.org\r\nTo: b@test.com\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -78,8 +78,24 @@ def test_park_keeps_envelope_and_reason_for_requeue(spool, tmp_path: Path) -> No
     assert spool.where(key) is None
     raw = (tmp_path / "parked" / "new" / parked).read_bytes()
     assert b"X-Lamson-Reason: handler blew up X-Injected: no\r\n" in raw
-    envelope, message = untag(raw)
-    assert message == DATA and envelope.mail_from == "a@example.org" and envelope.rcpt_tos == ("b@test.com",)
+    found = read(raw)
+    assert found.message == DATA and found.envelope == got.envelope  # all of it: group, id, attempts
+    assert found.reason == "handler blew up X-Injected: no"
+
+
+def test_an_unreadable_record_is_parked_byte_for_byte(spool, tmp_path: Path) -> None:
+    key = spool.put(env(), DATA)
+    if isinstance(spool, MaildirSpool):
+        (tmp_path / "spool" / "new" / key).write_bytes(b'{"v":99}\n' + DATA)
+    else:
+        spool.conn.hset(Names("t1").key("spool", "incoming", "msg") + ":" + key, "envelope", b'{"v":99}')
+    with pytest.raises(UnreadableRecord):
+        spool.claim(key, "w1")
+    kept = spool.park_unreadable(key, "w1", "unreadable spool record: UnknownSchema")
+    assert kept is not None and spool.where(key) is None
+    found = read((tmp_path / "parked" / "new" / kept).read_bytes())
+    assert (found.envelope, found.reason, found.message) == (None, "unreadable spool record: UnknownSchema",
+                                                             b'{"v":99}\n' + DATA)
 
 
 def test_recover_returns_dead_claims_with_one_more_attempt(spool) -> None:
