@@ -26,13 +26,13 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from lamson import context, logs, loops, metrics, queues
+from lamson import logs, loops, metrics, queues
 from lamson.envelope import ORIGIN, Envelope
 from lamson.parked import park as write_parked
 from lamson.relay import dkim, dsn
 from lamson.relay import mx as mx
 from lamson.relay.smtp import Connections, SessionError, normalise_eol, smarthost_security
-from lamson.settings import DEFAULTS
+from lamson.runtime import Runtime
 from lamson.spool import Spooled, UnreadableRecord
 
 log = logging.getLogger("lamson.relay")
@@ -41,34 +41,34 @@ TRIES = "tries"
 DSN_SENT = "dsn_sent"
 
 
-def send(keys: list[str]) -> str:
-    """Deliver the outbox messages ``keys`` (none: whatever is due)."""
-    ctx = context.current()
+def send(runtime: Runtime, keys: list[str]) -> str:
+    """Deliver the outbox messages ``keys`` (none: whatever is due), with the relay worker's runtime."""
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         log.error("malformed relay wake-up dropped: %r", keys)
         return "malformed"
-    return Delivery(ctx).run(keys)
+    return Delivery(runtime).run(keys)
 
 
 class Delivery:
     """One job's deliveries."""
 
-    def __init__(self, ctx: context.Context) -> None:
+    def __init__(self, ctx: Runtime) -> None:
         self.ctx = ctx
         self.outbox = ctx.spool("outgoing")
         self.worker = ctx.worker_id
         settings = ctx.settings
+        config = ctx.config
         if ctx.smtp is None:
-            ctx.smtp = Connections(timeout=float(getattr(settings, "relay_timeout", DEFAULTS["relay_timeout"])))
+            ctx.smtp = Connections(timeout=float(config.relay_timeout))
         self.smtp: Connections = ctx.smtp
-        self.default = getattr(settings, "relay_config", {}) or {}
+        self.default = dict(config.relay_config)
         # Delivery by MX (lamson.relay.mx) when relay_config says "mx": True or names no host.
         self.mx = mx.MXSender(self.smtp, settings, ctx.conn, ctx.names) if mx.enabled(self.default) else None
-        self.retries = list(getattr(settings, "relay_retries", DEFAULTS["relay_retries"])) or [30]
-        self.lifetime = float(getattr(settings, "relay_lifetime", DEFAULTS["relay_lifetime"]))
-        self.max_attempts = int(getattr(settings, "max_attempts", DEFAULTS["max_attempts"]))
+        self.retries = list(config.relay_retries) or [30]
+        self.lifetime = float(config.relay_lifetime)
+        self.max_attempts = int(config.max_attempts)
         self.trace = loops.trace_name(settings, ctx.names)
-        self.rate_limit = int(getattr(settings, "reply_rate_limit", DEFAULTS["reply_rate_limit"]) or 0)
+        self.rate_limit = int(config.reply_rate_limit or 0)
         self.dkim = dkim.Signer(settings)  # DKIM signing (lamson.relay.dkim), if dkim_config says so
         self.outcomes: dict[str, int] = {}
 

@@ -13,7 +13,8 @@ import logging
 from lamson import logs
 from lamson import settings as lsettings
 from lamson.relay.smtp import Connections
-from lamson.workerbase import build_context, lower_priority, work
+from lamson.runtime import build_runtime
+from lamson.workerbase import lower_priority, work
 
 log = logging.getLogger("lamson.relay")
 
@@ -25,8 +26,8 @@ def run(settings_name: str | None = None, root: str | None = None, burst: bool =
     settings = lsettings.load(settings_name, root)
     logs.setup(settings=settings)  # its log_format
     lower_priority(settings)
-    ctx = build_context(settings, "relay")
-    ctx.smtp = Connections(timeout=settings.relay_timeout)
+    ctx = build_runtime(settings, "relay")
+    ctx.smtp = Connections(timeout=float(ctx.config.relay_timeout))
     try:
         return work(ctx, ["outgoing"], burst=burst)
     finally:

@@ -32,6 +32,7 @@ from typing import Any
 from lamson import context, parked
 from lamson.connection import UNAVAILABLE, unavailable
 from lamson.router.decorators import is_state_key_generator, spec_of
+from lamson.router.disposition import Crashed, Disposition, NoRoute, Refused, Routed
 from lamson.router.locks import ConversationBusy, LocalLocks, Locks
 from lamson.router.patterns import RoutingError, compile_route
 from lamson.router.state import START, MemoryStorage, StateStorage
@@ -374,40 +375,57 @@ class RouterClass:
         return f"{self.state_key(func.__module__, message)}\x1f{sender_of(message)}"
 
     def deliver(self, message: Any) -> int:
-        """Route one message; return how many state functions ran.
+        """Route one message (Lamson 1.x's entry point); return how many state functions ran.
 
         A message whose ``To`` is a list is routed once per recipient, in
         order. Raises ConversationBusy (before running anything for that
         recipient) when a conversation lock cannot be taken within the lock
         wait.
 
-        A handler that raises :class:`lamson.server.SMTPError` refuses the
-        message: nothing more runs for it. With ``LOG_EXCEPTIONS`` the
-        message is parked in ``UNDELIVERABLE_QUEUE`` with the refusal as its
-        reason (it was accepted long before a router worker saw it, so there
-        is no SMTP client left to answer); without, the error propagates, as
-        in Lamson 1.x, so tests can assert on it.
+        What routing came to (:meth:`dispose`) is acted on here as 1.x did:
+        a state function that failed, or a refusal (a handler raising
+        :class:`lamson.server.SMTPError`, after which nothing more runs for
+        the message), parks it in ``UNDELIVERABLE_QUEUE`` with the reason; a
+        message nothing took goes there too (or is logged when there is no
+        queue). Without ``LOG_EXCEPTIONS`` the errors propagate instead, as
+        in Lamson 1.x, so tests can assert on them. A router worker's routing
+        job calls :meth:`dispose` itself and decides in one place.
+        """
+        called = 0
+        for single in self.recipients(message):
+            outcome = self.dispose(single)
+            if isinstance(outcome, Routed | Crashed | Refused):
+                called += outcome.ran
+            if isinstance(outcome, Crashed | Refused):
+                self.park(single, outcome.reason)
+            elif isinstance(outcome, NoRoute):
+                self.undeliverable(single, outcome.reason)
+            if isinstance(outcome, Refused):
+                break
+        return called
+
+    @staticmethod
+    def recipients(message: Any) -> list[Any]:
+        """The message once per recipient (``To`` a list: a shallow copy for each)."""
+        if not isinstance(message.To, list | tuple):
+            return [message]
+        singles = []
+        for rcpt in message.To:
+            single = copy.copy(message)
+            single.To = rcpt
+            singles.append(single)
+        return singles
+
+    def dispose(self, message: Any) -> Disposition:
+        """Route a message for its one recipient (``message.To``) and say what came of it; park nothing.
+
+        Raises ConversationBusy and infrastructure errors (the message is routed
+        again later, nothing was charged to it), and, without ``LOG_EXCEPTIONS``,
+        what the handlers raised.
         """
         if self.RELOAD:
             self.reload_changed()
-        called = [0]
-        try:
-            if isinstance(message.To, list | tuple):
-                for rcpt in message.To:
-                    single = copy.copy(message)
-                    single.To = rcpt
-                    self._deliver_one(single, called)
-            else:
-                self._deliver_one(message, called)
-        except Exception as exc:
-            if not _is_smtp_error(exc):
-                raise
-            LOG.warning("%smessage to %r from %r refused by a handler: %s", _named(message), message.To,
-                        message.From, exc)
-            if not self.LOG_EXCEPTIONS:
-                raise
-            self.park(message, f"refused by a handler: {exc}")
-        return called[0]
+        return self._deliver_one(message)
 
     def select(self, message: Any) -> list[tuple[StateFunction, dict[str, str]]]:
         """What routing one recipient's message runs: ``[(function, captures)]`` in call order.
@@ -437,34 +455,52 @@ class RouterClass:
                     stateful_found = True
         return chosen
 
-    def _deliver_one(self, message: Any, called: list[int]) -> None:
+    def _deliver_one(self, message: Any) -> Disposition:
         matched = [f for funcs, _ in self.match(message.To) for f in funcs]
         locks = sorted({self.lock_name(f, message) for f in matched
                         if not _flag(f, "nolocking")})
         ran = 0
+        crashes: list[str] = []
         with self.LOCKS.hold(locks):
             # Chosen under the locks: the states read are the ones no other process is changing.
             for func, captures in self.select(message):
                 ran += 1
-                called[0] += 1
-                self.call_safely(func, message, captures)
-        if ran == 0:
-            self.undeliverable(message, "no route matched in the current state")
+                try:
+                    crash = self._call(func, message, captures)
+                except Exception as exc:
+                    if not _is_smtp_error(exc):
+                        raise
+                    LOG.warning("%smessage to %r from %r refused by a handler: %s", _named(message),
+                                message.To, message.From, exc)
+                    if not self.LOG_EXCEPTIONS:
+                        raise
+                    return Refused(f"refused by a handler: {exc}", ran)
+                if crash is not None:
+                    crashes.append(crash)
+        if crashes:
+            return Crashed("; ".join(crashes), ran)
+        return Routed(ran) if ran else NoRoute()
 
     def call_safely(self, func: StateFunction, message: Any, captures: dict[str, str]) -> None:
-        """Run one state function and apply its transition; park the message if it fails.
+        """Run one state function and apply its transition; park the message if it fails (1.x's name)."""
+        crash = self._call(func, message, captures)
+        if crash is not None:
+            self.park(message, crash)
 
-        A failure puts the module in its ERROR state (when it routes one),
-        logs the traceback and parks the message, or re-raises when
-        ``LOG_EXCEPTIONS`` is false. ``SMTPError`` (a deliberate refusal,
-        not a bug) and infrastructure errors always propagate untouched.
+    def _call(self, func: StateFunction, message: Any, captures: dict[str, str]) -> str | None:
+        """Run one state function and apply its transition; why it failed, or None.
+
+        A failure puts the module in its ERROR state (when it routes one) and
+        logs the traceback, or re-raises when ``LOG_EXCEPTIONS`` is false.
+        ``SMTPError`` (a deliberate refusal, not a bug) and infrastructure
+        errors always propagate untouched.
         """
         stateless = _flag(func, "stateless")
         module_name = func.__module__
         try:
             next_state = func(message, **captures)
             if stateless or next_state is None:
-                return
+                return None
             if isinstance(next_state, str):
                 self.set_state(module_name, message, next_state)
             elif callable(next_state) and hasattr(next_state, "__name__"):
@@ -478,7 +514,7 @@ class RouterClass:
             raise
         except Exception as exc:
             if _is_smtp_error(exc):
-                raise  # deliver() decides: park (LOG_EXCEPTIONS) or propagate
+                raise  # dispose() decides: a refusal (LOG_EXCEPTIONS) or propagate
             if unavailable(exc):
                 raise  # Redis refusing writes (MISCONF, NOREPLICAS, ...): not the handler's fault either
             if not stateless and ERROR in self.state_names(module_name):
@@ -488,7 +524,8 @@ class RouterClass:
                       message.To, exc_info=True)
             if not self.LOG_EXCEPTIONS:
                 raise
-            self.park(message, f"{function_name(func)} raised {type(exc).__name__}: {exc}")
+            return f"{function_name(func)} raised {type(exc).__name__}: {exc}"
+        return None
 
     def undeliverable(self, message: Any, reason: str) -> None:
         """Keep a message no state function took (or log it when there is no queue)."""

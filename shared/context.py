@@ -1,11 +1,12 @@
-"""The one object a worker process builds at start and every job reads.
+"""The process's runtime, for the code that has none in hand; and the message a handler runs for.
 
-rq calls a job by its dotted name with only its (JSON) arguments, so a job
-cannot be handed its services directly; instead the worker process builds a
-:class:`Context` once (settings, Redis, the application's names, its spools
-and outbox, its own worker id) and installs it, and jobs, ``Relay.deliver``,
-``defer`` and the confirmation engine read it with :func:`current`. There is
-exactly one per process, set in one place; tests install their own.
+Jobs receive the process's :class:`lamson.runtime.Runtime` as an argument.
+Code written for Lamson 1.x cannot: a handler calls ``relay.deliver(reply)``,
+``defer(message)`` or ``Queue("run/posts").push(message)`` with no runtime in
+hand, and those must still reach the worker's outbox, spools and Redis. So
+:func:`lamson.runtime.build_runtime` installs the runtime here, once per
+process, and those few 1.x entry points read it with :func:`get`
+(docs/design.md, "One runtime per process"). Nothing else should.
 """
 
 from __future__ import annotations
@@ -14,70 +15,39 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
-
-from lamson.names import Names
+if TYPE_CHECKING:
+    from lamson.runtime import Runtime
 
 
-@dataclass
-class Context:
-    """The process-wide services of a Lamson worker (router, relay, queue receiver)."""
+def __getattr__(name: str) -> Any:
+    """``lamson.context.Context``: the runtime's earlier name."""
+    if name == "Context":
+        from lamson.runtime import Runtime
 
-    settings: ModuleType | Any
-    conn: redis.Redis
-    names: Names
-    #: This process's worker id: unique across hosts, restarts and applications.
-    worker_id: str = ""
-    #: Spools by worker-group name ("incoming", deferred queues), opened on demand.
-    spools: dict[str, Any] = field(default_factory=dict)
-    #: The outgoing spool the relay delivers from (None until opened).
-    outbox: Any = None
-    #: Replies written by handlers during the current routing batch, not yet made durable.
-    pending_outbox: list[str] = field(default_factory=list)
-    #: The relay worker's kept-open SMTP sessions (lamson.relay.smtp.Connections).
-    smtp: Any = None
-    #: A QueueReceiver's size_limit (bytes; 0: none).
-    queue_size_limit: int = 0
-    #: Set when the process is told to stop: a job finishes the message in hand and hands the
-    #: rest back (a job following a busy sender's line would otherwise run on and on).
-    stopping: bool = False
-
-    def spool(self, group: str = "incoming") -> Any:
-        """The spool of a worker group ("incoming", "outgoing", a deferred queue), opened once."""
-        if group not in self.spools:
-            from lamson.spool import open_spool
-
-            self.spools[group] = open_spool(self.settings, self.conn, group)
-        return self.spools[group]
-
-    def lines(self, group: str = "incoming") -> Any:
-        """The per-sender lines (lamson.order) of a worker group."""
-        from lamson.order import Lines
-
-        return Lines(self.conn, self.names, group)
+        return Runtime
+    raise AttributeError(f"module 'lamson.context' has no attribute {name!r}")
 
 
-_current: Context | None = None
+_current: Runtime | None = None
 
 
-def install(context: Context | None) -> Context | None:
-    """Make ``context`` the one this process uses (None uninstalls it: tests)."""
+def install(runtime: Runtime | None) -> Runtime | None:
+    """Make ``runtime`` the one this process's 1.x entry points use (None uninstalls it: tests)."""
     global _current
-    _current = context
-    return context
+    _current = runtime
+    return runtime
 
 
-def current() -> Context:
+def current() -> Runtime:
     """The installed context; a clear error when called outside a Lamson worker."""
     if _current is None:
         raise RuntimeError("no Lamson worker context: this runs in `lamson worker` / `lamson relay` processes")
     return _current
 
 
-def get() -> Context | None:
+def get() -> Runtime | None:
     """The installed context, or None (unit tests, scripts, the CLI)."""
     return _current
 

@@ -98,13 +98,26 @@ class WakeUp(Job):
             self.connection.delete(self.key)
             raise NoSuchJobError(f"unreadable job {self.id}") from exc
 
+    #: The process's runtime, handed to the job function as its first argument: a class attribute of the
+    #: class each :class:`Worker` derives for its runtime (rq makes job objects from the class alone).
+    runtime: Any = None
+
     def perform(self) -> Any:
+        """Call the job function with the worker's runtime, then the job's own (JSON) arguments.
+
+        rq's own ``perform`` would call it with the job's arguments only, and the
+        function would have to find its services in a process global; instead
+        the runtime is given to it, like any other argument (docs/design.md,
+        "One runtime per process").
+        """
         from lamson.queues import JOB_FUNCTIONS
 
         name = self.func_name
         if name not in JOB_FUNCTIONS:
             raise NotALamsonJob(f"job {self.id} names {name!r}, not a Lamson job: dropped, nothing run")
-        return super().perform()
+        if self.runtime is None:
+            raise RuntimeError("a wake-up ran outside a Lamson worker: no runtime to hand it")
+        return self.func(self.runtime, *self.args, **self.kwargs)
 
 
 class Worker(SimpleWorker):
@@ -143,8 +156,10 @@ class Worker(SimpleWorker):
     HEARTBEAT_EVERY = 5.0
     STOP_JOIN = 2.0
 
-    def __init__(self, *args: Any, on_stop: Callable[[], None] | None = None,
+    def __init__(self, *args: Any, runtime: Any = None, on_stop: Callable[[], None] | None = None,
                  reconnect_every: float | None = None, **kwargs: Any) -> None:
+        if runtime is not None:  # the jobs this worker runs are handed its runtime
+            kwargs["job_class"] = type("WakeUp", (WakeUp,), {"runtime": runtime, "__module__": __name__})
         super().__init__(*args, **kwargs)
         self.on_stop = on_stop
         self.last_beat = 0.0

@@ -100,6 +100,8 @@ class Spool(Protocol):
     """What the receiver, the workers, the relay and the sweeper need of a spool."""
 
     group: str
+    #: The Maildir its messages are parked in (lamson.parked).
+    parked: Path
 
     def put(self, envelope: Envelope, data: bytes, *, sync: bool = True, delay: float = 0.0) -> str: ...
 
@@ -606,17 +608,18 @@ def open_spool(settings: Any, conn: redis.Redis | None = None, group: str = "inc
     goes to ``undeliverable_dir``, parked replies to ``bounced_dir``.
     """
     from lamson.names import names_for
+    from lamson.typed_settings import Settings
 
-    parked = getattr(settings, "bounced_dir", DEFAULTS["bounced_dir"]) if group == "outgoing" else \
-        getattr(settings, "undeliverable_dir", DEFAULTS["undeliverable_dir"])
-    if getattr(settings, "spool", DEFAULTS["spool"]) == "redis":
+    typed = Settings.of(settings)
+    parked = typed.bounced_dir if group == "outgoing" else typed.undeliverable_dir
+    if typed.spool == "redis":
         if conn is None:
             raise ValueError("the Redis spool needs a Redis connection")
-        return RedisSpool(conn, names_for(settings), group=group, parked=parked)
+        return RedisSpool(conn, names_for(typed), group=group, parked=parked)
     if group == "outgoing":
-        path = Path(getattr(settings, "outbox_dir", DEFAULTS["outbox_dir"]))
+        path = Path(typed.outbox_dir)
     elif group == "incoming":
-        path = Path(settings.spool_dir)
+        path = Path(typed.spool_dir)
     else:
-        path = Path(settings.spool_dir) / f".{group}"
+        path = Path(typed.spool_dir) / f".{group}"
     return MaildirSpool(path, group=group, parked=parked)

@@ -38,14 +38,14 @@ import redis
 
 from lamson import groups, queues, rqcompat
 from lamson.connection import unavailable
-from lamson.context import Context
+from lamson.runtime import Runtime
 from lamson.liveness import Liveness
-from lamson.settings import DEFAULTS
+from lamson.typed_settings import Settings
 
 log = logging.getLogger("lamson.sweeper")
 
 
-def sweep(ctx: Context, group: str, liveness: Liveness, *, grace: float, interval: float,
+def sweep(ctx: Runtime, group: str, liveness: Liveness, *, grace: float, interval: float,
           catch_up: bool = False) -> int:
     """One pass over one group; returns how many messages were recovered or woken.
 
@@ -87,7 +87,7 @@ def sweep(ctx: Context, group: str, liveness: Liveness, *, grace: float, interva
             pass
 
 
-def _may_wake(ctx: Context, group: str, interval: float, catch_up: bool) -> bool:
+def _may_wake(ctx: Runtime, group: str, interval: float, catch_up: bool) -> bool:
     """Whether this sweep wakes the group's waiting messages: no other worker did in the last
     ``0.8 * interval`` (a catch-up always does, and says so for the others)."""
     marker = ctx.names.key("sweeper", group, "woken")
@@ -98,7 +98,7 @@ def _may_wake(ctx: Context, group: str, interval: float, catch_up: bool) -> bool
     return bool(ctx.conn.set(marker, b"1", px=window, nx=True))
 
 
-def wake(ctx: Context, group: str, keys: list[str]) -> None:
+def wake(ctx: Runtime, group: str, keys: list[str]) -> None:
     """Put waiting messages in their senders' lines and send wake-ups in batches."""
     spool = ctx.spool(group)
     entries = []
@@ -112,15 +112,16 @@ def wake(ctx: Context, group: str, keys: list[str]) -> None:
             entries.append((key, spooled.envelope.mail_from))
     if groups.named(group).ordered:  # replies and Maildir queues keep no order
         ctx.lines(group).add(entries)
+    timeout = Settings.of(ctx.settings).job_timeout  # once per sweep, not per batch
     for batch in queues.chunks(keys):
         if group == "outgoing":
             queues.wake_relay(ctx.conn, ctx.names, batch)
         else:
             queues.wake_router(ctx.conn, ctx.names, group, batch,
-                               timeout=int(getattr(ctx.settings, "job_timeout", DEFAULTS["job_timeout"])))
+                               timeout=timeout)
 
 
-def forget_dead_workers(ctx: Context, liveness: Liveness) -> list[str]:
+def forget_dead_workers(ctx: Runtime, liveness: Liveness) -> list[str]:
     """Unregister from rq this application's workers that are dead (idle ones have no claims to find)."""
     names = rqcompat.registered_workers(ctx.conn, ctx.names.namespace + ".")
     dead = sorted(liveness.dead(names))
@@ -138,7 +139,7 @@ PROBE_EVERY = 1.0
 class Housekeeper(threading.Thread):
     """Liveness beats and sweeps for one worker process; errors are logged, never fatal."""
 
-    def __init__(self, ctx: Context, liveness: Liveness, groups: list[str], *, interval: float,
+    def __init__(self, ctx: Runtime, liveness: Liveness, groups: list[str], *, interval: float,
                  grace: float, beat: float) -> None:
         super().__init__(name="lamson-housekeeper", daemon=True)
         self.ctx = ctx

@@ -1,9 +1,10 @@
 """The worker process start-up that router, relay and queue workers share, written once.
 
-Settings, Redis, the worker id, the :class:`~lamson.context.Context` jobs
-read, the liveness beat and sweeps (:mod:`lamson.sweeper`), and rq's
-``SimpleWorker`` loop (no fork per job: forking costs about four times the
-throughput, see docs/design.md) on JSON wake-ups.
+The process's :class:`~lamson.runtime.Runtime` (built by
+:func:`lamson.runtime.build_runtime`), the liveness beat and sweeps
+(:mod:`lamson.sweeper`), and rq's ``SimpleWorker`` loop (no fork per job:
+forking costs about four times the throughput, see docs/design.md) on JSON
+wake-ups, each job handed the runtime.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import Any
 
 import redis
 
-from lamson import context, rqcompat, sweeper
+from lamson import rqcompat, sweeper
 from lamson.connection import connect, unavailable
-from lamson.liveness import Liveness, new_worker_id
-from lamson.names import names_for
+from lamson.liveness import Liveness
 from lamson.redis_check import persistence_problems
-from lamson.settings import DEFAULTS
+from lamson.runtime import Runtime, build_runtime
+from lamson.typed_settings import Settings
 
 log = logging.getLogger("lamson.workers")
 
@@ -47,26 +48,21 @@ def startup_problems(conn: redis.Redis) -> list[str]:
         return [f"cannot check Redis persistence: {exc}"]
 
 
-def build_context(settings: ModuleType, role: str, conn: redis.Redis | None = None) -> context.Context:
-    """The process's Context (installed), with a fresh worker id and the outbox open."""
-    conn = conn if conn is not None else connect(settings.redis_url)
-    names = names_for(settings)
-    ctx = context.Context(settings=settings, conn=conn, names=names, worker_id=new_worker_id(names, role))
-    ctx.outbox = ctx.spool("outgoing")
-    context.install(ctx)
-    return ctx
+def build_context(settings: ModuleType, role: str, conn: redis.Redis | None = None) -> Runtime:
+    """The process's runtime (:func:`lamson.runtime.build_runtime`): its earlier name."""
+    return build_runtime(settings, role, conn=conn)
 
 
-def work(ctx: context.Context, groups: list[str], *, burst: bool = False, scheduler: bool = True) -> int:
+def work(ctx: Runtime, groups: list[str], *, burst: bool = False, scheduler: bool = True) -> int:
     """Beat, sweep once, then run rq's loop on the groups' queues until stopped."""
     for problem in startup_problems(ctx.conn):
         log.warning("WARNING: %s", problem)
-    ttl = float(getattr(ctx.settings, "worker_ttl", DEFAULTS["worker_ttl"]))
+    config = ctx.config
+    ttl = float(config.worker_ttl)
     liveness = Liveness(ctx.conn, ctx.names, ctx.worker_id, ttl=ttl)
     liveness.beat()
-    keeper = sweeper.Housekeeper(ctx, liveness, groups, interval=float(ctx.settings.sweep_interval),
-                                 grace=float(ctx.settings.sweep_grace),
-                                 beat=min(ttl / 3, float(ctx.settings.sweep_interval)))
+    keeper = sweeper.Housekeeper(ctx, liveness, groups, interval=float(config.sweep_interval),
+                                 grace=float(config.sweep_grace), beat=min(ttl / 3, float(config.sweep_interval)))
     try:
         keeper.sweep_all()  # a restarted worker's own dead predecessor is on this host: its claims come back now
     except Exception as exc:  # Redis down at start: rq's loop waits for it; the thread sweeps later
@@ -89,7 +85,7 @@ def lower_priority(settings: Any) -> None:
     at once, the receiver's start-up (imports, then listening) gets the CPU
     before the workers' heavier one, so it greets sooner.
     """
-    nice = int(getattr(settings, "worker_nice", DEFAULTS["worker_nice"]) or 0)
+    nice = int(Settings.of(settings).worker_nice or 0)
     if nice > 0:
         try:
             os.nice(nice)
@@ -106,7 +102,7 @@ def _preload(groups: list[str]) -> None:
         importlib.import_module(func.rpartition(".")[0])
 
 
-def _new_worker(ctx: context.Context, groups: list[str]) -> rqcompat.Worker:
+def _new_worker(ctx: Runtime, groups: list[str]) -> rqcompat.Worker:
     def stopping() -> None:
         ctx.stopping = True
 
@@ -118,13 +114,13 @@ def _new_worker(ctx: context.Context, groups: list[str]) -> rqcompat.Worker:
         maintenance_interval=MAINTENANCE_INTERVAL,
         default_result_ttl=rqcompat.RESULT_TTL,
         serializer=rqcompat.SERIALIZER,
-        job_class=rqcompat.WakeUp,  # runs Lamson's job functions only
+        runtime=ctx,  # handed to each job (rqcompat.WakeUp runs Lamson's job functions only)
         on_stop=stopping,
         reconnect_every=PROBE_EVERY,
     )
 
 
-def _work_until_stopped(ctx: context.Context, groups: list[str], *, burst: bool, scheduler: bool,
+def _work_until_stopped(ctx: Runtime, groups: list[str], *, burst: bool, scheduler: bool,
                         keeper: sweeper.Housekeeper | None = None) -> int:
     """rq's loop, started again whenever Redis went away under it, until a signal stops the process.
 
@@ -202,7 +198,7 @@ def wait_for_redis(conn: redis.Redis, stop: threading.Event, *, probe: str, ever
     return False
 
 
-def release_own_claims(ctx: context.Context, groups: list[str]) -> int:
+def release_own_claims(ctx: Runtime, groups: list[str]) -> int:
     """Put back what this process claimed and did not finish (its job was cut off with Redis)."""
     from lamson import queues
 

@@ -11,14 +11,14 @@ from typing import Any
 import redis
 
 from lamson import context, rqcompat
-from lamson.names import Names
 from lamson.relay import Relay
 from lamson.relay.smtp import Connections
+from lamson.runtime import build_runtime
 from lamson.settings import DEFAULTS
 
 
 class RelayKit:
-    """An outbox under ``root``, the relay's Context installed, and ways to run it."""
+    """An outbox under ``root``, the relay's runtime built and installed, and ways to run it."""
 
     def __init__(self, root: Path, conn: redis.Redis, **settings: Any) -> None:
         values = {**DEFAULTS, "outbox_dir": str(root / "outbox"), "bounced_dir": str(root / "bounced"),
@@ -27,11 +27,9 @@ class RelayKit:
         values.update(settings)
         self.settings = SimpleNamespace(**values)
         self.conn = conn
-        self.ctx = context.Context(settings=self.settings, conn=conn, names=Names("t"),
-                                   worker_id="t.relay.h.1.test")
-        self.ctx.outbox = self.ctx.spool("outgoing")
+        self.ctx = build_runtime(self.settings, "relay", conn=conn)  # as `lamson relay` does
+        self.ctx.worker_id = "t.relay.h.1.test"
         self.ctx.smtp = Connections(timeout=float(self.settings.relay_timeout))
-        context.install(self.ctx)
 
     @property
     def outbox(self) -> Any:
@@ -44,7 +42,8 @@ class RelayKit:
     def work(self) -> None:
         """Run every due wake-up (scheduled ones included) in this process, then return."""
         rqcompat.Worker([rqcompat.queue(self.conn, self.ctx.names.outgoing)], connection=self.conn,
-                        serializer=rqcompat.SERIALIZER, name=f"t.relay.h.1.{time.monotonic_ns()}").work(
+                        serializer=rqcompat.SERIALIZER, name=f"t.relay.h.1.{time.monotonic_ns()}",
+                        runtime=self.ctx).work(
             burst=True, with_scheduler=True)
 
     def work_until(self, done: Callable[[], object], timeout: float = 30) -> None:

@@ -26,13 +26,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
+from lamson.groups import Group, Kind
 from lamson.names import Names
 from lamson.queue import queue_group, receivers_key
-from lamson.settings import DEFAULTS
+from lamson.typed_settings import Settings
+
+if TYPE_CHECKING:
+    from lamson.runtime import Runtime
 
 
 def announce(conn: redis.Redis, names: Names, group: str) -> None:
@@ -58,36 +62,39 @@ class QueueReceiver:
         self.oversize_dir = Path(oversize_dir) if oversize_dir is not None else None
         self.group = queue_group(self.queue_dir)
 
-    def spool(self, settings: Any) -> Any:
+    def spool(self, settings: Settings | Any) -> Any:
         """The queue folder as a spool of plain messages, parking where the settings say."""
         from lamson.spool import MaildirSpool
 
-        parked = self.oversize_dir or Path(getattr(settings, "undeliverable_dir", DEFAULTS["undeliverable_dir"]))
+        parked = self.oversize_dir or Path(Settings.of(settings).undeliverable_dir)
         return MaildirSpool(self.queue_dir, group=self.group, parked=parked, plain=True)
 
     def start(self, one_shot: bool = False) -> int:
         """Serve the queue in this process (1.x's API): until stopped, or until it is empty with ``one_shot``."""
         from lamson import context
-        from lamson.workerbase import build_context
+        from lamson.runtime import build_runtime
 
         ctx = context.get()
         if ctx is None:
             from lamson import settings as lsettings
 
-            ctx = build_context(lsettings.load(), "queue")
+            ctx = build_runtime(lsettings.load(), "queue")
         return serve(ctx, self, burst=one_shot)
 
     def __repr__(self) -> str:
         return f"QueueReceiver({str(self.queue_dir)!r}, sleep={self.sleep:g})"
 
 
-def serve(ctx: Any, receiver: QueueReceiver, *, burst: bool = False) -> int:
+def serve(ctx: Runtime, receiver: QueueReceiver, *, burst: bool = False) -> int:
     """Run this worker process on a queue: its spool registered, announced, swept every ``sleep`` seconds."""
+    from dataclasses import replace
+
     from lamson.workerbase import work
 
-    ctx.spools[receiver.group] = receiver.spool(ctx.settings)
-    ctx.settings.sweep_interval = min(float(ctx.settings.sweep_interval), receiver.sleep)
-    ctx.settings.sweep_grace = min(float(ctx.settings.sweep_grace), receiver.sleep)
-    ctx.queue_size_limit = receiver.size_limit
+    ctx.spools[receiver.group] = receiver.spool(ctx.config)
+    ctx.groups[receiver.group] = Group(receiver.group, Kind.QUEUE, receiver.size_limit)
+    config = ctx.config
+    ctx.configure(replace(config, sweep_interval=min(float(config.sweep_interval), receiver.sleep),
+                          sweep_grace=min(float(config.sweep_grace), receiver.sleep)))
     announce(ctx.conn, ctx.names, receiver.group)
     return work(ctx, [receiver.group], burst=burst)

@@ -1,8 +1,9 @@
 """The router worker process (``lamson worker``): load the application once, then run wake-ups.
 
-Start-up order matters: settings, Redis and the process's Context, the
-router's Redis state and locks (``setup_worker``), then the application's
-boot module (which loads the handlers), then the shared worker loop
+Start-up order matters: settings, then the process's runtime
+(:func:`lamson.runtime.build_runtime`: Redis, the router's state and locks in
+Redis), then the application's boot module (which loads the handlers into
+that router), then the shared worker loop
 (:func:`lamson.workerbase.work`: liveness, sweeps, rq). Each process is one
 worker; scale with supervisord's ``numprocs`` or more hosts on the same spool
 and Redis.
@@ -21,9 +22,9 @@ from typing import Any
 
 from lamson import health, logs
 from lamson import settings as lsettings
-from lamson.context import Context
 from lamson.recycle import reserve_files
-from lamson.workerbase import build_context, lower_priority, work
+from lamson.runtime import Runtime, build_runtime
+from lamson.workerbase import lower_priority, work
 from lamson.workers.queue_receiver import QueueReceiver, serve
 
 log = logging.getLogger("lamson.workers")
@@ -42,12 +43,8 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     settings = lsettings.load(settings_name, root)
     logs.setup(settings=settings)  # its log_format
     lower_priority(settings)
-    ctx = build_context(settings, "router")
+    ctx = build_runtime(settings, "router")
     groups = [ctx.names.short(q) for q in (queues or ["incoming"])]
-
-    from lamson.router import setup_worker
-
-    setup_worker(ctx.conn, settings)
     reserve_files(ctx.outbox, settings)  # replies of a burst reuse files instead of creating them
     if not boot_until_loaded(settings, boot, ctx=ctx):
         return 0
@@ -59,7 +56,7 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
 
 
 def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = None,
-                      ctx: Context | None = None) -> bool:
+                      ctx: Runtime | None = None) -> bool:
     """Run the application's boot; while it fails (a handler with a syntax error, a missing import), say
     why and try again every ``boot_retry`` seconds, until it loads (True) or the process is told to stop.
 
@@ -73,10 +70,12 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
     read it), refreshed every third of ``worker_ttl`` while it waits, and
     withdrawn when the load succeeds or the worker stops.
     """
-    from lamson.router import Router
+    from lamson.typed_settings import Settings
 
-    delay = float(delay if delay is not None else getattr(settings, "boot_retry", 30))
-    ttl = float(getattr(settings, "worker_ttl", 15))
+    config = Settings.of(settings)
+    router = ctx.routes() if ctx is not None else None
+    delay = float(delay if delay is not None else config.boot_retry)
+    ttl = float(config.worker_ttl)
     root = str(lsettings.project_root())
     stop = threading.Event()
     failed = False
@@ -93,7 +92,7 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
             error = f"{type(exc).__name__}: {exc}"
             log.exception("cannot load the application (%s); fix it: this worker tries again every %.0fs",
                           error, delay)
-        Router.clear_routes()
+        (router or _process_router()).clear_routes()
         for name, module in list(sys.modules.items()):
             path = getattr(module, "__file__", None) or ""
             keep = module is settings or settings.__name__.startswith(name + ".")  # the settings and their package
@@ -116,3 +115,9 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _process_router() -> Any:
+    from lamson.router import Router
+
+    return Router

@@ -25,9 +25,8 @@ import redis
 
 from lamson import context
 from lamson.envelope import Envelope
-from lamson.names import Names
-from lamson.queue import Queue
 from lamson.router import Router
+from lamson.runtime import build_runtime
 from lamson.settings import DEFAULTS
 from lamson.testing import router_snapshot
 from lamson.workers import jobs
@@ -93,21 +92,19 @@ def test_a_dns_server_that_fails_is_still_logged_at_info_in_a_short_line(
                                   "outbox_dir": str(tmp_path / "outbox"),
                                   "undeliverable_dir": str(tmp_path / "undeliverable"),
                                   "dns_config": {**hanging_dns.config, "timeout": 0.5},  # type: ignore[attr-defined]
-                                  "auth_timeout": 1.0, "authserv_id": "mx.test.com"})
-    ctx = context.Context(settings=settings, conn=redis_conn, names=Names("tl"), worker_id="tl.router.h.1.me")
-    ctx.outbox = ctx.spool("outgoing")
-    context.install(ctx)
+                                  "auth_timeout": 1.0, "authserv_id": "mx.test.com", "namespace": "tl"})
     try:
         with router_snapshot():
             Router.clear_routes()
             Router.defaults(host=r"test\.com")
             Router.load(["tests.workers.authres_handlers"])
-            Router.UNDELIVERABLE_QUEUE = Queue(settings.undeliverable_dir)
+            ctx = build_runtime(settings, "router", conn=redis_conn, router=Router)  # as `lamson worker` does
+            ctx.worker_id = "tl.router.h.1.me"
             key = ctx.spool().put(Envelope("alice@example.org", ("bot@test.com",), peer="192.0.2.10:40001",
                                            helo="client.example.org"), message())
             ctx.lines().add([(key, "alice@example.org")])
             with caplog.at_level(logging.INFO, logger="lamson.workers"):
-                assert jobs.route([key]) == "1 routed"
+                assert jobs.route(ctx, [key]) == "1 routed"
     finally:
         context.install(None)
     (line,) = [r for r in caplog.records if " dmarc=" in r.getMessage()]

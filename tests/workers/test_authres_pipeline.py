@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,9 +16,8 @@ import redis
 
 from lamson import authres, context
 from lamson.envelope import Envelope
-from lamson.names import Names
-from lamson.queue import Queue
 from lamson.router import Router
+from lamson.runtime import Runtime, build_runtime
 from lamson.settings import DEFAULTS
 from lamson.testing import router_snapshot
 from lamson.workers import jobs
@@ -35,44 +35,47 @@ def server() -> Iterator[Any]:
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, redis_conn: redis.Redis, server: Any) -> Iterator[context.Context]:
+def ctx(tmp_path: Path, redis_conn: redis.Redis, server: Any) -> Iterator[Runtime]:
     settings = SimpleNamespace(**{**DEFAULTS, "spool_dir": str(tmp_path / "spool"),
                                   "outbox_dir": str(tmp_path / "outbox"),
                                   "undeliverable_dir": str(tmp_path / "undeliverable"),
-                                  "dns_config": server.config, "authserv_id": "mx.test.com"})
-    c = context.Context(settings=settings, conn=redis_conn, names=Names("ta"), worker_id="ta.router.h.1.me")
-    c.outbox = c.spool("outgoing")
-    context.install(c)
+                                  "dns_config": server.config, "authserv_id": "mx.test.com", "namespace": "ta"})
     handlers.SEEN.clear()
     with router_snapshot():
         Router.clear_routes()
         Router.defaults(host=r"test\.com")
         Router.load(["tests.workers.authres_handlers"])
-        Router.UNDELIVERABLE_QUEUE = Queue(settings.undeliverable_dir)
+        c = build_runtime(settings, "router", conn=redis_conn, router=Router)  # as `lamson worker` does
+        c.worker_id = "ta.router.h.1.me"
         yield c
     context.install(None)
 
 
-def accept(c: context.Context, data: bytes, sender: str = "alice@example.org", peer: str = PEER,
+def configure(c: Runtime, **changes: Any) -> None:
+    """Other settings for the worker (a worker reads them once, at start: lamson.runtime)."""
+    c.configure(replace(c.config, **changes))
+
+
+def accept(c: Runtime, data: bytes, sender: str = "alice@example.org", peer: str = PEER,
            rcpts: tuple[str, ...] = ("bot@test.com",)) -> str:
     key = c.spool().put(Envelope(sender, rcpts, peer=peer, helo="client.example.org"), data)
     c.lines().add([(key, sender)])
     return key
 
 
-def parked(c: context.Context) -> list[bytes]:
+def parked(c: Runtime) -> list[bytes]:
     folder = Path(c.settings.undeliverable_dir) / "new"
     return [p.read_bytes() for p in folder.iterdir()] if folder.exists() else []
 
 
-def test_handlers_read_message_auth_and_the_header_once_per_message(ctx: context.Context,
+def test_handlers_read_message_auth_and_the_header_once_per_message(ctx: Runtime,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     real = authres.check
     monkeypatch.setattr(authres, "check", lambda *a, **k: calls.append(1) or real(*a, **k))
     forged = "Authentication-Results: mx.test.com; dmarc=pass header.from=example.org\r\n"
     key = accept(ctx, signed(message(extra=forged)), rcpts=("a@test.com", "b@test.com"))
-    assert jobs.route([key]) == "1 routed"
+    assert jobs.route(ctx, [key]) == "1 routed"
     assert len(calls) == 1  # both recipients share one computation
     assert [s["to"] for s in handlers.SEEN] == ["a@test.com", "b@test.com"]
     for seen in handlers.SEEN:
@@ -82,35 +85,33 @@ def test_handlers_read_message_auth_and_the_header_once_per_message(ctx: context
         assert isinstance(header, str) and header.startswith("mx.test.com;") and "dkim=pass" in header
 
 
-def test_dmarc_reject_is_parked_only_when_asked(ctx: context.Context) -> None:
+def test_dmarc_reject_is_parked_only_when_asked(ctx: Runtime) -> None:
     spoofed = message()  # From example.org (p=reject), sent from an IP outside its SPF, unsigned
     key = accept(ctx, spoofed, peer="203.0.113.5:25")
-    assert jobs.route([key]) == "1 routed"
+    assert jobs.route(ctx, [key]) == "1 routed"
     assert handlers.SEEN[0]["dmarc"] == "fail" and parked(ctx) == []
-    ctx.settings.dmarc_reject_park = True
+    configure(ctx, dmarc_reject_park=True)  # settings are read once, when the worker starts
     key = accept(ctx, spoofed, peer="203.0.113.5:25")
-    assert jobs.route([key]) == "1 parked"
+    assert jobs.route(ctx, [key]) == "1 parked"
     assert len(handlers.SEEN) == 1
     (kept,) = parked(ctx)
     assert b"DMARC fail for example.org, whose policy is p=reject" in kept
     ok = accept(ctx, message(), peer=PEER)  # SPF passes and aligns: routed
-    assert jobs.route([ok]) == "1 routed" and handlers.SEEN[-1]["dmarc"] == "pass"
+    assert jobs.route(ctx, [ok]) == "1 routed" and handlers.SEEN[-1]["dmarc"] == "pass"
 
 
-def test_a_dns_server_that_hangs_gives_temperror_and_the_mail_is_routed(ctx: context.Context, server: Any) -> None:
+def test_a_dns_server_that_hangs_gives_temperror_and_the_mail_is_routed(ctx: Runtime, server: Any) -> None:
     server.hang = True
-    ctx.settings.dns_config = {**server.config, "timeout": 0.3}
-    ctx.settings.auth_timeout = 1.0
-    ctx.settings.dmarc_reject_park = True
+    configure(ctx, dns_config={**server.config, "timeout": 0.3}, auth_timeout=1.0, dmarc_reject_park=True)
     keys = [accept(ctx, message(), sender=f"s{i}@example.org") for i in range(3)]
     started = time.monotonic()
-    assert jobs.route(keys) == "3 routed"
+    assert jobs.route(ctx, keys) == "3 routed"
     assert time.monotonic() - started < 3.0
     assert [(s["spf"], s["dmarc"]) for s in handlers.SEEN] == [("temperror", "temperror")] * 3
 
 
-def test_auth_results_off(ctx: context.Context) -> None:
-    ctx.settings.auth_results = False
+def test_auth_results_off(ctx: Runtime) -> None:
+    configure(ctx, auth_results=False)
     key = accept(ctx, message(extra="Authentication-Results: mx.test.com; spf=pass\r\n"))
-    assert jobs.route([key]) == "1 routed"
+    assert jobs.route(ctx, [key]) == "1 routed"
     assert handlers.SEEN[0]["auth"] is None and handlers.SEEN[0]["first"] == "From"
