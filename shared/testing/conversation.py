@@ -1,7 +1,8 @@
 """Conversations with the application, as tests: the guide's RouterConversation and TestConversation.
 
-``RouterConversation`` routes each message through the Router in this process
-(no servers); ``TestConversation`` sends it over SMTP with a relay to a
+``RouterConversation`` routes each message in this process (no servers) through
+the same routing job a worker runs (lamson.testing.inprocess: admission checks,
+``message.envelope`` and ``message.auth``, parking); ``TestConversation`` sends it over SMTP with a relay to a
 running server (``lamson start``) and finds the replies in the test queue
 that the logging server fills. Both check replies with
 :func:`lamson.testing.delivered`'s patterns.
@@ -45,6 +46,34 @@ class RouterConversation:
     def __init__(self, From: str, Subject: str) -> None:  # noqa: N803 - the guide's names
         self.From = From
         self.Subject = Subject
+        self._runtime: Any = None
+
+    @property
+    def runtime(self) -> Any:
+        """The in-process router runtime this conversation's messages are routed with (built on first use)."""
+        if self._runtime is None:
+            from lamson.testing.inprocess import InProcessRuntime
+
+            self._runtime = InProcessRuntime(_settings(), Router)
+        return self._runtime
+
+    def route(self, message: Any) -> int:
+        """Route a prepared MailRequest as a router worker would: spooled, admitted, delivered, committed.
+
+        Returns how many state functions ran (0: parked, or no route took it). What a handler raises
+        reaches the caller when the Router does not log exceptions
+        (``Router.LOG_EXCEPTIONS = False``, as ``config/testing.py`` sets it).
+        """
+        from lamson.testing import inprocess
+
+        return inprocess.route(self.runtime, [inprocess.accept(self.runtime, message)]).ran
+
+    def drain(self) -> str:
+        """Route whatever this conversation's messages left waiting (put back after an error, a busy lock);
+        the routing job's summary ("1 routed")."""
+        from lamson.testing import inprocess
+
+        return inprocess.route(self.runtime, []).summary
 
     def begin(self) -> None:
         """Start from scratch: every conversation in START, the test queue empty (as Lamson 1.x)."""
@@ -55,10 +84,10 @@ class RouterConversation:
                 Body: str | None = None, **headers: str) -> Any:
         """Route a message: ``deliver(To, From, Subject, Body)`` (1.x), or a prepared MailRequest."""
         if not isinstance(To, str) and From is None and Subject is None and Body is None and not headers:
-            return Router.deliver(To)
+            return self.route(To)
         message = make_message(self.From if From is None else From, To,
                                self.Subject if Subject is None else Subject, Body or "", **headers)
-        return Router.deliver(message)
+        return self.route(message)
 
     def say(self, To: str, Body: str, expect: str | None = None, Subject: str | None = None,  # noqa: N803
             **headers: str) -> Any:
@@ -116,3 +145,16 @@ def assert_in_state(module: str | ModuleType, To: str, From: str, state: str) ->
     message = make_message(From, To)
     actual = Router.get_state(name, message)
     assert actual == state, f"{From} is in state {actual!r} in {name}, expected {state!r}"
+
+
+def _settings() -> Any:
+    """The application's settings, as config/testing.py loaded them; the defaults outside a project."""
+    from types import SimpleNamespace
+
+    from lamson.context import app_settings
+    from lamson.settings import DEFAULTS, SettingsError
+
+    try:
+        return app_settings()
+    except SettingsError:  # a test of handlers alone, with no config/settings.py
+        return SimpleNamespace(**DEFAULTS)
