@@ -18,10 +18,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from lamson.names import BadNamespace, check_namespace
+
+if TYPE_CHECKING:  # re-exported by __getattr__ below: lamson.typed_settings imports this module
+    from lamson.typed_settings import Settings as Settings
 
 MiB = 1024 * 1024
 
@@ -264,6 +267,23 @@ def load(name: str | None = None, root: str | os.PathLike[str] | None = None, *,
     validate(module)
     apply_credentials(module, top)
     return module
+
+
+def load_typed(name: str | None = None, root: str | os.PathLike[str] | None = None) -> Settings:
+    """:func:`load`, then the typed view a process keeps (lamson.typed_settings.Settings)."""
+    from lamson.typed_settings import Settings
+
+    return Settings.of(load(name, root))
+
+
+if not TYPE_CHECKING:  # mypy sees the import above; a module __getattr__ would hide every typo'd name
+    def __getattr__(name: str) -> Any:
+        """``from lamson.settings import Settings``: imported on first use, as its module imports this one."""
+        if name == "Settings":
+            from lamson.typed_settings import Settings
+
+            return Settings
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def shown_file(module: ModuleType) -> str:
