@@ -259,3 +259,27 @@ def test_no_module_of_the_package_but_rqcompat_imports_rq() -> None:
                 offenders += [f"{path.relative_to(REPO)}:{node.lineno} imports {m}"
                               for m in modules if m == "rq" or m.startswith("rq.")]
     assert not offenders, "only lamson.rqcompat may import rq:\n" + "\n".join(offenders)
+
+
+def test_a_worker_hands_its_runtime_to_each_job(redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs get their services as an argument (docs/design.md, "One runtime per process"), not from a global."""
+    from lamson.workers import jobs
+
+    seen: list[tuple[object, list[str], str]] = []
+
+    def route(runtime: object, keys: list[str], group: str = "incoming") -> str:
+        seen.append((runtime, keys, group))
+        return "ok"
+
+    monkeypatch.setattr(jobs, "route", route)
+    runtime = object()
+    rqcompat.enqueue(redis_conn, "t-rt", queues.ROUTE_JOB, [["k1"], "posts"], timeout=10, description="test")
+    worker = rqcompat.Worker([rqcompat.queue(redis_conn, "t-rt")], connection=redis_conn,
+                             serializer=rqcompat.SERIALIZER, name="t.test.h.1.rt", runtime=runtime)
+    worker.work(burst=True)
+    assert seen == [(runtime, ["k1"], "posts")]
+    unbound = rqcompat.Worker([rqcompat.queue(redis_conn, "t-rt")], connection=redis_conn,
+                              serializer=rqcompat.SERIALIZER, name="t.test.h.1.none", job_class=rqcompat.WakeUp)
+    failed = rqcompat.enqueue(redis_conn, "t-rt", queues.ROUTE_JOB, [["k2"]], timeout=10, description="test")
+    unbound.work(burst=True)  # a wake-up outside a worker with a runtime runs nothing
+    assert len(seen) == 1 and failed.id in rqcompat.queue(redis_conn, "t-rt").failed_job_registry.get_job_ids()
