@@ -2,7 +2,7 @@
 
 Every program (``lamson worker``, ``lamson relay``, ``lamson receiver``) and
 every test fixture builds its services the same way, with
-:func:`build_runtime`: the settings (typed, :class:`lamson.settings.Settings`),
+:func:`build_runtime`: the settings (typed, :class:`lamson.typed_settings.Settings`),
 Redis, the application's names, this process's worker id, its spools and
 outbox, senders' lines, and, for a router worker, the Router with its
 conversation state and locks in Redis. Jobs receive the runtime as their

@@ -16,12 +16,14 @@ back once the cause is fixed). The built-in ones, in :data:`CHECKS`:
 
 An application adds its own with the ``admission_checks`` setting: dotted
 names of such callables, run after the built-in ones (docs/mail.md,
-"Admission checks"). A check must be quick and must not raise: what it
-raises fails the message's attempt like any error outside the handlers.
+"Admission checks"). A check must be quick and should not raise: what it
+raises costs the message an attempt, like any error outside the handlers
+(retried after ``route_retries``, parked at ``max_attempts``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from collections.abc import Callable, Sequence
@@ -119,10 +121,20 @@ CHECKS: tuple[Check, ...] = (attempts, size, recipient, quarantine, loop, dmarc)
 
 
 def checks(settings: Settings) -> tuple[Check, ...]:
-    """The built-in checks, then the application's (``admission_checks``: dotted names), resolved once."""
+    """The built-in checks, then the application's (``admission_checks``: dotted names).
+
+    A router worker calls it once its application loaded, so a name that does not
+    import is reported like any load failure (and retried), not on every message;
+    the names are resolved once per process.
+    """
     extra: Sequence[str] = settings.extra("admission_checks", ()) or ()
+    return (*CHECKS, *_resolve(tuple(str(name) for name in extra)))
+
+
+@functools.cache
+def _resolve(names: tuple[str, ...]) -> tuple[Check, ...]:
     found: list[Check] = []
-    for name in extra:
+    for name in names:
         module, _, attr = str(name).rpartition(".")
         try:
             check = getattr(importlib.import_module(module), attr)
@@ -131,7 +143,7 @@ def checks(settings: Settings) -> tuple[Check, ...]:
         if not callable(check):
             raise ValueError(f"admission_checks: {name!r} is not callable")
         found.append(check)
-    return (*CHECKS, *found)
+    return tuple(found)
 
 
 def first_reason(message: Admitting, run: Sequence[Check]) -> str | None:

@@ -70,7 +70,8 @@ class Outcome(enum.StrEnum):
 
     @property
     def counter(self) -> str | None:
-        """The lamson.metrics counter it adds to (``lamson_router_messages_total{outcome=...}``), if any."""
+        """The lamson.metrics counter it adds to (``lamson_routed_total``, ``lamson_parked_total`` or
+        ``lamson_deferred_total``, labelled by group), if any."""
         return _COUNTERS.get(self)
 
 
@@ -113,8 +114,7 @@ class RoutingJob:
                     if spooled is None:
                         continue
                     with logs.about(spooled.envelope.id):  # what its handlers log names it too
-                        admitted = self.admit(spooled)
-                        done = self._park(spooled, admitted.refused) if admitted.refused else self.deliver(admitted)
+                        done = self.handle(spooled)
                     if done:
                         self.follow(spooled, todo)
         except redis.RedisError as exc:
@@ -195,6 +195,14 @@ class RoutingJob:
         self._count(Outcome.HANDED_BACK, len(keys))
         for batch in queues.chunks(keys):
             self._wake(batch)
+
+    def handle(self, spooled: Spooled) -> bool:
+        """Admit, then deliver, one message whose turn it is; True when it is done (routed or parked)."""
+        try:
+            admitted = self.admit(spooled)
+        except Exception as exc:  # an application's check that raised: an error outside the handlers
+            return self._failed(spooled, exc, spooled.envelope.rcpt_tos)
+        return self._park(spooled, admitted.refused) if admitted.refused else self.deliver(admitted)
 
     # -- 3. admit --------------------------------------------------------------------------------
 

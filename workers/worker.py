@@ -25,6 +25,7 @@ from lamson import settings as lsettings
 from lamson.recycle import reserve_files
 from lamson.runtime import Runtime, build_runtime
 from lamson.workerbase import lower_priority, work
+from lamson.workers import admission
 from lamson.workers.queue_receiver import QueueReceiver, serve
 
 log = logging.getLogger("lamson.workers")
@@ -82,6 +83,7 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
     while True:
         try:
             lsettings.run_boot(settings, boot)
+            admission.checks(config)  # the application's admission_checks import (or fail like a load)
             if failed and ctx is not None:
                 health.clear_load_failure(ctx.conn, ctx.names, ctx.worker_id)
             if failed:

@@ -272,3 +272,29 @@ def test_a_wake_up_for_a_line_in_other_hands_claims_nothing(ctx: Runtime,
         "2 waiting behind an older message"
     assert jobs.route(ctx, later, "incoming", ["short"]) == "2 waiting behind an older message"
     assert sorted(ctx.spool().waiting()) == sorted(later)
+
+
+def test_an_applications_admission_check_parks_with_its_reason(ctx: Runtime) -> None:
+    ctx.settings.admission_checks = ["tests.workers.admission_checks.no_urgent"]
+    urgent, calm = accept(ctx, "URGENT"), accept(ctx, "calm", sender="b@example.org")
+    assert jobs.route(ctx, [urgent, calm]) == "1 parked, 1 routed"
+    assert handlers.CALLS == ["calm"]
+    (parked,) = (Path(ctx.settings.undeliverable_dir) / "new").iterdir()
+    assert b"X-Lamson-Reason: urgent mail is not for robots" in parked.read_bytes()
+
+
+def test_a_check_that_raises_costs_an_attempt_and_strands_nothing(ctx: Runtime) -> None:
+    ctx.settings.admission_checks = ["tests.workers.admission_checks.broken"]
+    key = accept(ctx, "m1")
+    assert jobs.route(ctx, [key]) == "1 retry"
+    assert ctx.spool().where(key) == "waiting" and ctx.spool().get(key).envelope.attempts == 1
+    assert ctx.spool().claims() == []
+
+
+def test_an_admission_check_that_does_not_import_is_a_clear_error() -> None:
+    from lamson.typed_settings import Settings
+    from lamson.workers import admission
+
+    settings = Settings.of(SimpleNamespace(**DEFAULTS, admission_checks=["tests.workers.nowhere.check"]))
+    with pytest.raises(ValueError, match="admission_checks: cannot import 'tests.workers.nowhere.check'"):
+        admission.checks(settings)
