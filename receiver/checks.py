@@ -20,6 +20,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
+
+from lamson.typed_settings import Settings
 
 #: RFC 5321 4.5.3.1: octets in a local part, a domain, and a whole path with its brackets.
 MAX_LOCAL_PART = 64
@@ -198,18 +201,19 @@ class ServedDomains:
         return f"ServedDomains({list(self.entries)!r})"
 
 
-def served_domains(settings: ModuleType) -> ServedDomains:
+def served_domains(settings: Settings | ModuleType) -> ServedDomains:
     """``served_domains`` from settings, else the routes' ``router_defaults["host"]`` regex.
 
     Only the settings are read: the receiver never imports application code.
     With neither set the result serves nothing, and every recipient but
     ``postmaster`` is refused (a receiver that accepts any domain is an open door).
     """
-    entries = getattr(settings, "served_domains", None)
+    typed = Settings.of(settings)
+    entries: Any = typed.served_domains  # a str is taken for a list of one, other types refused below
     if isinstance(entries, str):
         entries = [entries]
     if not entries:
-        host = (getattr(settings, "router_defaults", None) or {}).get("host")
+        host = (typed.router_defaults or {}).get("host")
         entries = [host] if host else []
     for entry in entries:
         if not isinstance(entry, str) or not entry:

@@ -31,6 +31,7 @@ import os
 import pwd
 import signal
 import socket
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, AnyStr, cast
 
@@ -46,6 +47,7 @@ from lamson.receiver.handler import SpoolHandler
 from lamson.recycle import reserve_files
 from lamson.redis_check import persistence_problems
 from lamson.spool import open_spool
+from lamson.typed_settings import Settings
 
 log = logging.getLogger("lamson.receiver")
 
@@ -336,7 +338,7 @@ def drop_privileges(user: str) -> None:
     log.info("running as %s (uid %d, gid %d)", entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def build_handler(settings: ModuleType) -> SpoolHandler:
+def build_handler(settings: Settings | ModuleType) -> SpoolHandler:
     """The handler for these settings; refuses a Redis spool that would not keep mail.
 
     With the Maildir spool, Redis's persistence check and the files kept ready
@@ -345,32 +347,33 @@ def build_handler(settings: ModuleType) -> SpoolHandler:
     start (still loading its AOF, a host that drops packets: up to the 2 s
     connect timeout) would otherwise keep every client waiting.
     """
+    typed = Settings.of(settings)
     try:
-        served = served_domains(settings)
+        served = served_domains(typed)
     except ValueError as exc:
         raise ReceiverError(str(exc)) from exc
     if not served:
         log.warning("WARNING: neither served_domains nor router_defaults['host'] is set: "
                     "every recipient except postmaster is refused (550 5.7.1)")
-    conn = connect(settings.redis_url, timeout=2.0)
-    spool = open_spool(settings, conn)
-    if settings.spool == "redis":
-        problems = redis_problems(settings, conn)
+    conn = connect(typed.redis_url, timeout=2.0)
+    spool = open_spool(typed, conn)
+    if typed.spool == "redis":
+        problems = redis_problems(typed, conn)
         if problems:
             raise ReceiverError("refusing to start: the Redis spool needs a reachable Redis with AOF and noeviction")
-    enqueue = Enqueuer(conn, names_for(settings), timeout=settings.job_timeout)
+    enqueue = Enqueuer(conn, names_for(typed), timeout=typed.job_timeout)
     return SpoolHandler(
         spool,
         enqueue,
-        max_recipients=settings.max_recipients,
-        hostname=getattr(settings, "receiver_hostname", None) or socket.gethostname(),
+        max_recipients=typed.max_recipients,
+        hostname=typed.receiver_hostname or socket.gethostname(),
         served=served,
-        max_received_headers=settings.max_received_headers,
-        authenticated_max_recipients=settings.submission_max_recipients,
+        max_received_headers=typed.max_received_headers,
+        authenticated_max_recipients=typed.submission_max_recipients,
     )
 
 
-def redis_problems(settings: ModuleType, conn: Any) -> list[str]:
+def redis_problems(settings: Settings | ModuleType, conn: Any) -> list[str]:
     """Why Redis would not keep what the receiver hands it (each logged as a WARNING)."""
     try:
         problems = persistence_problems(conn)
@@ -381,7 +384,7 @@ def redis_problems(settings: ModuleType, conn: Any) -> list[str]:
     return problems
 
 
-def after_listening(settings: ModuleType, handler: SpoolHandler) -> None:
+def after_listening(settings: Settings | ModuleType, handler: SpoolHandler) -> None:
     """Start-up work that accepting mail does not wait for (a thread, once the port serves)."""
     reserve_files(handler.spool, settings)  # a burst's messages reuse files instead of creating them
     conn = getattr(handler.enqueue, "conn", None)
@@ -392,14 +395,15 @@ def after_listening(settings: ModuleType, handler: SpoolHandler) -> None:
 class ListenerSecurity:
     """What ``receiver_tls`` and ``submission_config`` give the listeners, loaded before binding."""
 
-    def __init__(self, settings: ModuleType) -> None:
-        tls = getattr(settings, "receiver_tls", None) or {}
-        submission = getattr(settings, "submission_config", None) or {}
+    def __init__(self, settings: Settings | ModuleType) -> None:
+        typed = Settings.of(settings)
+        tls = typed.receiver_tls or {}
+        submission = typed.submission_config or {}
         for name, value in (("receiver_tls", tls), ("submission_config", submission)):
             if not isinstance(value, dict):
                 raise ReceiverError(f"{name} must be a dict or None, not {value!r}")
         self.require_tls = bool(tls.get("require", False))
-        self.submission: dict[str, Any] | None = submission or None
+        self.submission: Mapping[str, Any] | None = submission or None
         self.context = None
         self.authenticator: UsersAuthenticator | None = None
         try:
@@ -423,7 +427,7 @@ class ListenerSecurity:
             raise ReceiverError(str(exc)) from exc
 
 
-async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings | ModuleType, stop: asyncio.Event | None = None) -> None:
     """Listen until ``stop`` is set (or SIGTERM/SIGINT), then drain and return.
 
     Order matters for ``receiver_user``: bind (as root), drop privileges, and
@@ -432,6 +436,7 @@ async def serve(settings: ModuleType, stop: asyncio.Event | None = None) -> None
     ``lamson start`` take an accepted connection for "ready"), so what can wait
     is done after that (:func:`after_listening`).
     """
+    settings = Settings.of(settings)  # typed from here on: the receiver runs no application code
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     host = settings.receiver_config["host"]

@@ -41,6 +41,8 @@ from typing import Any
 import dkim
 import dkim.crypto
 
+from lamson.typed_settings import Settings
+
 log = logging.getLogger("lamson.relay")
 
 #: The OID of rsaEncryption (1.2.840.113549.1.1.1), DER-encoded.
@@ -135,10 +137,10 @@ def ascii_domain(domain: str) -> str:
 class Signer:
     """Signs outgoing mail as ``settings.dkim_config`` says (built once per delivery job, cheap)."""
 
-    def __init__(self, settings: Any, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, settings: Settings | Any, root: str | os.PathLike[str] | None = None) -> None:
         self.problem: str | None = None
         try:
-            self.config = parse_config(getattr(settings, "dkim_config", None))
+            self.config = parse_config(Settings.of(settings).dkim_config)
         except ValueError as exc:
             self.config, self.problem = None, str(exc)
         self.root = Path(root) if root is not None else Path.cwd()

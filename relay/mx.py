@@ -35,8 +35,8 @@ import dns.resolver
 from lamson import dns as ldns
 from lamson import queues
 from lamson.relay.smtp import Connections, Security, SessionError
-from lamson.settings import DEFAULTS
 from lamson.spool import Spooled
+from lamson.typed_settings import Settings
 
 log = logging.getLogger("lamson.relay")
 
@@ -116,16 +116,17 @@ def addresses_of(resolver: dns.resolver.Resolver, name: str) -> tuple[list[str],
 class MXSender:
     """Sends one domain's mail to its MX hosts; the same ``send`` as Connections, keyed by domain."""
 
-    def __init__(self, smtp: Connections, settings: Any, conn: Any = None, names: Any = None) -> None:
+    def __init__(self, smtp: Connections, settings: Settings | Any, conn: Any = None, names: Any = None) -> None:
         self.smtp = smtp
-        config = getattr(settings, "relay_config", {}) or {}
+        typed = Settings.of(settings)
+        config = typed.relay_config
         self.port = int(config.get("mx_port", 25))
-        self.limit = int(getattr(settings, "relay_domain_concurrency", DEFAULTS["relay_domain_concurrency"]) or 0)
-        self.ttl = int(float(getattr(settings, "relay_timeout", DEFAULTS["relay_timeout"])) * 10) + 60
+        self.limit = typed.relay_domain_concurrency
+        self.ttl = int(float(typed.relay_timeout) * 10) + 60
         self.conn = conn
         self.names = names
         if smtp.resolver is None:  # kept with the sessions: its cache outlives one job
-            smtp.resolver = ldns.resolver(settings)
+            smtp.resolver = ldns.resolver(typed)
         self.resolver: dns.resolver.Resolver = smtp.resolver
         self.config = config
 

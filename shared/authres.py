@@ -51,6 +51,7 @@ import spf
 
 from lamson.dns import resolver as make_resolver
 from lamson.encoding import header_block_end
+from lamson.typed_settings import Settings
 
 log = logging.getLogger("lamson.authres")
 
@@ -58,8 +59,6 @@ log = logging.getLogger("lamson.authres")
 MAX_SIGNATURES = 5
 #: Seconds DNS servers that timed out are left alone (their answers are temperror meanwhile).
 DOWN_FOR = 30.0
-#: The overall limit of one message's checks (seconds) when ``auth_timeout`` is not set.
-DEFAULT_LIMIT = 3.0
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 _down: dict[tuple[Any, ...], float] = {}
@@ -212,7 +211,7 @@ def strip_forged(data: bytes, authserv_id: str) -> bytes:
 class _Lookups:
     """One message's DNS: the resolver from settings, a deadline, and the servers' down marker."""
 
-    def __init__(self, settings: Any, limit: float) -> None:
+    def __init__(self, settings: Settings, limit: float) -> None:
         try:
             self.resolver = make_resolver(settings)
         except dns.resolver.NoResolverConfiguration:  # no resolv.conf, or no name server in it
@@ -450,21 +449,26 @@ def check_dmarc(results: AuthResults, data: bytes, lookups: _Lookups) -> None:
         results.dmarc = "fail"
 
 
-def authserv_id(settings: Any) -> str:
+def authserv_id(settings: Settings | Any) -> str:
     """The name in our Authentication-Results: ``authserv_id``, else ``receiver_hostname``, else the host's."""
-    return str(getattr(settings, "authserv_id", None) or getattr(settings, "receiver_hostname", None)
-               or socket.getfqdn() or "localhost")
+    typed = Settings.of(settings)
+    return str(typed.authserv_id or typed.receiver_hostname or socket.getfqdn() or "localhost")
 
 
-def check(data: bytes, *, peer: Any, mail_from: str, helo: str = "", settings: Any = None,
+def check(data: bytes, *, peer: Any, mail_from: str, helo: str = "", settings: Settings | Any = None,
           limit: float | None = None) -> AuthResults:
-    """SPF, DKIM and DMARC of one message; never raises, bounded by ``limit`` (``auth_timeout``)."""
+    """SPF, DKIM and DMARC of one message; never raises, bounded by ``limit`` (``auth_timeout``).
+
+    Called per message: a caller that passes the process's Settings (not the module) saves
+    building the typed view each time (lamson.typed_settings).
+    """
+    typed = Settings.of(settings)
     if limit is None:
-        limit = float(getattr(settings, "auth_timeout", None) or DEFAULT_LIMIT)
-    results = AuthResults(authserv_id=authserv_id(settings), mail_from=(mail_from or "").lower(),
+        limit = float(typed.auth_timeout)
+    results = AuthResults(authserv_id=authserv_id(typed), mail_from=(mail_from or "").lower(),
                           helo=(helo or "").strip().lower())
     try:
-        lookups = _Lookups(settings, limit)
+        lookups = _Lookups(typed, limit)
         check_spf(results, _peer_ip(peer), lookups, limit)
         check_dkim(results, data, lookups)
         check_dmarc(results, data, lookups)

@@ -12,10 +12,12 @@ from typing import Any
 
 import dns.resolver
 
+from lamson.typed_settings import Settings
 
-def resolver(settings: Any = None) -> dns.resolver.Resolver:
+
+def resolver(settings: Settings | Any = None) -> dns.resolver.Resolver:
     """A dnspython resolver as ``settings.dns_config`` says (system defaults otherwise), with a cache."""
-    config = dict(getattr(settings, "dns_config", None) or {})
+    config = dict(Settings.of(settings).dns_config or {})
     servers = config.get("nameservers")
     made = dns.resolver.Resolver(configure=not servers)
     if servers:

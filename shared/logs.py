@@ -232,8 +232,10 @@ def setup(level: str | int | None = None, *, settings: Any = None, log_format: s
     that loading them can log), then with them. An unknown format is logged
     and the text format kept (``lamson check`` names the setting).
     """
+    from lamson.typed_settings import Settings  # not at the top: lamson.settings_check imports this module
+
     level = level or os.environ.get("LAMSON_LOG_LEVEL", "INFO")
-    wanted = log_format or os.environ.get("LAMSON_LOG_FORMAT") or getattr(settings, "log_format", None) or "text"
+    wanted = log_format or os.environ.get("LAMSON_LOG_FORMAT") or Settings.of(settings).log_format
     try:
         chosen = formatter(str(wanted))
     except ValueError as exc:

@@ -35,6 +35,7 @@ from typing import Any
 from lamson import context
 from lamson.encoding import header_block_end
 from lamson.names import Names, names_for
+from lamson.typed_settings import Settings
 
 __all__ = [
     "TRACE_HEADER",
@@ -63,11 +64,11 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9.@_-]")
 #: The count of our traces on the message being handled (None: not handling one).
 
 
-def installation(settings: Any) -> str:
+def installation(settings: Settings | Any) -> str:
     """``loop_name`` from settings, else ``LAMSON_HOSTNAME``, else the host name."""
     import os
 
-    name = getattr(settings, "loop_name", None) or os.environ.get("LAMSON_HOSTNAME") or socket.gethostname()
+    name = Settings.of(settings).loop_name or os.environ.get("LAMSON_HOSTNAME") or socket.gethostname()
     return _SAFE_NAME.sub("", str(name)).lower() or "localhost"
 
 

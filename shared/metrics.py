@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from lamson.names import Names
+from lamson.typed_settings import Settings
 
 log = logging.getLogger("lamson.metrics")
 
@@ -263,24 +264,6 @@ RELAY_OUTCOMES: dict[str, str] = {
     "rate-limited": field("parked", "outgoing"),
 }
 
-#: A routing batch's outcomes (lamson.workers.jobs.RoutingBatch) as counter names.
-ROUTER_OUTCOMES: dict[str, str] = {
-    "routed": "routed",
-    "parked": "parked",
-    "busy": "deferred",
-    "retry": "deferred",
-    "back (Redis)": "deferred",
-}
-
-
-def router_counts(outcomes: Mapping[str, int], group: str) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for outcome, n in outcomes.items():
-        name = ROUTER_OUTCOMES.get(outcome)
-        if name is not None:
-            counts[field(name, group)] += n
-    return dict(counts)
-
 
 def relay_counts(outcomes: Mapping[str, int]) -> dict[str, int]:
     counts: Counter[str] = Counter()
@@ -312,15 +295,15 @@ def _count_files(path: Path) -> int:
 class Collector:
     """A prometheus_client collector: counters from Redis, gauges from the spool, computed on each scrape."""
 
-    def __init__(self, settings: Any, conn: Any, names: Names) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings | Any, conn: Any, names: Names) -> None:
+        self.settings = Settings.of(settings)  # once: every scrape reads it
         self.conn = conn
         self.names = names
 
     def groups(self) -> list[str]:
         """The worker groups whose spools are looked at: incoming, outgoing, and deferred queues seen."""
         found = ["incoming", "outgoing"]
-        if getattr(self.settings, "spool", "maildir") == "maildir":
+        if self.settings.spool == "maildir":
             try:
                 with os.scandir(self.settings.spool_dir) as entries:
                     found += sorted(e.name[1:] for e in entries
@@ -405,8 +388,9 @@ class Collector:
 
         parked = GaugeMetricFamily("lamson_parked", "Messages parked, by folder: undeliverable (incoming) "
                                                     "and bounced (replies).", labels=["namespace", "folder"])
-        for folder, setting in (("undeliverable", "undeliverable_dir"), ("bounced", "bounced_dir")):
-            parked.add_metric([ns, folder], _count_files(Path(getattr(self.settings, setting))))
+        for folder, path in (("undeliverable", self.settings.undeliverable_dir),
+                             ("bounced", self.settings.bounced_dir)):
+            parked.add_metric([ns, folder], _count_files(Path(path)))
         yield parked
 
 

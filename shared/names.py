@@ -70,5 +70,7 @@ class Names:
 
 
 def names_for(settings: Any) -> Names:
-    """The Names of the application whose settings these are."""
-    return Names(getattr(settings, "namespace", None) or DEFAULT_NAMESPACE)
+    """The Names of the application whose settings these are (a module, a SimpleNamespace, a Settings)."""
+    from lamson.typed_settings import Settings  # imported here: lamson.settings imports this module
+
+    return Names(Settings.of(settings).namespace)

@@ -31,7 +31,9 @@ MAX_RELAY_BATCH = 100
 
 def route_timeout(settings: Any, count: int) -> int:
     """A routing wake-up's time limit: each message gets ``job_timeout``, the batch at most an hour."""
-    return min(int(getattr(settings, "job_timeout", DEFAULTS["job_timeout"])) * max(count, 1), 3600)
+    from lamson.typed_settings import Settings
+
+    return min(Settings.of(settings).job_timeout * max(count, 1), 3600)
 
 
 def wake_router(conn: redis.Redis, names: Names, group: str, keys: list[str], *, timeout: int = DEFAULTS["job_timeout"],

@@ -111,10 +111,10 @@ def reserve(root: str | os.PathLike[str], count: int) -> int:
 
 def reserve_files(spool: Any, settings: Any) -> None:
     """At a process's start: ``spool_reserve`` empty files kept ready, if ``spool`` is a Maildir one."""
-    from lamson.settings import DEFAULTS
+    from lamson.typed_settings import Settings
 
     keep = getattr(spool, "reserve", None)
-    count = int(getattr(settings, "spool_reserve", DEFAULTS["spool_reserve"]) or 0)
+    count = Settings.of(settings).spool_reserve
     if keep is None or count <= 0:
         return
     try:

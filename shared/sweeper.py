@@ -38,9 +38,8 @@ import redis
 
 from lamson import groups, queues, rqcompat
 from lamson.connection import unavailable
-from lamson.runtime import Runtime
 from lamson.liveness import Liveness
-from lamson.typed_settings import Settings
+from lamson.runtime import Runtime
 
 log = logging.getLogger("lamson.sweeper")
 
@@ -112,7 +111,7 @@ def wake(ctx: Runtime, group: str, keys: list[str]) -> None:
             entries.append((key, spooled.envelope.mail_from))
     if groups.named(group).ordered:  # replies and Maildir queues keep no order
         ctx.lines(group).add(entries)
-    timeout = Settings.of(ctx.settings).job_timeout  # once per sweep, not per batch
+    timeout = ctx.config.job_timeout  # the typed settings the runtime keeps
     for batch in queues.chunks(keys):
         if group == "outgoing":
             queues.wake_relay(ctx.conn, ctx.names, batch)

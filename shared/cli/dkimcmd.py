@@ -44,12 +44,12 @@ def configured(args: argparse.Namespace) -> dict[str, str]:
     from lamson import settings as lsettings
 
     try:
-        conf = lsettings.load(args.config, args.root)
+        conf = lsettings.load_typed(args.config, args.root)
     except lsettings.SettingsError:
         if args.config or args.root:
             raise
         return {}  # not inside an application: the options must say it all
-    return dict(getattr(conf, "dkim_config", None) or {})
+    return dict(conf.dkim_config or {})
 
 
 def run(args: argparse.Namespace) -> int:
