@@ -53,7 +53,7 @@ def defer(message: Any, queue: str = "posts", *, To: str | None = None, From: st
                         queue=group, extra={"deferred": "1"})
     key: str = ctx.spool(group).put(envelope, bytes(data))
     with ctx.conn.pipeline() as pipe:
-        queues.wake_router(ctx.conn, ctx.names, group, [key], timeout=queues.route_timeout(ctx.settings, 1),
+        queues.wake_router(ctx.conn, ctx.names, group, [key], timeout=queues.route_timeout(ctx.config, 1),
                            pipeline=pipe)  # first: rq opens the MULTI
         ctx.lines(group).add([(key, sender)], pipeline=pipe)
         pipe.execute()
