@@ -113,7 +113,9 @@ def test_many_concurrent_sessions(receiver: dict, redis_conn: redis.Redis) -> No
                 smtp.sendmail("sender@example.org", ["hello@test.com"], MESSAGE.replace("test", f"test {n}.{i}"))
         return 10
 
-    with ThreadPoolExecutor(20) as pool:
+    # 15 at once: under the per-client limit of 20 (max_connections_per_ip) even while the fixture's own
+    # readiness probe is still counted (a loaded machine saw 421 with 20 at once).
+    with ThreadPoolExecutor(15) as pool:
         assert sum(pool.map(session, range(20))) == 200
     keys = receiver["spool"].keys()
     assert len(keys) == 200
