@@ -39,14 +39,13 @@ from aiosmtpd.smtp import SMTP, AuthResult, syntax
 
 from lamson import logs
 from lamson.connection import connect, redact
-from lamson.names import names_for
 from lamson.receiver.auth import AuthConfigError, UsersAuthenticator, load_users, tls_context
 from lamson.receiver.checks import BadPath, parse_path, served_domains
 from lamson.receiver.enqueue import Enqueuer
 from lamson.receiver.handler import SpoolHandler
 from lamson.recycle import reserve_files
 from lamson.redis_check import persistence_problems
-from lamson.spool import open_spool
+from lamson.runtime import build_runtime
 from lamson.typed_settings import Settings
 
 log = logging.getLogger("lamson.receiver")
@@ -355,13 +354,16 @@ def build_handler(settings: Settings | ModuleType) -> SpoolHandler:
     if not served:
         log.warning("WARNING: neither served_domains nor router_defaults['host'] is set: "
                     "every recipient except postmaster is refused (550 5.7.1)")
-    conn = connect(typed.redis_url, timeout=2.0)
-    spool = open_spool(typed, conn)
+    # The receiver's services, built as every program builds them (it runs no application code: no router,
+    # and nothing installed for 1.x entry points).
+    runtime = build_runtime(typed.module, "receiver", conn=connect(typed.redis_url, timeout=2.0), install=False)
+    conn = runtime.conn
+    spool = runtime.spool()
     if typed.spool == "redis":
         problems = redis_problems(typed, conn)
         if problems:
             raise ReceiverError("refusing to start: the Redis spool needs a reachable Redis with AOF and noeviction")
-    enqueue = Enqueuer(conn, names_for(typed), timeout=typed.job_timeout)
+    enqueue = Enqueuer(conn, runtime.names, timeout=typed.job_timeout)
     return SpoolHandler(
         spool,
         enqueue,
