@@ -110,7 +110,7 @@ class Runtime:
         from lamson import queues
 
         queues.wake_router(self.conn, self.names, group, keys, delay=delay,
-                           timeout=queues.route_timeout(self.settings, len(keys)))
+                           timeout=queues.route_timeout(self.config, len(keys)))
 
     def wake_relay(self, keys: list[str], counts: dict[str, int] | None = None) -> None:
         """A relay wake-up for outbox ``keys``; metric increments (lamson.metrics) ride in the same round trip
