@@ -260,3 +260,32 @@ def make_project(root: Path, redis_url: str, *, handlers: list[str] | None = Non
         spool_dir=str(root / "run" / "spool"), extra=extra, sweep_grace=sweep_grace,
         sweep_interval=sweep_interval, **ports))
     return {"root": root, **ports}
+
+
+@contextmanager
+def router_runtime(tmp_path: Path, conn: Any, handlers: list[str], *, namespace: str, worker_id: str,
+                   **settings: Any) -> Iterator[Any]:
+    """A router worker's runtime in this process, built as ``lamson worker`` builds it (lamson.runtime), on a
+    real Redis, routing with ``handlers`` (the process's Router, restored afterwards); its spool, outbox and
+    parked mail under ``tmp_path``. ``settings`` override the defaults."""
+    from types import SimpleNamespace
+
+    from lamson import context
+    from lamson.router import Router
+    from lamson.runtime import build_runtime
+    from lamson.settings import DEFAULTS
+    from lamson.testing import router_snapshot
+
+    values = {**DEFAULTS, "namespace": namespace, "spool_dir": str(tmp_path / "spool"),
+              "outbox_dir": str(tmp_path / "outbox"), "undeliverable_dir": str(tmp_path / "undeliverable"),
+              **settings}
+    try:
+        with router_snapshot():
+            Router.clear_routes()
+            Router.defaults(host=r"test\.com")
+            Router.load(handlers)
+            runtime = build_runtime(SimpleNamespace(**values), "router", conn=conn, router=Router)
+            runtime.worker_id = worker_id
+            yield runtime
+    finally:
+        context.install(None)

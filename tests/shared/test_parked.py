@@ -7,24 +7,23 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import redis
 
-from lamson import context, parked, rqcompat
+from lamson import parked, rqcompat
 from lamson.envelope import Envelope
 from lamson.mail import MailRequest
 from lamson.order import Lines
 from lamson.queue import Queue
 from lamson.requeue import requeue
 from lamson.router import Router
-from lamson.runtime import Runtime, build_runtime
-from lamson.settings import DEFAULTS
+from lamson.runtime import Runtime
 from lamson.spool import MaildirSpool
 from lamson.testing import router_snapshot
 from lamson.workers import jobs
 from lamson.workers.queue_receiver import QueueReceiver, announce
+from tests.support import router_runtime
 from tests.workers import lifecycle_handlers as handlers
 
 MESSAGE = b"From: a@example.org\r\nTo: help@test.com, other@test.com\r\nSubject: crash me\r\n\r\nbody\r\n"
@@ -171,20 +170,11 @@ def test_router_park_writes_the_record_into_a_1x_queue(tmp_path: Path) -> None:
 @pytest.fixture
 def ctx(tmp_path: Path, redis_conn: redis.Redis) -> Iterator[Runtime]:
     """A router worker's runtime on a real Redis, routing with tests/workers/lifecycle_handlers."""
-    settings = SimpleNamespace(**{**DEFAULTS, "namespace": "parked", "spool_dir": str(tmp_path / "spool"),
-                                  "outbox_dir": str(tmp_path / "outbox"),
-                                  "undeliverable_dir": str(tmp_path / "undeliverable"),
-                                  "route_retries": [30], "max_attempts": 3})
     handlers.CALLS.clear()
     handlers.FAIL.clear()
-    with router_snapshot():
-        Router.clear_routes()
-        Router.defaults(host=r"test\.com")
-        Router.load(["tests.workers.lifecycle_handlers"])
-        c = build_runtime(settings, "router", conn=redis_conn, router=Router)  # as `lamson worker` does
-        c.worker_id = "t.router.h.1.me"
-        yield c
-    context.install(None)
+    with router_runtime(tmp_path, redis_conn, ["tests.workers.lifecycle_handlers"], namespace="parked",
+                        worker_id="t.router.h.1.me", route_retries=[30], max_attempts=3) as runtime:
+        yield runtime
     handlers.FAIL.clear()
 
 

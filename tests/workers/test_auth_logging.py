@@ -18,21 +18,24 @@ import shutil
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import redis
 
-from lamson import context
 from lamson.envelope import Envelope
-from lamson.router import Router
-from lamson.runtime import build_runtime
-from lamson.settings import DEFAULTS
-from lamson.testing import router_snapshot
 from lamson.workers import jobs
 from tests.dnsserver import dns_server
 from tests.shared.test_authres import ZONE, message
-from tests.support import BIN, make_project, redis_server, spawn, stop_process, wait_for, wait_port
+from tests.support import (
+    BIN,
+    make_project,
+    redis_server,
+    router_runtime,
+    spawn,
+    stop_process,
+    wait_for,
+    wait_port,
+)
 
 #: A name server address (TEST-NET-1) the isolated worker has no route to.
 NAMESERVER = "192.0.2.53"
@@ -88,25 +91,15 @@ def hanging_dns() -> Iterator[object]:
 
 def test_a_dns_server_that_fails_is_still_logged_at_info_in_a_short_line(
         tmp_path: Path, redis_conn: redis.Redis, hanging_dns: object, caplog: pytest.LogCaptureFixture) -> None:
-    settings = SimpleNamespace(**{**DEFAULTS, "spool_dir": str(tmp_path / "spool"),
-                                  "outbox_dir": str(tmp_path / "outbox"),
-                                  "undeliverable_dir": str(tmp_path / "undeliverable"),
-                                  "dns_config": {**hanging_dns.config, "timeout": 0.5},  # type: ignore[attr-defined]
-                                  "auth_timeout": 1.0, "authserv_id": "mx.test.com", "namespace": "tl"})
-    try:
-        with router_snapshot():
-            Router.clear_routes()
-            Router.defaults(host=r"test\.com")
-            Router.load(["tests.workers.authres_handlers"])
-            ctx = build_runtime(settings, "router", conn=redis_conn, router=Router)  # as `lamson worker` does
-            ctx.worker_id = "tl.router.h.1.me"
-            key = ctx.spool().put(Envelope("alice@example.org", ("bot@test.com",), peer="192.0.2.10:40001",
-                                           helo="client.example.org"), message())
-            ctx.lines().add([(key, "alice@example.org")])
-            with caplog.at_level(logging.INFO, logger="lamson.workers"):
-                assert jobs.route(ctx, [key]) == "1 routed"
-    finally:
-        context.install(None)
+    dns = {**hanging_dns.config, "timeout": 0.5}  # type: ignore[attr-defined]
+    with router_runtime(tmp_path, redis_conn, ["tests.workers.authres_handlers"], namespace="tl",
+                        worker_id="tl.router.h.1.me", dns_config=dns, auth_timeout=1.0,
+                        authserv_id="mx.test.com") as ctx:
+        key = ctx.spool().put(Envelope("alice@example.org", ("bot@test.com",), peer="192.0.2.10:40001",
+                                       helo="client.example.org"), message())
+        ctx.lines().add([(key, "alice@example.org")])
+        with caplog.at_level(logging.INFO, logger="lamson.workers"):
+            assert jobs.route(ctx, [key]) == "1 routed"
     (line,) = [r for r in caplog.records if " dmarc=" in r.getMessage()]
     assert line.levelno == logging.INFO
     assert "dmarc=temperror (DMARC: DNS " in line.getMessage()  # a timeout, or the servers left alone after one

@@ -8,21 +8,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis
 
-from lamson import authres, context
+from lamson import authres
 from lamson.envelope import Envelope
-from lamson.router import Router
-from lamson.runtime import Runtime, build_runtime
-from lamson.settings import DEFAULTS
-from lamson.testing import router_snapshot
+from lamson.runtime import Runtime
 from lamson.workers import jobs
 from tests.dnsserver import dns_server
 from tests.shared.test_authres import ZONE, message, signed
+from tests.support import router_runtime
 from tests.workers import authres_handlers as handlers
 
 PEER = "192.0.2.10:40001"
@@ -36,19 +33,11 @@ def server() -> Iterator[Any]:
 
 @pytest.fixture
 def ctx(tmp_path: Path, redis_conn: redis.Redis, server: Any) -> Iterator[Runtime]:
-    settings = SimpleNamespace(**{**DEFAULTS, "spool_dir": str(tmp_path / "spool"),
-                                  "outbox_dir": str(tmp_path / "outbox"),
-                                  "undeliverable_dir": str(tmp_path / "undeliverable"),
-                                  "dns_config": server.config, "authserv_id": "mx.test.com", "namespace": "ta"})
     handlers.SEEN.clear()
-    with router_snapshot():
-        Router.clear_routes()
-        Router.defaults(host=r"test\.com")
-        Router.load(["tests.workers.authres_handlers"])
-        c = build_runtime(settings, "router", conn=redis_conn, router=Router)  # as `lamson worker` does
-        c.worker_id = "ta.router.h.1.me"
-        yield c
-    context.install(None)
+    with router_runtime(tmp_path, redis_conn, ["tests.workers.authres_handlers"], namespace="ta",
+                        worker_id="ta.router.h.1.me", dns_config=server.config,
+                        authserv_id="mx.test.com") as runtime:
+        yield runtime
 
 
 def configure(c: Runtime, **changes: Any) -> None:

@@ -9,34 +9,25 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from lamson import context, queues, rqcompat
+from lamson import queues, rqcompat
 from lamson.envelope import Envelope
 from lamson.names import Names
 from lamson.order import Lines
 from lamson.router import ConversationBusy, Router
-from lamson.runtime import Runtime, build_runtime
+from lamson.runtime import Runtime
 from lamson.settings import DEFAULTS
-from lamson.testing import router_snapshot
 from lamson.workers import jobs, routing_job
+from tests.support import router_runtime
 from tests.workers import lifecycle_handlers as handlers
 
 
 @pytest.fixture
 def ctx(tmp_path: Path, redis_conn: redis.Redis) -> Iterator[Runtime]:
-    settings = SimpleNamespace(**{**DEFAULTS, "spool_dir": str(tmp_path / "spool"),
-                                  "outbox_dir": str(tmp_path / "outbox"),
-                                  "undeliverable_dir": str(tmp_path / "undeliverable"),
-                                  "route_retries": [30], "max_attempts": 3, "namespace": "t"})
     handlers.CALLS.clear()
     handlers.FAIL.clear()
-    with router_snapshot():
-        Router.clear_routes()
-        Router.defaults(host=r"test\.com")
-        Router.load(["tests.workers.lifecycle_handlers"])
-        c = build_runtime(settings, "router", conn=redis_conn, router=Router)  # as `lamson worker` does
-        c.worker_id = "t.router.h.1.me"
-        yield c
-    context.install(None)
+    with router_runtime(tmp_path, redis_conn, ["tests.workers.lifecycle_handlers"], namespace="t",
+                        worker_id="t.router.h.1.me", route_retries=[30], max_attempts=3) as runtime:
+        yield runtime
 
 
 def accept(c: Runtime, subject: str, sender: str = "a@example.org") -> str:
