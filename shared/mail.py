@@ -52,6 +52,7 @@ from lamson.encoding import (
 if TYPE_CHECKING:
     from lamson.authres import AuthResults
     from lamson.envelope import Envelope
+    from lamson.identity import Identity
 
 __all__ = [
     "ROUTABLE_TO_HEADER",
@@ -169,6 +170,7 @@ class MailRequest:
         self._handed_out = False
         self._refused: str | None = None
         self._modified = False
+        self._identity: Identity | None = None
         # The envelope we were given, before any header fallback: it decides
         # which missing headers are filled in when the message is parsed.
         self._envelope_from = self.From
@@ -202,8 +204,27 @@ class MailRequest:
 
     @property
     def route_from(self) -> str | None:
-        """The sender to keep conversation state for: bare and lowercased; None for ``<>`` or unknown."""
+        """The sender to keep conversation state for: bare and lowercased; None for ``<>`` or unknown.
+
+        Anyone can write it: act on :attr:`sender` for anything that matters.
+        """
         return self.From or None
+
+    @property
+    def identity(self) -> Identity:
+        """Who sent this, verified how, or why nobody is (:mod:`lamson.identity`)."""
+        if self._identity is None:
+            from lamson.identity import identify
+
+            self._identity = identify(self)
+        return self._identity
+
+    @property
+    def sender(self) -> str | None:
+        """The verified sender (bare, lowercased): the submission user who authenticated, else the From
+        author when DMARC (or aligned SPF/DKIM) shows their domain sent it; None when nothing verified
+        anyone (``identity.reason`` says why). Act on this, never on ``From`` or the From header."""
+        return self.identity.address
 
     # ------------------------------------------------------------------ parsing
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.utils import parseaddr
 from types import ModuleType
 from typing import Any
 
@@ -43,9 +44,13 @@ class RouterConversation:
 
     timeout: float = 5.0
 
-    def __init__(self, From: str, Subject: str) -> None:  # noqa: N803 - the guide's names
+    def __init__(self, From: str, Subject: str, *, authenticated: bool = False) -> None:  # noqa: N803
+        """``authenticated``: the sender authenticated on the submission listener as their From address, so
+        handlers find a verified ``message.sender``; without, a test message (from a loopback peer, unsigned)
+        has none, as a forged one would not."""
         self.From = From
         self.Subject = Subject
+        self.authenticated = authenticated
         self._runtime: Any = None
 
     @property
@@ -66,7 +71,8 @@ class RouterConversation:
         """
         from lamson.testing import inprocess
 
-        return inprocess.route(self.runtime, [inprocess.accept(self.runtime, message)]).ran
+        user = parseaddr(self.From)[1].lower() if self.authenticated else ""
+        return inprocess.route(self.runtime, [inprocess.accept(self.runtime, message, auth_user=user)]).ran
 
     def drain(self) -> str:
         """Route whatever this conversation's messages left waiting (put back after an error, a busy lock);

@@ -205,11 +205,16 @@ def _names(config: Settings) -> Names:
         return Names("test")
 
 
-def accept(runtime: InProcessRuntime, message: Any) -> str:
-    """Spool a MailRequest as the receiver would (envelope from its Peer/From/To) and join its sender's line."""
+def accept(runtime: InProcessRuntime, message: Any, *, auth_user: str = "") -> str:
+    """Spool a MailRequest as the receiver would (envelope from its Peer/From/To) and join its sender's line.
+
+    ``auth_user``: as if it came in on the submission listener, authenticated as that user (the receiver
+    records it in the envelope; it is what ``message.sender`` then answers).
+    """
     rcpts = message.To if isinstance(message.To, list | tuple) else [message.To]
+    extra = {"auth": auth_user} if auth_user else {}
     envelope = Envelope(mail_from=str(message.From or ""), rcpt_tos=tuple(str(r) for r in rcpts),
-                        peer=str(getattr(message, "Peer", "") or "127.0.0.1"), helo="localhost")
+                        peer=str(getattr(message, "Peer", "") or "127.0.0.1"), helo="localhost", extra=extra)
     data = message.Data if isinstance(message.Data, bytes) else str(message.Data).encode("utf-8", "surrogateescape")
     key = runtime.spool().put(envelope, data)
     runtime.lines().add([(key, envelope.mail_from)])

@@ -97,3 +97,11 @@ def test_drain_routes_what_waits(app: RouterClass) -> None:
     inprocess.accept(client.runtime, make_message("alice@example.org", "observe@test.com", "queued", "x"))
     assert client.drain() == "1 routed" and observer.SEEN[0]["subject"] == "queued"
     assert client.drain() == "nothing waiting"
+
+
+def test_a_test_message_has_no_verified_sender_unless_it_authenticated(app: RouterClass) -> None:
+    RouterConversation("Alice <alice@example.org>", "hello").deliver("observe@test.com", Body="hi")
+    RouterConversation("Alice <alice@example.org>", "hello", authenticated=True).deliver("observe@test.com", Body="x")
+    first, second = (seen["message"] for seen in observer.SEEN)
+    assert first.sender is None and "not verified" in first.identity.reason
+    assert second.sender == "alice@example.org" and second.identity.method == "auth"

@@ -14,5 +14,6 @@ def START(message, address=None, host=None):
     if subject == "refuse":
         raise SMTPError(550, "not here")
     SEEN.append({"envelope": getattr(message, "envelope", None), "auth": getattr(message, "auth", None),
+                 "message": message,
                  "subject": subject})
     return START
