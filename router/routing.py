@@ -547,8 +547,8 @@ class RouterClass:
         "incoming" group. UNDELIVERABLE_QUEUE is 1.x's attribute: anything with ``push`` takes the
         record's bytes (a worker's is a lamson.queue.Queue on ``undeliverable_dir``).
 
-        A router worker's routing job learns of it (``context.Handling.parked``) and reports
-        the message parked instead of routed.
+        A router worker's routing job calls it for a disposition that is not Routed
+        (``RoutingJob._act``) and reports the message parked instead of routed.
         """
         if self.UNDELIVERABLE_QUEUE is None:
             return None
@@ -559,9 +559,6 @@ class RouterClass:
             LOG.exception("%scould not queue undeliverable message to %r from %r", _named(message), message.To,
                           message.From)
             raise
-        handling = context.handled()
-        if handling is not None:
-            handling.parked.append(reason)
         LOG.info("%smessage to %r from %r put in %r as %s", _named(message), message.To, message.From,
                  self.UNDELIVERABLE_QUEUE, key)
         return key

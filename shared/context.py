@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -80,9 +80,6 @@ class Handling:
     #: The receiver's id of the message (lamson.envelope.Envelope.id): its replies carry it
     #: (envelope extra ``origin``), so the relay's log lines name it too (docs/operations.md, "Logs").
     id: str = ""
-    #: Why the Router parked the message (a handler raised or refused it, no route took it), if it
-    #: did: the routing job then reports it parked, not routed.
-    parked: list[str] = field(default_factory=list, compare=False)
 
 
 _handling: contextvars.ContextVar[Handling | None] = contextvars.ContextVar("lamson_handling", default=None)
