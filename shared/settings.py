@@ -72,6 +72,14 @@ DEFAULTS: dict[str, Any] = {
     # AUTH PLAIN/LOGIN against the users file (`lamson passwd USER`); authenticated clients may
     # send to any domain, others only to served_domains, as on receiver_config.
     "submission_config": None,
+    # Guessing AUTH passwords (lamson.receiver.authlimit, docs/security.md): failed attempts are
+    # counted per account and per client address, in Redis, for every receiver. The first
+    # auth_free_failures in auth_failure_window seconds pass at once (a mistyped password costs
+    # nothing); each further one waits for a gate of 1 s, 2 s, 4 s... up to auth_max_delay seconds,
+    # and attempts while a gate is closed are answered 454 4.7.0 unchecked.
+    "auth_free_failures": 5,
+    "auth_failure_window": 900,
+    "auth_max_delay": 600,
     "smtp_timeout": 300,
     # Routing jobs: how long one may run, and how often a failing one is retried.
     "job_timeout": 45,
@@ -145,6 +153,9 @@ DEFAULTS: dict[str, Any] = {
     "loop_name": None,
     # Incoming mail carrying our trace more than this many times is parked, not routed.
     "max_loop_traces": 1,
+    # The application's own admission checks (lamson.workers.admission, docs/mail.md "Admission checks"):
+    # dotted names of callables check(m) -> reason | None, run after the built-in ones before any handler.
+    "admission_checks": [],
     # Automatic mail (sent by handlers, DSNs) to one address per minute; more is parked in
     # bounced_dir. 0: no limit. High enough for a person in a lively conversation (or a test
     # client sending a burst), low enough to bound a loop nothing else caught.

@@ -86,7 +86,7 @@ TYPES: dict[str, str] = {
     "receiver_config": DICT, "relay_config": DICT, "metrics_config": DICT, "router_defaults": DICT, "template_config": DICT,
     "receiver_tls": OPTIONAL_DICT, "submission_config": OPTIONAL_DICT, "dns_config": OPTIONAL_DICT,
     "dkim_config": OPTIONAL_DICT,
-    "handlers": STR_LIST, "route_retries": NUMBER_LIST, "relay_retries": NUMBER_LIST,
+    "handlers": STR_LIST, "admission_checks": STR_LIST, "route_retries": NUMBER_LIST, "relay_retries": NUMBER_LIST,
     "served_domains": OPTIONAL_STR_LIST,
     "redis_url": STR, "namespace": STR, "spool": STR, "spool_dir": STR, "queue_dir": STR,
     "undeliverable_dir": STR, "outbox_dir": STR, "bounced_dir": STR, "log_dir": STR, "run_dir": STR,
@@ -101,6 +101,7 @@ TYPES: dict[str, str] = {
     "sweep_grace": NUMBER, "sweep_interval": NUMBER, "relay_lifetime": NUMBER,
     "smtp_start_timeout": NUMBER, "smtp_session_timeout": NUMBER, "boot_retry": NUMBER, "auth_timeout": NUMBER,
     "log_format": STR,
+    "auth_free_failures": INT, "auth_failure_window": NUMBER, "auth_max_delay": NUMBER,
 }
 
 #: Inclusive bounds of numeric settings (None: unbounded on that side). A size, a count of
@@ -111,10 +112,11 @@ POSITIVE = 1e-9
 RANGES: dict[str, tuple[float | None, float | None]] = {
     **{name: (1, None) for name in (
         "max_message_size", "max_recipients", "submission_max_recipients", "max_attempts",
-        "max_received_headers", "max_connections", "max_connections_per_ip", "job_timeout")},
+        "max_received_headers", "max_connections", "max_connections_per_ip", "job_timeout",
+        "auth_free_failures")},
     **{name: (POSITIVE, None) for name in (
         "worker_ttl", "smtp_timeout", "relay_timeout", "lock_timeout", "sweep_interval",
-        "smtp_session_timeout", "boot_retry", "auth_timeout")},
+        "smtp_session_timeout", "boot_retry", "auth_timeout", "auth_failure_window", "auth_max_delay")},
     **{name: (0, None) for name in (
         "spool_reserve", "reply_rate_limit", "relay_domain_concurrency", "max_loop_traces", "lock_wait",
         "sweep_grace", "smtp_start_timeout", "relay_lifetime")},

@@ -69,6 +69,9 @@ class Settings:
     submission_max_recipients: int
     receiver_tls: Mapping[str, Any] | None
     submission_config: Mapping[str, Any] | None
+    auth_free_failures: int
+    auth_failure_window: float
+    auth_max_delay: float
     smtp_timeout: float
     job_timeout: int
     route_retries: Sequence[float]
@@ -102,6 +105,7 @@ class Settings:
     state_prefix: str | None
     loop_name: str | None
     max_loop_traces: int
+    admission_checks: Sequence[str]
     reply_rate_limit: int
     metrics_config: Mapping[str, Any]
     log_format: str

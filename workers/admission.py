@@ -127,8 +127,7 @@ def checks(settings: Settings) -> tuple[Check, ...]:
     import is reported like any load failure (and retried), not on every message;
     the names are resolved once per process.
     """
-    extra: Sequence[str] = settings.extra("admission_checks", ()) or ()
-    return (*CHECKS, *_resolve(tuple(str(name) for name in extra)))
+    return (*CHECKS, *_resolve(tuple(str(name) for name in settings.admission_checks or ())))
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -266,7 +267,7 @@ def test_a_wake_up_for_a_line_in_other_hands_claims_nothing(ctx: Runtime,
 
 
 def test_an_applications_admission_check_parks_with_its_reason(ctx: Runtime) -> None:
-    ctx.settings.admission_checks = ["tests.workers.admission_checks.no_urgent"]
+    ctx.configure(replace(ctx.config, admission_checks=["tests.workers.admission_checks.no_urgent"]))
     urgent, calm = accept(ctx, "URGENT"), accept(ctx, "calm", sender="b@example.org")
     assert jobs.route(ctx, [urgent, calm]) == "1 parked, 1 routed"
     assert handlers.CALLS == ["calm"]
@@ -275,7 +276,7 @@ def test_an_applications_admission_check_parks_with_its_reason(ctx: Runtime) -> 
 
 
 def test_a_check_that_raises_costs_an_attempt_and_strands_nothing(ctx: Runtime) -> None:
-    ctx.settings.admission_checks = ["tests.workers.admission_checks.broken"]
+    ctx.configure(replace(ctx.config, admission_checks=["tests.workers.admission_checks.broken"]))
     key = accept(ctx, "m1")
     assert jobs.route(ctx, [key]) == "1 retry"
     assert ctx.spool().where(key) == "waiting" and ctx.spool().get(key).envelope.attempts == 1
@@ -286,6 +287,6 @@ def test_an_admission_check_that_does_not_import_is_a_clear_error() -> None:
     from lamson.typed_settings import Settings
     from lamson.workers import admission
 
-    settings = Settings.of(SimpleNamespace(**DEFAULTS, admission_checks=["tests.workers.nowhere.check"]))
+    settings = Settings.of(SimpleNamespace(**{**DEFAULTS, "admission_checks": ["tests.workers.nowhere.check"]}))
     with pytest.raises(ValueError, match="admission_checks: cannot import 'tests.workers.nowhere.check'"):
         admission.checks(settings)
