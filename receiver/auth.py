@@ -28,6 +28,9 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from lamson import metrics
+from lamson.receiver.authlimit import THROTTLED, Limiter, account_tag
+
 log = logging.getLogger("lamson.receiver")
 
 #: scrypt cost for new hashes: about 50 ms and 16 MiB per check.
@@ -98,31 +101,63 @@ class UsersAuthenticator:
     """aiosmtpd ``authenticator``: AUTH PLAIN/LOGIN against a users file's scrypt hashes.
 
     An unknown user costs the same scrypt as a known one, so timing does not
-    tell which users exist. Failures are logged with the peer and the user
-    name, never the password.
+    tell which users exist. With a ``limiter`` (lamson.receiver.authlimit, set
+    by the receiver once Redis is known) every attempt first passes its gates,
+    so guessing is bounded across sessions, processes and hosts.
+
+    What the log shows of a failed attempt's login: the name itself only when
+    it is an account of the users file; anything else may be a password typed
+    in the user name field, so it is shown as ``unknown user #TAG`` (a hash
+    prefix, :func:`lamson.receiver.authlimit.account_tag`: repeated attempts
+    with one name can be told apart, the text cannot be read). Passwords are
+    never logged.
     """
 
-    def __init__(self, users: Mapping[str, str]) -> None:
+    def __init__(self, users: Mapping[str, str], limiter: Limiter | None = None) -> None:
         self.users = dict(users)
+        self.limiter = limiter
         self._dummy = hash_password("not a password")
 
     def check(self, login: bytes, password: bytes) -> str | None:
         """The user name when ``login``/``password`` are right, else None."""
-        try:
-            user = login.decode("utf-8")
-        except UnicodeDecodeError:
-            user = ""
+        user = _login_text(login)
         stored = self.users.get(user) if user else None
         ok = verify_password(password, stored or self._dummy)
         return user if ok and stored is not None else None
 
+    def shown(self, login: bytes) -> str:
+        """How the log names the login of an attempt (see the class docstring)."""
+        user = _login_text(login)
+        return repr(user) if user and user in self.users else f"unknown user #{account_tag(user)}"
+
     def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
+        login = _login_text(auth_data.login)
+        client = getattr(server, "client", None) or str(getattr(session, "peer", ""))
+        if self.limiter is not None:
+            wait = self.limiter.admit(login, client)
+            if wait > 0:
+                session.auth_failures = getattr(session, "auth_failures", 0) + 1
+                metrics.RECEIVER.add("auth_throttled")
+                log.warning("454 AUTH %s throttled for %s from %r: %d failures, next attempt in %.1fs",
+                            mechanism, self.shown(auth_data.login), session.peer,
+                            session.auth_failures, wait)
+                return AuthResult(success=False, handled=False, message=THROTTLED)
         user = self.check(auth_data.login, auth_data.password)
         if user is None:
             session.auth_failures = getattr(session, "auth_failures", 0) + 1  # LamsonSMTP closes after a few
-            log.warning("535 AUTH %s failed for %r from %r", mechanism, auth_data.login[:100], session.peer)
+            metrics.RECEIVER.add("auth_failures")
+            log.warning("535 AUTH %s failed for %s from %r", mechanism, self.shown(auth_data.login), session.peer)
             return AuthResult(success=False, handled=False)
+        if self.limiter is not None:
+            self.limiter.succeeded(login, client)
         log.info("AUTH %s as %r from %r", mechanism, user, session.peer)
         return AuthResult(success=True, handled=False, auth_data=user)
+
+
+def _login_text(login: bytes) -> str:
+    try:
+        return login.decode("utf-8")
+    except UnicodeDecodeError:
+        return login.decode("utf-8", "surrogateescape")

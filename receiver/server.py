@@ -32,6 +32,7 @@ import pwd
 import signal
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 from types import ModuleType
 from typing import Any, AnyStr, cast
 
@@ -39,13 +40,16 @@ from aiosmtpd.smtp import SMTP, AuthResult, syntax
 
 from lamson import logs
 from lamson.connection import connect, redact
+from lamson.names import names_for
 from lamson.receiver.auth import AuthConfigError, UsersAuthenticator, load_users, tls_context
+from lamson.receiver.authlimit import Policy, RedisLimiter
 from lamson.receiver.checks import BadPath, parse_path, served_domains
 from lamson.receiver.enqueue import Enqueuer
 from lamson.receiver.handler import SpoolHandler
 from lamson.recycle import reserve_files
 from lamson.redis_check import persistence_problems
 from lamson.runtime import build_runtime
+from lamson.settings import app_root
 from lamson.typed_settings import Settings
 
 log = logging.getLogger("lamson.receiver")
@@ -141,6 +145,11 @@ class LamsonSMTP(SMTP):
         self._client: str | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._start_deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def client(self) -> str | None:
+        """Whose session this is (:func:`client_of`): what AUTH failures are counted against."""
+        return self._client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._original_transport is not None:
@@ -394,6 +403,27 @@ def after_listening(settings: Settings | ModuleType, handler: SpoolHandler) -> N
         redis_problems(settings, conn)  # the Redis spool checked it before serving
 
 
+def app_path(path: str | os.PathLike[str]) -> Path:
+    """A ``receiver_tls`` or ``submission_config`` file: relative paths are the application's.
+
+    They resolve against the application root (lamson.settings.app_root: ``-root``,
+    LAMSON_ROOT, else the current directory), not the directory the receiver happens
+    to be started from, so ``config/tls/cert.pem`` means the application's under
+    supervisord, systemd or ``lamson receiver -root APP`` from anywhere.
+    """
+    found = Path(path).expanduser()
+    return found if found.is_absolute() else app_root() / found
+
+
+def auth_limiter(settings: Settings) -> RedisLimiter:
+    """The AUTH failure limiter of the submission listener (lamson.receiver.authlimit), on its own
+    connection with a short timeout: a check runs in a worker thread, which a slow Redis must not
+    hold for long (it then falls back to counting in the process)."""
+    policy = Policy(free=settings.auth_free_failures, window=float(settings.auth_failure_window),
+                    max_delay=float(settings.auth_max_delay))
+    return RedisLimiter(connect(settings.redis_url, timeout=1.0), names_for(settings), policy)
+
+
 class ListenerSecurity:
     """What ``receiver_tls`` and ``submission_config`` give the listeners, loaded before binding."""
 
@@ -412,7 +442,7 @@ class ListenerSecurity:
             if tls:
                 if not tls.get("cert") or not tls.get("key"):
                     raise ReceiverError("receiver_tls needs both 'cert' and 'key' (paths to PEM files)")
-                self.context = tls_context(tls["cert"], tls["key"])
+                self.context = tls_context(app_path(tls["cert"]), app_path(tls["key"]))
             elif self.require_tls:
                 raise ReceiverError("receiver_tls['require'] needs a 'cert' and 'key'")
             if self.submission is not None:
@@ -421,7 +451,7 @@ class ListenerSecurity:
                 for key in ("host", "port", "users"):
                     if not self.submission.get(key) and self.submission.get(key) != 0:
                         raise ReceiverError(f"submission_config needs {key!r}")
-                self.authenticator = UsersAuthenticator(load_users(self.submission["users"]))
+                self.authenticator = UsersAuthenticator(load_users(app_path(self.submission["users"])))
                 if not self.authenticator.users:
                     log.warning("WARNING: submission users file %r has no users: nobody can AUTH",
                                 self.submission["users"])
@@ -482,6 +512,8 @@ async def serve(settings: Settings | ModuleType, stop: asyncio.Event | None = No
         elif os.geteuid() == 0:
             log.warning("WARNING: the receiver runs as root; set receiver_user to run as an unprivileged user")
         handler = build_handler(settings)
+        if security.authenticator is not None:
+            security.authenticator.limiter = auth_limiter(settings)
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, stop.set)

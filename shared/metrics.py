@@ -59,6 +59,8 @@ COUNTERS: dict[str, tuple[str | None, str]] = {
     "deferred": ("group", "Messages put back to wait: busy conversation, Redis trouble, retry, 4xx at the smart host."),
     "relayed": (None, "Replies the smart host accepted (for at least one recipient)."),
     "bounced": ("reason", "Replies given up on with a notification to the sender: refused (5xx) or expired."),
+    "auth_failures": (None, "AUTH attempts on the submission listener whose credentials were wrong (535)."),
+    "auth_throttled": (None, "AUTH attempts refused unchecked (454) while the account's or client's gate was closed."),
 }
 
 #: Upper bounds (seconds) of the accept-to-delivered histogram's buckets.
