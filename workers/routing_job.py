@@ -126,7 +126,8 @@ class RoutingJob:
                 self.spool.release(spooled, self.worker, delay=self.retries[0])
         finally:
             self.commit()
-        return ", ".join(f"{n} {what}" for what, n in self.outcomes.items()) or "nothing waiting"
+        self.summary = ", ".join(f"{n} {what}" for what, n in self.outcomes.items()) or "nothing waiting"
+        return self.summary
 
     # -- 1. claim --------------------------------------------------------------------------------
 

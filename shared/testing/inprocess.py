@@ -228,5 +228,5 @@ def route(runtime: InProcessRuntime, keys: list[str], group: str = "incoming") -
 
     runtime.propagate_errors = not runtime.routes().LOG_EXCEPTIONS
     job = RoutingJob(runtime, runtime.group(group))
-    job.summary = job.run(keys)
+    job.run(keys)
     return job
