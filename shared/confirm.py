@@ -20,6 +20,16 @@ the application's Redis under its namespace (``NAMESPACE:confirm:...``), so
 every router worker on every host sees the same pending confirmations.
 Secrets come from :mod:`secrets` and are compared in constant time; a secret
 works once.
+
+A confirmation request goes to an address that has proven nothing: anyone can
+name a victim as the sender of a sign-up, once per address of ours and per
+message. So the engine caps such *unsolicited* mail per target address and
+hour (``unsolicited_per_hour``, counted in Redis under the application's
+namespace, shared by every worker: :meth:`ConfirmationEngine.may_send`), and
+keeps at most ``max_pending`` confirmations per target, dropping the oldest,
+so forged sign-ups from ever new addresses cannot grow Redis or the pending
+Maildir without bound (docs/design.md, "Application state in Redis";
+docs/security.md, "Unsolicited mail").
 """
 
 from __future__ import annotations
@@ -44,6 +54,12 @@ __all__ = ["ConfirmationEngine", "ConfirmationStorage"]
 
 #: How long an unanswered confirmation stays valid in Redis (seconds): a week.
 DEFAULT_EXPIRES = 7 * 24 * 3600
+
+#: How many confirmations may wait per target (a list, a sign-up form) before the oldest is dropped.
+DEFAULT_MAX_PENDING = 10_000
+
+#: The window of the unsolicited-mail cap (seconds): the count restarts every clock hour.
+UNSOLICITED_WINDOW = 3600
 
 
 def normal_address(address: Any) -> str:
@@ -71,7 +87,12 @@ class ConfirmationStorage:
 
     ``db=`` takes any dict-like object instead (1.x's ``ConfirmationStorage(db={})``,
     handy in tests); each instance without one gets Redis, never a dict shared
-    with other instances.
+    with other instances. The counts of :meth:`allow_unsolicited` and the order
+    of pending confirmations then live in this instance too.
+
+    At most ``max_pending`` confirmations wait per target (None: no bound);
+    storing one more drops the oldest (Redis: a sorted set per target,
+    ``NAMESPACE:confirm:TARGET``, scored by when each was stored).
     """
 
     def __init__(
@@ -81,6 +102,8 @@ class ConfirmationStorage:
         conn: redis.Redis | None = None,
         names: Names | None = None,
         expires: int | None = DEFAULT_EXPIRES,
+        max_pending: int | None = DEFAULT_MAX_PENDING,
+        clock: Any = time.time,
     ) -> None:
         self.db = db
         self._conn = conn
@@ -88,6 +111,11 @@ class ConfirmationStorage:
         self._settings_conn: redis.Redis | None = None
         self._settings_names: Names | None = None
         self.expires = expires
+        self.max_pending = max_pending
+        self.clock = clock
+        # Without Redis (db=): target -> sender -> when stored, and (address, hour) -> unsolicited count.
+        self._order: dict[str, dict[str, float]] = {}
+        self._sent: dict[tuple[str, int], int] = {}
 
     # -- where ------------------------------------------------------------
 
@@ -126,6 +154,10 @@ class ConfirmationStorage:
             return ":".join(parts)
         return self._redis()[1].key("confirm", *parts)
 
+    def _index(self, target: str) -> str:
+        """The Redis sorted set of the senders with a confirmation pending for ``target``."""
+        return self._redis()[1].key("confirm", _key_part(str(target)))
+
     # -- the 1.x interface -----------------------------------------------
 
     def get(self, target: str, from_address: str) -> tuple[str | None, str | None]:
@@ -140,32 +172,114 @@ class ConfirmationStorage:
             return None, None
         return _text(secret), _text(pending)
 
-    def store(self, target: str, from_address: str, expected_secret: str, pending_message_id: str) -> None:
-        """Remember the secret and the pending message for ``(target, sender)``, replacing any earlier one."""
-        key = self.key(target, from_address)
+    def store(self, target: str, from_address: str, expected_secret: str, pending_message_id: str) -> list[str]:
+        """Remember the secret and the pending message for ``(target, sender)``, replacing any earlier one.
+
+        Returns the pending message ids of the confirmations dropped to stay within ``max_pending``
+        for this target (oldest first), for the caller to drop their messages.
+        """
+        sender = normal_address(from_address)
+        key = self.key(target, sender)
+        now = float(self.clock())
         if self.db is not None:
             self.db[key] = (expected_secret, pending_message_id)
-            return
+            order = self._order.setdefault(str(target), {})
+            order.pop(sender, None)
+            order[sender] = now
+            dropped: list[str] = []
+            while self.max_pending is not None and len(order) > max(1, self.max_pending):
+                oldest = next(iter(order))
+                del order[oldest]
+                found = self.db.pop(self.key(target, oldest), None)
+                if found:
+                    dropped.append(found[1])
+            return dropped
         conn, _ = self._redis()
+        index = self._index(target)
         with conn.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             pipe.hset(key, mapping={"secret": expected_secret, "pending_id": pending_message_id})
             if self.expires:
                 pipe.expire(key, int(self.expires))
+                pipe.zremrangebyscore(index, "-inf", now - self.expires)  # their hashes expired already
+            pipe.zadd(index, {sender: now})
+            if self.expires:
+                pipe.expire(index, int(self.expires))
             pipe.execute()
+        return self._evict(conn, target, index)
+
+    def _evict(self, conn: redis.Redis, target: str, index: str) -> list[str]:
+        """Drop the oldest confirmations of ``target`` beyond ``max_pending``; their pending ids."""
+        if self.max_pending is None:
+            return []
+        extra = int(conn.zcard(index)) - max(1, self.max_pending)
+        if extra <= 0:
+            return []
+        dropped: list[str] = []
+        # ZPOPMIN is atomic: two workers evicting at once never both take (and report) one entry.
+        popped: list[tuple[Any, float]] = list(conn.zpopmin(index, extra))  # type: ignore[arg-type]
+        for member, _ in popped:
+            key = self.key(target, _text(member))
+            with conn.pipeline(transaction=True) as pipe:
+                pipe.hget(key, "pending_id")
+                pipe.delete(key)
+                pending, _ = pipe.execute()
+            if pending is not None:
+                dropped.append(_text(pending))
+        if dropped:
+            log.warning("%d pending confirmation(s) for %r dropped: more than %d were waiting",
+                        len(dropped), target, self.max_pending)
+        return dropped
 
     def delete(self, target: str, from_address: str) -> None:
         """Forget the pending confirmation of ``(target, sender)`` (none: nothing happens)."""
         key = self.key(target, from_address)
         if self.db is not None:
             self.db.pop(key, None)
+            self._order.get(str(target), {}).pop(normal_address(from_address), None)
             return
-        self._redis()[0].delete(key)
+        conn, _ = self._redis()
+        with conn.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.zrem(self._index(target), normal_address(from_address))
+            pipe.execute()
+
+    def pending_count(self, target: str) -> int:
+        """How many confirmations wait for ``target``."""
+        if self.db is not None:
+            return len(self._order.get(str(target), {}))
+        conn, _ = self._redis()
+        return int(conn.zcard(self._index(target)))
+
+    def allow_unsolicited(self, address: str, per_hour: int) -> bool:
+        """Count one unsolicited message to ``address`` in this clock hour; False when it would exceed
+        ``per_hour`` (0: no cap). Counted under the namespace (``NAMESPACE:unsolicited:ADDRESS:HOUR``),
+        so every worker of the application shares one count per address."""
+        if per_hour <= 0:
+            return True
+        address = normal_address(address)
+        hour = int(self.clock()) // UNSOLICITED_WINDOW
+        if self.db is not None:
+            for stale in [k for k in self._sent if k[1] != hour]:
+                del self._sent[stale]
+            count = self._sent.get((address, hour), 0) + 1
+            self._sent[(address, hour)] = count
+            return count <= per_hour
+        conn, names = self._redis()
+        key = names.key("unsolicited", _key_part(address), str(hour))
+        with conn.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, UNSOLICITED_WINDOW + 60)
+            count, _ = pipe.execute()
+        return int(count) <= per_hour
 
     def clear(self) -> None:
-        """Forget every pending confirmation of this application (its namespace only)."""
+        """Forget every pending confirmation of this application (its namespace only), and the counts of
+        unsolicited mail sent."""
         if self.db is not None:
             self.db.clear()
+            self._order.clear()
+            self._sent.clear()
             return
         conn, names = self._redis()
         batch: list[bytes] = []
@@ -176,6 +290,8 @@ class ConfirmationStorage:
                 batch = []
         if batch:
             conn.delete(*batch)
+        for key in conn.scan_iter(match=names.key("unsolicited", "*"), count=500):
+            conn.delete(key)
 
 
 def _text(value: Any) -> str:
@@ -193,10 +309,45 @@ class ConfirmationEngine:
     #: How often (seconds) :meth:`register` also drops pending messages nobody can confirm any more.
     EXPIRE_EVERY = 3600.0
 
-    def __init__(self, pending_queue: str | Queue | Any, storage: ConfirmationStorage | None = None) -> None:
+    def __init__(self, pending_queue: str | Queue | Any, storage: ConfirmationStorage | None = None, *,
+                 unsolicited_per_hour: int | None = None) -> None:
+        """``unsolicited_per_hour``: the cap of :meth:`may_send`; None reads the application's
+        ``unsolicited_per_hour`` setting at each use (the worker's settings, else the loaded ones)."""
         self.pending = pending_queue if isinstance(pending_queue, Queue) else Queue(pending_queue)
         self.storage = storage if storage is not None else ConfirmationStorage()
+        self.unsolicited_per_hour = unsolicited_per_hour
         self._expired_at = float("-inf")
+
+    def per_hour(self) -> int:
+        """The unsolicited-mail cap in force: the one given, else the setting."""
+        if self.unsolicited_per_hour is not None:
+            return int(self.unsolicited_per_hour)
+        from lamson.settings import DEFAULTS
+
+        current = context.get()
+        if current is not None and current.settings is not None:
+            return int(current.config.unsolicited_per_hour)
+        try:
+            found = getattr(context.app_settings(), "unsolicited_per_hour", None)
+        except Exception:  # noqa: BLE001 - no settings to load (a script): the default
+            found = None
+        return int(DEFAULTS["unsolicited_per_hour"] if found is None else found)
+
+    def may_send(self, address: str) -> bool:
+        """Count one unsolicited message (a confirmation request, a help or refusal answer) to ``address``;
+        False when ``address`` had its ``unsolicited_per_hour`` this hour, and must get nothing.
+
+        Such mail goes to an address that proved nothing: anyone can name a victim as the sender,
+        to many of our addresses, many times. The cap is per address, whatever address of ours was
+        written to, so one application mails a victim at most that many times an hour. Mail to an
+        address that proved itself (a member's copy of a post, the welcome after a confirmation)
+        is not counted.
+        """
+        if self.storage.allow_unsolicited(address, self.per_hour()):
+            return True
+        log.warning("no more unsolicited mail to <%s> this hour: %d sent (unsolicited_per_hour)",
+                    normal_address(address), self.per_hour())
+        return False
 
     def expire_pending(self, now: float | None = None) -> int:
         """Drop pending messages older than the storage keeps their secrets; return how many.
@@ -246,13 +397,15 @@ class ConfirmationEngine:
         except ValueError:
             pass
 
-    def register(self, target: str, message: Any) -> str:
+    def register(self, target: str, message: Any, sender: str | None = None) -> str:
         """Keep ``message`` pending and return the address local part to confirm with: ``TARGET-confirm-SECRET``.
 
-        A sender who registers again for the same target gets a new secret;
-        the message pending from the earlier request is dropped.
+        The confirmation belongs to ``sender`` (default: the message's envelope sender), the
+        address whose answer :meth:`verify` accepts. A sender who registers again for the same
+        target gets a new secret; the message pending from the earlier request is dropped, and so
+        are those of the oldest confirmations beyond the storage's ``max_pending``.
         """
-        sender = _sender(message)
+        sender = normal_address(sender) if sender else _sender(message)
         if not sender:
             raise ValueError("cannot register a confirmation for a message without a sender")
         if time.monotonic() - self._expired_at >= self.EXPIRE_EVERY:
@@ -261,9 +414,10 @@ class ConfirmationEngine:
         _, old_pending = self.storage.get(target, sender)
         secret = self.make_random_secret()
         pending_id = self.push_pending(message)
-        self.storage.store(target, sender, secret, pending_id)
-        if old_pending and old_pending != pending_id:
-            self.delete_pending(old_pending)
+        dropped = self.storage.store(target, sender, secret, pending_id) or []
+        for stale in [old_pending, *dropped]:
+            if stale and stale != pending_id:
+                self.delete_pending(stale)
         return f"{target}-confirm-{secret}"
 
     def send(self, relay: Any, target: str, message: Any, template: str, vars: dict[str, Any]) -> str | None:  # noqa: A002
@@ -274,7 +428,9 @@ class ConfirmationEngine:
         template. The request goes From and Reply-To
         ``TARGET-confirm-SECRET@HOST`` to the envelope sender (the address the
         confirmation is stored for). A message from the null sender ``<>``
-        (a bounce) gets none: returns None. Otherwise returns the confirm address.
+        (a bounce) gets none, nor does an address that had its
+        ``unsolicited_per_hour`` (:meth:`may_send`): both return None, and
+        nothing is kept pending. Otherwise returns the confirm address.
         """
         sender = _sender(message)
         if not sender:
@@ -282,6 +438,8 @@ class ConfirmationEngine:
             return None
         if not vars.get("host"):
             raise KeyError("ConfirmationEngine.send needs vars['host'], the domain of the confirm address")
+        if not self.may_send(sender):
+            return None
         confirm_address = self.register(target, message)
         vars.update(confirm_address=confirm_address, target=target, message=message)
         address = f"{confirm_address}@{vars['host']}"

@@ -160,6 +160,11 @@ DEFAULTS: dict[str, Any] = {
     # bounced_dir. 0: no limit. High enough for a person in a lively conversation (or a test
     # client sending a burst), low enough to bound a loop nothing else caught.
     "reply_rate_limit": 60,
+    # Unsolicited automatic mail (lamson.confirm's confirmation requests, an application's help or
+    # refusal answers: mail to an address that proved nothing) to one address per clock hour, per
+    # application, counted in Redis; more is not sent. Anyone can name a victim as the sender, so this
+    # stays small; mail to proven addresses (a list's copies to members) is not counted. 0: no cap.
+    "unsolicited_per_hour": 5,
     # Where `lamson metrics` serves Prometheus metrics (docs/operations.md).
     "metrics_config": {"host": "127.0.0.1", "port": 9108},
     # How the receiver, router and relay workers write their log lines (lamson.logs, docs/operations.md

@@ -95,7 +95,7 @@ TYPES: dict[str, str] = {
     "auth_results": BOOL, "dmarc_reject_park": BOOL,
     "max_message_size": INT, "max_recipients": INT, "submission_max_recipients": INT, "max_attempts": INT,
     "max_received_headers": INT, "max_connections": INT, "max_connections_per_ip": INT, "max_loop_traces": INT,
-    "reply_rate_limit": INT, "relay_domain_concurrency": INT,
+    "reply_rate_limit": INT, "unsolicited_per_hour": INT, "relay_domain_concurrency": INT,
     "job_timeout": INT, "worker_ttl": NUMBER, "worker_nice": INT, "spool_reserve": INT,
     "smtp_timeout": NUMBER, "relay_timeout": NUMBER, "lock_timeout": NUMBER, "lock_wait": NUMBER,
     "sweep_grace": NUMBER, "sweep_interval": NUMBER, "relay_lifetime": NUMBER,
@@ -118,7 +118,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
         "worker_ttl", "smtp_timeout", "relay_timeout", "lock_timeout", "sweep_interval",
         "smtp_session_timeout", "boot_retry", "auth_timeout", "auth_failure_window", "auth_max_delay")},
     **{name: (0, None) for name in (
-        "spool_reserve", "reply_rate_limit", "relay_domain_concurrency", "max_loop_traces", "lock_wait",
+        "spool_reserve", "reply_rate_limit", "unsolicited_per_hour", "relay_domain_concurrency", "max_loop_traces", "lock_wait",
         "sweep_grace", "smtp_start_timeout", "relay_lifetime")},
     "worker_nice": (-20, 19),
 }

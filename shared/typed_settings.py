@@ -107,6 +107,7 @@ class Settings:
     max_loop_traces: int
     admission_checks: Sequence[str]
     reply_rate_limit: int
+    unsolicited_per_hour: int
     metrics_config: Mapping[str, Any]
     log_format: str
 

@@ -168,10 +168,12 @@ def test_redis_keys_are_namespaced_and_expire(redis_conn: redis.Redis, no_contex
     second = ConfirmationStorage(conn=redis_conn, names=Names("app2"))
     first.store("dev", "a@example.com", "s1", "k1")
     second.store("dev", "a@example.com", "s2", "k2")
-    assert sorted(redis_conn.keys("*")) == [b"app1:confirm:dev:a@example.com", b"app2:confirm:dev:a@example.com"]
+    assert sorted(redis_conn.keys("*")) == [b"app1:confirm:dev", b"app1:confirm:dev:a@example.com",
+                                            b"app2:confirm:dev", b"app2:confirm:dev:a@example.com"]
     assert 0 < redis_conn.ttl("app1:confirm:dev:a@example.com") <= 7 * 24 * 3600
+    assert 0 < redis_conn.ttl("app1:confirm:dev") <= 7 * 24 * 3600  # the per-target index expires too
     first.clear()
-    assert redis_conn.keys("*") == [b"app2:confirm:dev:a@example.com"]
+    assert sorted(redis_conn.keys("*")) == [b"app2:confirm:dev", b"app2:confirm:dev:a@example.com"]
     assert second.get("dev", "a@example.com") == ("s2", "k2")
 
 
@@ -205,7 +207,7 @@ def test_storage_without_context_reads_the_settings(redis_url: str, redis_conn: 
     finally:
         sys.modules.pop("confirmcfg.settings", None)
         sys.modules.pop("confirmcfg", None)
-    assert redis_conn.keys("*") == [b"fromsettings:confirm:dev:a@example.com"]
+    assert sorted(redis_conn.keys("*")) == [b"fromsettings:confirm:dev", b"fromsettings:confirm:dev:a@example.com"]
 
 
 def test_pending_messages_of_expired_confirmations_are_dropped(storage: ConfirmationStorage, tmp_path: Path) -> None:
@@ -224,3 +226,60 @@ def test_pending_messages_of_expired_confirmations_are_dropped(storage: Confirma
     assert old_key not in engine.pending.keys() and len(engine.pending.keys()) == 2
     assert engine.expire_pending() == 0
     assert ConfirmationEngine(tmp_path / "kept", ConfirmationStorage(db={}, expires=None)).expire_pending() == 0
+
+
+def test_unsolicited_mail_is_capped_per_address_and_hour(storage: ConfirmationStorage, tmp_path: Path) -> None:
+    """Finding 5 of issue 21: whatever target is written to, one address gets at most the cap an hour."""
+    clock = [7200.0]
+    storage.clock = lambda: clock[0]
+    storage.clear()
+    engine = ConfirmationEngine(tmp_path / "pending", storage, unsolicited_per_hour=3)
+    relay = RecordingRelay()
+    sent = [engine.send(relay, target, signup("Victim@Example.COM"), "confirm.txt", {"host": "lists.example.org"})
+            for target in ("dev", "users", "announce", "dev", "other")]
+    assert [s is not None for s in sent] == [True, True, True, False, False]
+    assert len(relay.sent) == 3 and engine.pending.count() == 3  # refused ones keep nothing pending
+    assert engine.may_send("someone.else@example.com")  # per address
+    clock[0] += 3600  # the next clock hour
+    assert engine.send(relay, "dev", signup("victim@example.com"), "confirm.txt", {"host": "x.example"})
+    assert ConfirmationEngine(tmp_path / "p2", storage, unsolicited_per_hour=0).may_send("victim@example.com")
+    storage.clear()
+
+
+def test_unsolicited_counts_are_shared_through_redis(redis_conn: redis.Redis, no_context: None) -> None:
+    one = ConfirmationStorage(conn=redis_conn, names=Names("capapp"))
+    two = ConfirmationStorage(conn=redis_conn, names=Names("capapp"))  # another worker of the same app
+    other = ConfirmationStorage(conn=redis_conn, names=Names("otherapp"))
+    assert [one.allow_unsolicited("v@example.com", 2), two.allow_unsolicited("V@example.com", 2)] == [True, True]
+    assert not one.allow_unsolicited("v@example.com", 2) and not two.allow_unsolicited("v@example.com", 2)
+    assert other.allow_unsolicited("v@example.com", 2)  # per application namespace
+    [key] = redis_conn.keys("capapp:unsolicited:*")
+    assert 3600 < redis_conn.ttl(key) <= 3660
+
+
+def test_the_cap_defaults_to_the_setting(tmp_path: Path, no_context: None) -> None:
+    from lamson.settings import DEFAULTS
+
+    engine = ConfirmationEngine(tmp_path / "pending", ConfirmationStorage(db={}))
+    assert engine.per_hour() == DEFAULTS["unsolicited_per_hour"] == 5
+
+
+def test_pending_confirmations_are_bounded_per_target(storage: ConfirmationStorage, tmp_path: Path) -> None:
+    """Forged sign-ups from ever new addresses keep at most max_pending secrets and messages per target."""
+    storage.clear()
+    storage.max_pending = 3
+    clock = [1000.0]
+    storage.clock = lambda: clock[0]
+    engine = ConfirmationEngine(tmp_path / "pending", storage)
+    for n in range(10):
+        clock[0] += 1
+        engine.register("dev", signup(f"forged{n}@example.com"))
+    engine.register("other", signup("forged0@example.com"))
+    assert storage.pending_count("dev") == 3 and storage.pending_count("other") == 1
+    assert engine.pending.count() == 4  # the dropped ones' messages are gone too
+    assert storage.get("dev", "forged6@example.com") == (None, None)
+    assert [storage.get("dev", f"forged{n}@example.com")[0] is not None for n in (7, 8, 9)] == [True] * 3
+    secret, _ = storage.get("dev", "forged9@example.com")
+    assert engine.verify("dev", "forged9@example.com", secret or "") is not None
+    assert storage.pending_count("dev") == 2
+    storage.clear()
