@@ -466,30 +466,40 @@ def auto_reply_refusal(message: MailRequest) -> str | None:
     naming All, AutoReply or OOF; other autoresponders' ``X-Autoreply`` /
     ``X-Autorespond``; and senders named ``MAILER-DAEMON``, ``owner-*`` or
     ``*-request`` (RFC 3834 section 2).
+
+    Values are read as a robot would mean them, not as the grammar allows
+    only: comments removed, quotes taken off (``Precedence: "bulk"``), case
+    folded. Header names are matched with white space before the colon too
+    (``Auto-Submitted : auto-replied``, the obsolete syntax of RFC 5322 §4.5):
+    the parser ends the header block at such a line, so the received header
+    block is read as well (:func:`_raw_fields`). Reading too much here only
+    costs a reply; reading too little starts a loop with another robot.
     """
     sender = getattr(message, "From", None)
     if sender == "":
         return "null envelope sender <>"
     # Return-Path is written by the delivering MTA; whoever wrote "<>" meant
     # "do not answer", and honouring a forged one only suppresses a reply.
-    if (message["Return-Path"] or "").strip() == "<>":
+    raw = _raw_fields(message)
+    if any(_unquoted(v) == "<>" for v in _all(message, "Return-Path", raw)):
         return "null Return-Path <>"
-    for value in _all(message, "Auto-Submitted"):
-        auto = strip_comments(value).split(";")[0].strip().lower()
-        if auto and auto != "no":
-            return f"Auto-Submitted: {auto}"
-    for value in _all(message, "Precedence"):
-        precedence = strip_comments(value).strip().lower()
-        if precedence in ("bulk", "list", "junk"):
-            return f"Precedence: {precedence}"
+    for value in _all(message, "Auto-Submitted", raw):
+        auto = _unquoted(strip_comments(value).split(";")[0])
+        if auto != "no":  # RFC 3834 §5: anything but "no" is automatic (an empty or odd value too)
+            return f"Auto-Submitted: {auto or '(empty)'}"
+    for value in _all(message, "Precedence", raw):
+        words = set(_unquoted(value).replace(",", " ").split())
+        found = sorted(words & _BULK)
+        if found:
+            return f"Precedence: {found[0]}"
     for name in _LIST_HEADERS:
-        if name in message:
+        if name in message or name.lower() in raw:
             return f"mailing list mail ({name})"
-    suppress = {v.strip().lower() for v in (message["X-Auto-Response-Suppress"] or "").split(",")}
+    suppress = {_unquoted(v) for value in _all(message, "X-Auto-Response-Suppress", raw) for v in value.split(",")}
     if suppress & _SUPPRESS:
         return "X-Auto-Response-Suppress"
     for name in ("X-Autoreply", "X-Autorespond"):
-        if name in message:
+        if name in message or name.lower() in raw:
             return f"sent by an autoresponder ({name})"
     local = (sender or _header_address(message["From"])).partition("@")[0].lower()
     if local == "mailer-daemon" or local.startswith("owner-") or local.endswith("-request"):
@@ -499,14 +509,65 @@ def auto_reply_refusal(message: MailRequest) -> str | None:
     return None
 
 
-def _all(message: Any, name: str) -> list[str]:
-    """Every value of header ``name`` (a message may carry several), as text."""
+#: Precedence values that mean "no automatic answer" (RFC 3834 §3.1.8; ``auto_reply`` is what some
+#: autoresponders write on their own answers).
+_BULK = frozenset({"bulk", "list", "junk", "auto_reply"})
+#: Header names the raw header block is read for (lowercased).
+_SCREENED = frozenset({"return-path", "auto-submitted", "precedence", "x-auto-response-suppress",
+                       "x-autoreply", "x-autorespond", *(name.lower() for name in _LIST_HEADERS)})
+#: A header field's first line: its name, optional white space, the colon (RFC 5322 §4.5's obs-optional).
+_FIELD = re.compile(r"([!-9;-~]+)[ \t]*:(.*)", re.DOTALL)
+
+
+def _raw_fields(message: Any) -> dict[str, list[str]]:
+    """The screened header fields of the received header block, by lowercased name, unfolded.
+
+    The email parser stops reading headers at a line like ``Auto-Submitted :
+    auto-replied`` (white space before the colon) and takes the rest for the
+    body, so what it reports can miss the very header that says "do not
+    answer". The raw block (up to the first empty line) is read here, names
+    matched with white space before the colon allowed.
+    """
+    from lamson.encoding import MAX_HEADER_BYTES, decode_header_text, header_block_end
+
+    data = getattr(message, "original", None)
+    if not isinstance(data, bytes):
+        data = getattr(message, "Data", None)
+    if not isinstance(data, bytes):
+        return {}
+    end = header_block_end(data)
+    head = data[:MAX_HEADER_BYTES if end is None else end].decode("utf-8", "surrogateescape")
+    fields: list[tuple[str, list[str]]] = []
+    for line in head.splitlines():
+        if line[:1] in (" ", "\t"):
+            if fields:
+                fields[-1][1].append(line)
+            continue
+        match = _FIELD.match(line)
+        fields.append((match.group(1).lower(), [match.group(2)]) if match else ("", []))
+    found: dict[str, list[str]] = {}
+    for name, lines in fields:
+        if name in _SCREENED:
+            found.setdefault(name, []).append(decode_header_text(" ".join(lines)))
+    return found
+
+
+def _unquoted(value: str) -> str:
+    """A header value compared as a word: comments removed, quotes and quoted pairs taken off, case folded."""
+    text = strip_comments(value)
+    text = re.sub(r'\\(.)', r"\1", text.replace('"', ""))
+    return " ".join(text.split()).casefold()
+
+
+def _all(message: Any, name: str, raw: dict[str, list[str]] | None = None) -> list[str]:
+    """Every value of header ``name`` (a message may carry several), as text; with ``raw``
+    (:func:`_raw_fields`), the received header block's values of it as well."""
     get_all = getattr(message, "get_all", None)
     values = get_all(name) if callable(get_all) else None
     if values is None:
         one = message[name]
         values = [] if one is None else [one]
-    return [str(v) for v in values]
+    return [str(v) for v in values] + list((raw or {}).get(name.lower(), []))
 
 
 def strip_comments(value: str) -> str:

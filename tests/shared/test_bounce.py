@@ -257,3 +257,42 @@ def test_an_edited_message_is_judged_by_what_it_says_now() -> None:
     edited["Content-Type"] = 'multipart/report; report-type=delivery-status; boundary="b"'
     assert bounce.surely_not_a_bounce(edited)  # the received bytes say nothing of a report...
     assert edited.is_bounce()  # ...the message as edited is one
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        # Issue 21, finding 10: a quoted value and white space before the colon each drew an auto-reply.
+        ('Precedence: "bulk"\r\n', "Precedence: bulk"),
+        ("Auto-submitted : auto-replied\r\n", "Auto-Submitted: auto-replied"),
+        ("Auto-Submitted\t:\tauto-replied\r\n", "Auto-Submitted: auto-replied"),
+        ("AUTO-SUBMITTED:\tAuto-Generated; foo=bar\r\n", "Auto-Submitted: auto-generated"),
+        ("Auto-Submitted: auto-generated; foo=bar\r\n", "Auto-Submitted: auto-generated"),
+        ('Auto-Submitted: "auto-replied"\r\n', "Auto-Submitted: auto-replied"),
+        ("Auto-Submitted:\r\n\tauto-replied\r\n", "Auto-Submitted: auto-replied"),
+        ("Auto-Submitted:\r\n", "Auto-Submitted: (empty)"),
+        ('Precedence: "BULK" (a robot)\r\n', "Precedence: bulk"),
+        ("Precedence:\tJunk\r\n", "Precedence: junk"),
+        ("Precedence :list\r\n", "Precedence: list"),
+        ('Precedence: "l\\ist"\r\n', "Precedence: list"),
+        ("Precedence: auto_reply\r\n", "Precedence: auto_reply"),
+        ("List-Id : <dev.lists.example.org>\r\n", "mailing list"),
+        ("X-Auto-Response-Suppress : OOF\r\n", "X-Auto-Response-Suppress"),
+        ("Return-Path : <>\r\n", "null Return-Path"),
+        # A line the parser cannot read ends its header block; what follows is screened all the same.
+        ("X-Odd Name: 1\r\nPrecedence: bulk\r\n", "Precedence: bulk"),
+    ],
+)
+def test_auto_reply_screening_reads_values_and_names_as_a_robot_means_them(headers: str, why: str) -> None:
+    msg = plain(headers)
+    assert why in (auto_reply_refusal(msg) or ""), auto_reply_refusal(msg)
+    assert not auto_reply_allowed(msg)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    ['Auto-Submitted: "no"\r\n', "Auto-Submitted : No (typed by a person)\r\n", 'Precedence: "first-class"\r\n',
+     "Precedence : normal\r\n", "X-Precedence: bulk\r\n", "Subject: Precedence: bulk\r\n"],
+)
+def test_auto_reply_screening_still_answers_people(headers: str) -> None:
+    assert auto_reply_allowed(plain(headers)), auto_reply_refusal(plain(headers))
