@@ -30,12 +30,14 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from types import ModuleType
 from typing import Any, NamedTuple, cast
 
 import markdown
+import nh3
 from markupsafe import Markup
 
 from lamson import view
@@ -43,7 +45,8 @@ from lamson.mail import MailResponse
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CssRule", "HtmlMail", "inline_css", "parse_css"]
+__all__ = ["CssRule", "HtmlMail", "Rendered", "inline_css", "parse_css", "plain_text_html", "render_markdown",
+           "render_markdown_checked", "sanitize", "url_is_safe"]
 
 Wiki = Callable[[str], str] | ModuleType
 
@@ -290,3 +293,147 @@ class HtmlMail:
         response.Body = view.render(merged, body_template)
         response.Html = self.render(merged, content)
         return response
+
+
+# -- Markdown from strangers ------------------------------------------------------------------------------
+#
+# HtmlMail renders the application's own templates. Text a stranger wrote (a blog post, a comment) needs
+# more: Python-Markdown passes raw HTML through, keeps any link target, and some inputs make it quadratic
+# (issue 21, findings 2 and 7; docs/security.md, "Applications acting on mail from strangers").
+
+#: Tags Markdown produces that a reader's browser cannot run; anything else is dropped (its text kept).
+SAFE_TAGS = frozenset({"p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "em", "strong", "code", "pre",
+                       "blockquote", "ul", "ol", "li", "a", "img", "table", "thead", "tbody", "tr", "th",
+                       "td", "del", "sup", "sub", "dl", "dt", "dd", "abbr"})
+#: Attributes kept, per tag: no style (CSS can fetch and, in old browsers, run), no class, no on*.
+SAFE_ATTRIBUTES: Mapping[str, frozenset[str]] = {
+    "a": frozenset({"href", "title"}), "img": frozenset({"src", "alt", "title"}), "abbr": frozenset({"title"}),
+    "th": frozenset({"align"}), "td": frozenset({"align"}), "ol": frozenset({"start"}),
+}
+#: URL schemes a link or image may use; a relative URL (no scheme, not ``//host``) is fine too.
+SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
+#: What every link says about itself: the page does not vouch for it, and the target gets no opener.
+LINK_REL = "nofollow noopener"
+#: Text longer than this (characters) is shown as plain text, not rendered as Markdown.
+MARKDOWN_LIMIT = 100_000
+#: CPU seconds Markdown may spend on one text; past it the text is shown as plain text.
+MARKDOWN_BUDGET = 0.25
+
+_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
+_INVISIBLE = re.compile(r"[\x00-\x20\x7f-\xa0\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
+def url_is_safe(url: str) -> bool:
+    """True for http(s)/mailto and same-site relative URLs, as a browser would read ``url``.
+
+    ``url`` is an attribute's value with character references already decoded.
+    Browsers drop tabs, newlines and other invisible characters from a URL and
+    read ``\\`` as ``/``, so ``java<TAB>script:`` is a script and ``/\\evil.example``
+    is another site: both are judged here after the same clean-up.
+    """
+    cleaned = _INVISIBLE.sub("", html.unescape(url)).replace("\\", "/")
+    scheme = _SCHEME.match(cleaned)
+    if scheme is not None:
+        return scheme.group(1).lower() in SAFE_SCHEMES
+    return not cleaned.startswith("//") and ":" not in cleaned.partition("/")[0]
+
+
+def _keep_attribute(tag: str, name: str, value: str) -> str | None:
+    """nh3's attribute filter: URL attributes that a browser would read as script or off-site go."""
+    if name in ("href", "src") and not url_is_safe(value):
+        return None
+    return value
+
+
+def sanitize(fragment: str) -> str:
+    """``fragment`` with only :data:`SAFE_TAGS`, :data:`SAFE_ATTRIBUTES` and safe URLs left.
+
+    nh3 (the ammonia sanitiser) parses the fragment as a browser does, so
+    character references, broken tags and odd nesting cannot hide anything from
+    the allow list; ``<script>``, ``<style>`` and the like go with their content.
+    """
+    return nh3.clean(fragment, tags=set(SAFE_TAGS), clean_content_tags={"script", "style"},
+                     attributes={tag: set(names) for tag, names in SAFE_ATTRIBUTES.items()},
+                     attribute_filter=_keep_attribute, url_schemes=set(SAFE_SCHEMES), link_rel=LINK_REL,
+                     strip_comments=True)
+
+
+def plain_text_html(text: str) -> str:
+    """``text`` as escaped paragraphs (blank lines separate them, line breaks kept): linear, runs nothing."""
+    paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
+    return "\n".join("<p>" + html.escape(p).replace("\n", "<br>\n") + "</p>" for p in paragraphs)
+
+
+class _OverBudget(Exception):
+    """Markdown spent its CPU budget on one text."""
+
+
+def _budgeted(method: Callable[..., Any], deadline: float) -> Callable[..., Any]:
+    """``method`` that first checks the thread's CPU clock against ``deadline``."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if time.thread_time() > deadline:
+            raise _OverBudget
+        return method(*args, **kwargs)
+    return call
+
+
+def _markdown(deadline: float, raw_html: bool) -> markdown.Markdown:
+    """A Markdown converter whose every block step and inline match checks the CPU deadline.
+
+    Python-Markdown's slow inputs (link targets scanned to the end of the
+    paragraph for each ``[a](``, dense inline markup, deep lists) are slow as
+    many steps, each at most one paragraph long; checking before each step
+    bounds the whole conversion to the budget plus one step.
+    """
+    md = markdown.Markdown(extensions=["fenced_code", "tables"], output_format="html",
+                           extension_configs={"tables": {"use_align_attribute": True}})
+    if not raw_html:
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
+    for processor in md.parser.blockprocessors:
+        processor.run = _budgeted(processor.run, deadline)
+    for pattern in md.inlinePatterns:
+        pattern.handleMatch = _budgeted(pattern.handleMatch, deadline)
+        for scanner in ("getLink", "getText"):
+            if hasattr(pattern, scanner):
+                setattr(pattern, scanner, _budgeted(getattr(pattern, scanner), deadline))
+    for processor in (*md.preprocessors, *md.treeprocessors, *md.postprocessors):
+        processor.run = _budgeted(processor.run, deadline)
+    return md
+
+
+class Rendered(NamedTuple):
+    """What :func:`render_markdown_checked` made of a text."""
+
+    html: str
+    #: Why the text is shown as plain text ("" when it was rendered as Markdown).
+    plain_reason: str
+
+
+def render_markdown_checked(text: str, *, raw_html: bool = False, limit: int = MARKDOWN_LIMIT,
+                            budget: float = MARKDOWN_BUDGET) -> Rendered:
+    """Markdown a stranger wrote as HTML that cannot run in a reader's browser, in bounded time.
+
+    Raw HTML in the text is shown as text unless ``raw_html`` (it is sanitised
+    either way). A text over ``limit`` characters, or one Markdown cannot
+    convert within ``budget`` CPU seconds, is shown as escaped plain text
+    instead, with the reason; so is one deep enough to exhaust the recursion limit.
+    """
+    if len(text) > limit:
+        return Rendered(plain_text_html(text), f"longer than {limit} characters")
+    try:
+        converted = _markdown(time.thread_time() + budget, raw_html).convert(text)
+    except _OverBudget:
+        return Rendered(plain_text_html(text), f"Markdown took more than {budget} s of CPU")
+    except RecursionError:
+        return Rendered(plain_text_html(text), "nested too deeply for Markdown")
+    return Rendered(sanitize(converted), "")
+
+
+def render_markdown(text: str, **options: Any) -> str:
+    """The HTML of :func:`render_markdown_checked`, for callers that do not need the reason."""
+    rendered = render_markdown_checked(text, **options)
+    if rendered.plain_reason:
+        log.warning("lamson.html: Markdown text of %d characters shown as plain text: %s", len(text),
+                    rendered.plain_reason)
+    return rendered.html
