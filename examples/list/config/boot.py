@@ -37,6 +37,14 @@ from app.model.members import RedisMembers  # noqa: E402 - needs the project roo
 
 settings.members = RedisMembers()
 
+# The secret that signs every VERP return path (app/model/verp.py): generated once into
+# run/verp.key (0600) by the first process that boots, read by every other, so a bounce
+# can be checked by any worker. Keep it with the Redis data: a new key makes the return
+# paths of copies already sent unverifiable (their bounces are then ignored).
+from app.model import verp  # noqa: E402
+
+settings.verp_key = verp.load_key(Path(__file__).resolve().parent.parent / settings.run_dir / verp.KEY_FILE)
+
 # Confirmations: the secret in Redis (NAMESPACE:confirm:...), the request's message in a Maildir.
 settings.confirm = ConfirmationEngine(settings.pending_dir, ConfirmationStorage())
 

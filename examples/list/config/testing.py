@@ -43,6 +43,9 @@ testing_relay.TEST_QUEUE = str(scratch / "queue")
 from app.model.members import MemoryMembers  # noqa: E402 - needs the project root that load() put on sys.path
 
 settings.members = MemoryMembers()
+from app.model import verp  # noqa: E402
+
+settings.verp_key = verp.load_key(scratch / "verp.key")
 settings.confirm = ConfirmationEngine(settings.pending_dir, ConfirmationStorage(db={}))
 use_memory_store()
 

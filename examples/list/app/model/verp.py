@@ -16,18 +16,61 @@ So the result is plain ASCII in the set ``[a-z0-9._=+-]``, needs no quoting in
 SMTP, matches the route ``(list)-bounce\\+(verp)`` whatever the member's
 address holds (quoted local parts, ``+`` tags, UTF-8), and decodes to exactly
 the stored address. The router lowercases the recipient before routing,
-which is why the hex digits are lowercase. A long member address can make a
-local part over RFC 5321's 64 octets; common MTAs (Postfix, Exim) accept it.
+which is why the hex digits are lowercase.
+
+Signed: anyone can send a bounce to any return path, so a return path that
+only named the member would let a stranger disable every member with three
+forged bounces. Each return path carries a tag after a second ``=``:
+``LIST-bounce+LOCAL=DOMAIN=TAG@HOST``, the first 60 bits of an HMAC-SHA256
+of the list and the member address, in lowercase base32 (12 characters), keyed
+by a secret that config/boot.py generates once into ``run/verp.key`` (mode
+0600, written atomically, read by every process of the application, as the
+Redis password is). A bounce whose tag does not verify — none (a return path
+from before tags), a wrong one, one made for another member or list — is
+ignored and logged. The tag adds 13 octets to the local part; for addresses
+of common length it stays within RFC 5321's 64 octets, and a long member
+address can make it longer, which common MTAs (Postfix, Exim) accept.
+Guessing a tag is one SMTP message per guess against 2**60 possibilities.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+from pathlib import Path
 
 from lamson.confirm import normal_address
+from lamson.connection import ensure_password
 
 _PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789._-")
 _ENCODED = re.compile(r"^[a-z0-9._+-]+=[a-z0-9._+-]+$")
+_SIGNED = re.compile(r"^(?P<member>[a-z0-9._+-]+=[a-z0-9._+-]+)=(?P<tag>[a-z2-7]{12})$")
+
+#: The file config/boot.py keeps the signing secret in, in the settings' run_dir (run/).
+KEY_FILE = "verp.key"
+
+
+class BadTag(ValueError):
+    """A return path without a tag, or with one that does not verify: not one we sent."""
+
+
+def load_key(path: str | Path) -> bytes:
+    """The signing secret in ``path``, generated there (0600, atomically) by the first process that needs it.
+
+    Every process of the application (router workers, the command line) reads the same file, so a
+    tag made by one verifies in another; lamson.connection.ensure_password writes it as it writes
+    the Redis password (a new file linked into place, never replacing one another process wrote).
+    """
+    return ensure_password(path).encode("utf-8")
+
+
+def tag(key: bytes, list_name: str, member: str) -> str:
+    """The tag of ``member``'s return path on ``list_name``: 12 lowercase base32 characters (60 bits)."""
+    text = f"{list_name.lower()}\x00{normal_address(member)}".encode()
+    digest = hmac.new(key, text, hashlib.sha256).digest()
+    return base64.b32encode(digest[:10]).decode("ascii").lower()[:12]
 
 
 def _escape(text: str) -> str:
@@ -68,6 +111,23 @@ def decode(text: str) -> str:
     return f"{_unescape(local)}@{_unescape(domain)}"
 
 
-def return_path(list_name: str, member: str, host: str) -> str:
-    """The envelope sender of ``member``'s copy: ``LIST-bounce+LOCAL=DOMAIN@HOST``."""
-    return f"{list_name}-bounce+{encode(member)}@{host}"
+def return_path(list_name: str, member: str, host: str, key: bytes) -> str:
+    """The envelope sender of ``member``'s copy: ``LIST-bounce+LOCAL=DOMAIN=TAG@HOST``."""
+    return f"{list_name}-bounce+{encode(member)}={tag(key, list_name, member)}@{host}"
+
+
+def verified_member(text: str, list_name: str, key: bytes) -> str:
+    """The member named by the part after ``bounce+`` when its tag verifies for ``list_name``.
+
+    ValueError when it is no VERP address; :class:`BadTag` when it is one without a tag (made
+    before tags) or with a tag that is not ours for this list and member.
+    """
+    text = text.lower()
+    signed = _SIGNED.match(text)
+    if signed is None:
+        decode(text)  # ValueError when it is not even an address we could have made
+        raise BadTag(f"a return path without a tag: {text!r}")
+    member = decode(signed["member"])
+    if not hmac.compare_digest(signed["tag"], tag(key, list_name, member)):
+        raise BadTag(f"a return path whose tag does not verify: {text!r}")
+    return member

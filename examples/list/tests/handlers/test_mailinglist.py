@@ -3,6 +3,10 @@
 Each test starts with nobody subscribed (the ``lists`` fixture). What the
 handlers send is captured with its envelope: ``m.From`` is the envelope
 sender (the VERP return path of a copy), ``m.To`` the recipient.
+
+A message made here has no verified sender (no submission login, no DMARC
+pass: like a forged one); ``post(..., verified=True)`` sends as a member who
+authenticated on the submission listener (``message.sender`` is then theirs).
 """
 
 from pathlib import Path
@@ -11,6 +15,7 @@ import pytest
 from app.model import verp
 from config import settings
 
+from lamson.envelope import Envelope
 from lamson.mail import MailRequest
 from lamson.queue import Queue
 from lamson.router import Router
@@ -26,7 +31,7 @@ BOB = "bob+lists@example.net"
 
 def confirm_address(reply: MailRequest) -> str:
     address = str(reply["reply-to"])
-    assert address.startswith(("lamson-confirm-", "lamson-unsubscribe-confirm-")), address
+    assert address.startswith(("lamson-confirm-", "lamson-unsubscribe-confirm-", "lamson-post-confirm-")), address
     return address
 
 
@@ -39,8 +44,23 @@ def subscribe(address: str, list_name: str = "lamson") -> None:
     assert settings.members.is_member(list_name, address)
 
 
-def post(sender: str, subject: str = "Hello list", body: str = "A post.", to: str = LIST, **headers: str) -> None:
-    Router.deliver(make_message(sender, to, subject, body, **headers))
+def as_user(message: MailRequest, user: str) -> MailRequest:
+    """``message`` as if it came in on the submission listener, its sender authenticated as ``user``."""
+    message.envelope = Envelope(mail_from=str(message.From or ""), rcpt_tos=(str(message.To),), extra={"auth": user})
+    return message
+
+
+def post(sender: str, subject: str = "Hello list", body: str = "A post.", to: str = LIST, *,
+         verified: bool = True, envelope: str | None = None, **headers: str) -> None:
+    """Post as ``sender`` (the From line; the envelope sender too unless ``envelope``), verified or not."""
+    message = make_message(sender, to, subject, body, **headers)
+    if envelope is not None:
+        message = MailRequest("127.0.0.1", envelope, to, message.Data)
+    Router.deliver(as_user(message, sender) if verified else message)
+
+
+def return_path(member: str, list_name: str = "lamson") -> str:
+    return verp.return_path(list_name, member, HOST, settings.verp_key)
 
 
 def dsn(to: str, recipient: str, status: str) -> MailRequest:
@@ -127,7 +147,7 @@ def test_a_members_post_reaches_every_member_with_the_list_headers_and_a_verp_se
     copies = queue().messages()[before:]
     assert sorted(m.To for m in copies) == sorted([ALICE, BOB])
     for copy in copies:
-        assert copy.From == verp.return_path("lamson", copy.To, HOST)
+        assert copy.From == return_path(copy.To)
         assert copy.From.startswith("lamson-bounce+")
         assert copy["subject"] == "Hello list" and "First post." in copy.body()
         assert copy["from"] == ALICE
@@ -140,7 +160,8 @@ def test_a_members_post_reaches_every_member_with_the_list_headers_and_a_verp_se
         assert copy["X-Loop"] == "lamson@test.com"
         # No web endpoint, so no RFC 8058 one-click header (it needs an https List-Unsubscribe).
         assert copy["List-Unsubscribe-Post"] is None
-    assert verp.decode(copies[0].From.split("+", 1)[1].split("@")[0]) == copies[0].To
+    assert verp.verified_member(copies[0].From.split("+", 1)[1].split("@")[0], "lamson", settings.verp_key) \
+        == copies[0].To
 
 
 def test_a_post_is_archived_in_the_lists_maildir(lists):
@@ -258,7 +279,7 @@ def test_help(lists):
 def test_soft_bounces_are_counted_only(lists):
     subscribe(ALICE)
     for _ in range(5):
-        Router.deliver(dsn(verp.return_path("lamson", ALICE, HOST), ALICE, "4.2.2"))
+        Router.deliver(dsn(return_path(ALICE), ALICE, "4.2.2"))
     assert lists.members.bounces("lamson", ALICE) == {"soft": 5, "hard": 0}
     assert lists.members.is_member("lamson", ALICE)
 
@@ -266,13 +287,13 @@ def test_soft_bounces_are_counted_only(lists):
 def test_hard_bounces_disable_a_member_who_is_told_how_to_come_back(lists):
     subscribe(ALICE)
     subscribe(BOB)
-    return_path = verp.return_path("lamson", BOB, HOST)
+    bob_path = return_path(BOB)
     limit = lists.bounce_disable_after
     for _ in range(limit - 1):
-        Router.deliver(dsn(return_path, BOB, "5.1.1"))
+        Router.deliver(dsn(bob_path, BOB, "5.1.1"))
     assert lists.members.is_member("lamson", BOB)
     before = len(queue())
-    Router.deliver(dsn(return_path, BOB, "5.1.1"))
+    Router.deliver(dsn(bob_path, BOB, "5.1.1"))
     assert not lists.members.is_member("lamson", BOB) and lists.members.is_disabled("lamson", BOB)
     [notice] = queue().messages()[before:]
     assert notice.To == BOB and notice.From == ""  # from <>: the notice cannot bounce back and count
@@ -288,9 +309,123 @@ def test_hard_bounces_disable_a_member_who_is_told_how_to_come_back(lists):
 
 def test_bounces_for_strangers_and_non_bounces_change_nothing(lists):
     subscribe(ALICE)
-    Router.deliver(dsn(verp.return_path("lamson", BOB, HOST), BOB, "5.1.1"))
+    Router.deliver(dsn(return_path(BOB), BOB, "5.1.1"))
     assert lists.members.bounces("lamson", BOB) == {"soft": 0, "hard": 0}
     before = len(queue())
-    Router.deliver(make_message("vacation@example.org", verp.return_path("lamson", ALICE, HOST), "Away", "Back soon."))
+    Router.deliver(make_message("vacation@example.org", return_path(ALICE), "Away", "Back soon."))
     assert lists.members.bounces("lamson", ALICE) == {"soft": 0, "hard": 0}
     assert len(queue()) == before
+
+
+# -- who may post (issue 21, finding 3) -----------------------------------------------------
+
+
+def held_for(member: str) -> MailRequest:
+    [request] = [m for m in sent_to(member) if "Confirm your post" in str(m["subject"])]
+    return request
+
+
+@pytest.mark.parametrize("envelope", ["mallory@evil.test", ALICE], ids=["forged-from", "forged-both"])
+def test_an_unverified_post_in_a_members_name_is_held_and_asked_of_the_member(lists, envelope):
+    subscribe(ALICE)
+    subscribe(BOB)
+    before = len(queue())
+    post(f"Alice <{ALICE}>", "Forged", "Not Alice.", verified=False, envelope=envelope)
+    new = queue().messages()[before:]
+    assert [m.To for m in new] == [ALICE]  # only the member named is asked; nobody else gets anything
+    request = held_for(ALICE)
+    address = confirm_address(request)
+    assert address.startswith("lamson-post-confirm-") and "Forged" in request.body()
+    assert not [m for m in new if m.To == "mallory@evil.test"]
+
+
+def test_a_post_from_the_null_sender_in_a_members_name_gets_nothing_sent(lists):
+    subscribe(ALICE)
+    before = len(queue())
+    post(f"Alice <{ALICE}>", "Forged", "From <>.", verified=False, envelope="")
+    assert len(queue()) == before
+
+
+def test_the_member_confirming_sends_the_held_post_to_everyone(lists):
+    subscribe(ALICE)
+    subscribe(BOB)
+    post(ALICE, "Unverified but mine", "Really me.", verified=False)
+    address = confirm_address(held_for(ALICE))
+    Router.deliver(make_message("mallory@evil.test", address, "Re", "yes"))  # the secret is Alice's alone
+    assert not [m for m in sent_to(BOB) if "Really me." in m.body()]
+    before = len(queue())
+    Router.deliver(make_message(ALICE, address, "Re: Confirm your post", "yes"))
+    copies = queue().messages()[before:]
+    assert sorted(m.To for m in copies) == sorted([ALICE, BOB])
+    assert all("Really me." in m.body() and m["subject"] == "Unverified but mine" for m in copies)
+    before = len(queue())
+    Router.deliver(make_message(ALICE, address, "Re: Confirm your post", "again"))  # works once
+    assert len(queue()) == before
+
+
+@pytest.mark.parametrize("from_line", [
+    f'"{ALICE}" <mallory@evil.test>',  # the display name says Alice, the address is Mallory's
+    f"Alice <{ALICE}>, Mallory <mallory@evil.test>",  # two authors: nobody verified, nobody claimed
+    "mallory@evil.test",
+])
+def test_a_non_member_author_is_refused_whatever_the_display_name_or_envelope(lists, from_line):
+    subscribe(ALICE)
+    subscribe(BOB)
+    before = len(queue())
+    post(from_line, "Tricked", "Hello.", verified=False, envelope=ALICE)
+    new = queue().messages()[before:]
+    assert not [m for m in new if "Hello." in m.body() and "Tricked" == m["subject"]]
+    assert not [m for m in new if "Confirm your post" in str(m["subject"])]
+    assert [m.To for m in new] == [ALICE] and "Only members post" in new[0]["subject"]
+
+
+def test_a_verified_non_member_writing_a_members_from_is_refused(lists):
+    subscribe(ALICE)
+    before = len(queue())
+    data = make_message(f"Alice <{ALICE}>", LIST, "Forged", "Hi.").Data
+    Router.deliver(as_user(MailRequest("127.0.0.1", "mallory@evil.test", LIST, data), "mallory@evil.test"))
+    assert [m.To for m in queue().messages()[before:]] == ["mallory@evil.test"]
+
+
+# -- unsolicited mail (issue 21, finding 5) ---------------------------------------------------
+
+
+def test_a_victim_gets_at_most_unsolicited_per_hour_answers_whatever_the_addresses(lists):
+    victim = "victim@example.net"
+    addresses = [f"{name}-{kind}@{HOST}" for name in ("lamson", "announce") for kind in ("subscribe", "help",
+                                                                                          "unsubscribe")]
+    addresses += [LIST, "announce@test.com"]
+    for _ in range(10):
+        for address in addresses:
+            Router.deliver(make_message(victim, address, "hi", ""))
+    assert len(sent_to(victim)) == lists.confirm.per_hour() == 5
+
+
+def test_fan_out_is_not_counted_against_the_cap(lists):
+    subscribe(ALICE)
+    subscribe(BOB)
+    for n in range(12):
+        post(ALICE, f"Post {n}", f"Body {n}.")
+    assert len([m for m in sent_to(BOB) if m["subject"].startswith("Post ")]) == 12
+
+
+# -- forged bounces (issue 21, finding 6) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [
+    f"lamson-bounce+{verp.encode(BOB)}@{HOST}",  # untagged (the old form)
+    f"lamson-bounce+{verp.encode(BOB)}=aaaaaaaaaaaa@{HOST}",  # a wrong tag
+    "alice-tag",  # Alice's tag on Bob's address
+    "announce-tag",  # Bob's tag on another list
+], ids=["untagged", "wrong-tag", "other-member", "other-list"])
+def test_forged_bounces_never_count(lists, path):
+    subscribe(ALICE)
+    subscribe(BOB)
+    if path == "alice-tag":
+        path = f"lamson-bounce+{verp.encode(BOB)}={verp.tag(settings.verp_key, 'lamson', ALICE)}@{HOST}"
+    elif path == "announce-tag":
+        path = f"lamson-bounce+{verp.encode(BOB)}={verp.tag(settings.verp_key, 'announce', BOB)}@{HOST}"
+    for _ in range(lists.bounce_disable_after + 2):
+        Router.deliver(dsn(path, BOB, "5.1.1"))
+    assert lists.members.is_member("lamson", BOB)
+    assert lists.members.bounces("lamson", BOB) == {"soft": 0, "hard": 0}
