@@ -41,6 +41,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, syntax
 from lamson import logs
 from lamson.connection import connect, redact
 from lamson.names import names_for
+from lamson.private import keep_private
 from lamson.receiver.auth import AuthConfigError, UsersAuthenticator, load_users, tls_context
 from lamson.receiver.authlimit import Policy, RedisLimiter
 from lamson.receiver.checks import BadPath, parse_path, served_domains
@@ -547,5 +548,6 @@ async def serve(settings: Settings | ModuleType, stop: asyncio.Event | None = No
 
 def run(settings: ModuleType) -> None:
     """Entry point of ``lamson receiver``: serve in the foreground until signalled."""
+    keep_private(settings)  # umask 077, run/ and logs/ 0700 even under supervisord -n (lamson.private)
     logs.setup(settings=settings)
     asyncio.run(serve(settings))

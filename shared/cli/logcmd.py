@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     queue_dir = args.queue or conf.queue_dir
     log_dir = args.logs or conf.log_dir
     if args.foreground:
+        from lamson.private import keep_private
         from lamson.receiver import logserver
+
+        keep_private(conf, log_dir=log_dir)  # umask 077, run/ and logs/ 0700 under supervisord -n
 
         logserver.run(host, port, queue_dir, log_dir)
         return 0

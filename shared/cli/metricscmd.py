@@ -32,8 +32,10 @@ def configure(parser: Parser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lamson import logs, metrics
     from lamson import settings as lsettings
+    from lamson.private import keep_private
 
     conf = lsettings.load(args.config, args.root)
+    keep_private(conf)  # umask 077, run/ and logs/ 0700 even under supervisord -n (lamson.private)
     lsettings.ensure_credentials(conf)  # started with the embedded Redis: the password it is about to require
     logs.setup(settings=conf)
     host = args.host or conf.metrics_config.get("host", "127.0.0.1")

@@ -45,10 +45,14 @@ def configure_worker(parser: Parser) -> None:
 
 
 def embedded_redis_password(args: argparse.Namespace) -> None:
-    """Generate the embedded Redis's password if no program of supervisord.conf has yet."""
+    """Generate the embedded Redis's password if no program of supervisord.conf has yet;
+    and run/ and logs/ kept private (lamson.private: ``supervisord -n`` applies no umask)."""
     from lamson import settings as lsettings
+    from lamson.private import keep_private
 
-    lsettings.ensure_credentials(lsettings.load(args.config, args.root))
+    conf = lsettings.load(args.config, args.root)
+    keep_private(conf)
+    lsettings.ensure_credentials(conf)
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -86,6 +90,10 @@ def redis_cmd(args: argparse.Namespace) -> int:
 
     conf = lsettings.load(args.config, args.root)
     import os
+
+    from lamson.private import keep_private
+
+    keep_private(conf)  # run/ and logs/ 0700 even under supervisord -n (lamson.private)
 
     data_dir = args.dir or os.environ.get("LAMSON_REDIS_DIR") or None
     redis_server.exec_redis(conf.redis_url, args.conf, conf.run_dir, data_dir)
