@@ -3,15 +3,15 @@
 Every post page (and the author's "published" reply) shows its comment
 address; ID is 12 hex digits standing for ``BLOG/POSTNAME``
 (app.model.store.comment_id), because the names themselves would not fit in
-an address. A commenter's conversation with
-this module (its own state, apart from their posting state in post.py):
+an address. As for posts (app/handlers/post.py), who may comment is decided
+per message, never by conversation state, which a forged envelope sender
+would inherit:
 
-* ``START``: the first comment of a sender waits in the pending Maildir; they
-  get a confirmation request From/Reply-To ``comment-confirm-SECRET@HOST``.
-  -> ``CONFIRMING``
-* ``CONFIRMING``: answering it publishes the waiting comment. -> ``COMMENTING``
-  (A comment before they answer replaces the waiting one, with a new request.)
-* ``COMMENTING``: a confirmed commenter; comments appear at once.
+* a comment with a verified sender (``message.sender``) appears at once;
+* any other waits in the pending Maildir, and the address it claims gets a
+  confirmation request From/Reply-To ``comment-confirm-SECRET@HOST``;
+  answering it (proof of reading that mailbox) publishes the comment. A new
+  comment before the answer replaces the waiting one, with a new request.
 
 Comments pass the spam filter (``@spam_filter``, under the routes; spam is
 kept in ``spam_config["queue"]``, run/spam, and does nothing else). The
@@ -26,7 +26,7 @@ from app.model import services
 from app.model.names import BadName
 from app.model.store import NoSuchPost
 from lamson.loops import first_for
-from lamson.router import route, route_like
+from lamson.router import route, stateless
 from lamson.spam import spam_filter
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,14 @@ def post_of(message, post_id, host):
         return None
 
 
-def add_comment(message, post, host, source=None):
-    """Add the comment (the pending ``source``, else ``message``) and answer with the post's URL."""
+def add_comment(message, post, host, source=None, to=None):
+    """Add the comment (the pending ``source``, else ``message``) and answer ``to`` with the post's URL."""
     source = source if source is not None else message
     blog = services.store()
     post = blog.comment(post.blog, post.name, services.display_name(source), services.body_of(source))
     services.request_index(host, f"comment on {post.blog}/{post.name}")
     services.reply(message, "commented.txt", f"Comment added: {post.title}",
-                   f"comment-{post.comment_id}@{host}", post=post, url=blog.url_of(post), host=host)
+                   f"comment-{post.comment_id}@{host}", to=to, post=post, url=blog.url_of(post), host=host)
 
 
 def ask_to_confirm(message, post, host):
@@ -73,48 +73,38 @@ def ask_to_confirm(message, post, host):
 
 
 @route("comment-(post_id)@(host)", post_id=POST_ID)
+@stateless
 @spam_filter(SPAM["storage"], SPAM["config"], SPAM["queue"])
 def START(message, post_id=None, host=None):
-    """A first comment from this sender: keep it, ask them to confirm their address."""
+    """A comment: shown at once for a verified sender, else kept while its claimed sender confirms."""
     if not services.answerable(message):
-        return None
+        return
     post = post_of(message, post_id, host)
     if post is None:
-        return None
-    ask_to_confirm(message, post, host)
-    return CONFIRMING
+        return
+    if message.sender:
+        add_comment(message, post, host, to=message.sender)
+    else:
+        ask_to_confirm(message, post, host)
 
 
 @route("comment-confirm-(secret)@(host)", secret=r"[a-z0-9]+")
-@route_like(START)
-def CONFIRMING(message, post_id=None, secret=None, host=None):
-    """Waiting for the commenter's confirmation; another comment meanwhile replaces the waiting one."""
-    if secret is None:
-        return START(message, post_id=post_id, host=host)  # spam-filtered, a new request
+@stateless
+def CONFIRM(message, secret=None, host=None):
+    """The answer to a confirmation request: the waiting comment appears."""
     if not services.answerable(message):
-        return None
+        return
     engine = services.confirmations("comments")
-    _, pending_id = engine.storage.get(TARGET, message.route_from)
-    original = engine.verify(TARGET, message.route_from, secret)
+    claimed = message.route_from or ""
+    _, pending_id = engine.storage.get(TARGET, claimed)
+    original = engine.verify(TARGET, claimed, secret) if claimed else None
     if original is None:
-        services.reply(message, "confirm_failed.txt", "That confirmation did not work",
-                       f"comment-confirm@{host}", host=host)
-        return None
+        if first_for(message, "osb-comment-confirm-failed"):
+            services.reply(message, "confirm_failed.txt", "That confirmation did not work",
+                           f"comment-confirm@{host}", host=host)
+        return
     if pending_id:
         engine.delete_pending(pending_id)
     post = post_of(message, original[COMMENT_HEADER] or "", host)  # it may have been deleted meanwhile
     if post is not None:
-        add_comment(message, post, host, original)
-    return COMMENTING
-
-
-@route_like(START)
-@spam_filter(SPAM["storage"], SPAM["config"], SPAM["queue"])
-def COMMENTING(message, post_id=None, host=None):
-    """A confirmed commenter: the comment appears at once."""
-    if not services.answerable(message):
-        return None
-    post = post_of(message, post_id, host)
-    if post is not None:
-        add_comment(message, post, host)
-    return None
+        add_comment(message, post, host, original, to=claimed)

@@ -79,13 +79,17 @@ def body_of(message: Any) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def reply(message: Any, template: str, subject: str, sender_address: str, **variables: Any) -> None:
+def reply(message: Any, template: str, subject: str, sender_address: str, to: str | None = None,
+          **variables: Any) -> None:
     """Answer the sender of ``message`` from ``sender_address`` with a mail template.
 
-    What the sender wrote goes into the templates only as variables, never
-    into the header strings themselves.
+    ``to``: the address acted for (a verified sender, or the address that
+    confirmed), when it is a mail address; else the envelope sender. What the
+    sender wrote goes into the templates only as variables, never into the
+    header strings themselves.
     """
-    variables.update(sender=message.route_from, from_address=sender_address, subject=subject)
+    recipient = to if to and "@" in to else message.route_from
+    variables.update(sender=recipient, from_address=sender_address, subject=subject)
     response = view.respond(variables, Body=template, From="{{ from_address }}", To="{{ sender }}",
                             Subject="{{ subject }}")
     if message["message-id"]:

@@ -16,8 +16,15 @@ def confirm_address(reply):
 
 
 def confirmed_author(sender, post_name="my-first-post", body="# Hello\n\nMy *first* post.", subject="Hello"):
-    """A sender who posted ``post_name`` and confirmed: their conversation, and the published reply."""
+    """An unverified sender who posted ``post_name`` and confirmed: their conversation, and the published reply."""
     client = RouterConversation(sender, subject)
     request = client.say(f"{post_name}@{HOST}", body, expect="Confirmation required")
     published = client.say(confirm_address(request), "Yes, it is me.", expect="is online")
+    return client, published
+
+
+def verified_author(sender, post_name="my-first-post", body="# Hello\n\nMy *first* post.", subject="Hello"):
+    """A sender who authenticated (message.sender is theirs) and posted ``post_name``: published at once."""
+    client = RouterConversation(sender, subject, authenticated=True)
+    published = client.say(f"{post_name}@{HOST}", body, expect="is online")
     return client, published

@@ -3,7 +3,7 @@
 from config import settings
 
 from lamson.queue import Queue
-from tests.handlers.helpers import confirmed_author
+from tests.handlers.helpers import confirmed_author, verified_author
 
 
 def route_queue(router):
@@ -22,7 +22,7 @@ def route_queue(router):
 
 def test_publishing_and_deleting_rebuild_the_front_page(blog, lamson_router):
     alice, _ = confirmed_author("alice@example.org", subject="Alice's first")
-    bob, _ = confirmed_author("bob@example.net", post_name="hello-world", subject="Bob says hello")
+    bob, _ = verified_author("bob@example.net", post_name="hello-world", subject="Bob says hello")
     bob.say("hello-world-delete@osb.test", "bye", expect="Deleted")
     assert not (blog / "index.html").exists()  # only the queue worker writes it
 
