@@ -13,7 +13,12 @@ handlers read it as ``message.auth`` (an :class:`AuthResults`) and as the
 * **DKIM** (dkimpy): every ``DKIM-Signature`` (at most :data:`MAX_SIGNATURES`) over the
   bytes as received; ``pass`` when one verifies.
 * **DMARC**: the ``_dmarc.<From domain>`` TXT record (else the organizational domain's),
-  ``pass`` when SPF or DKIM passed for a domain aligned with the From header's. Relaxed
+  ``pass`` when SPF or DKIM passed for a domain aligned with the From header's. A message
+  whose From does not name exactly one author (two From fields, two addresses in one, a
+  From no parser reads, an author without a domain) never passes (RFC 7489 §6.6.1, fail
+  closed): every domain it names is looked up and the strictest policy found applies, with
+  ``fail`` (so ``dmarc_reject_park`` parks it when one says p=reject), else ``permerror``
+  (:func:`check_dmarc`). Relaxed
   alignment compares *organizational domains*, which this module approximates by the last
   two labels of a name (no Public Suffix List: ``a.example.co.uk`` and ``b.other.co.uk`` both
   count as ``co.uk``, so relaxed alignment is looser than RFC 7489 under such suffixes).
@@ -37,7 +42,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import getaddresses
 from typing import Any
 
 import authres
@@ -178,11 +182,81 @@ def _safe_address(value: str) -> bool:
 
 # -- forged headers (RFC 8601 §5) --------------------------------------------
 
-_COMMENT = re.compile(rb"\([^()]*\)")
+def _same_host(a: str, b: str) -> bool:
+    """Two spellings of one host name: case, a trailing dot, quotes and U- or A-labels do not matter."""
+    return bool(a) and _host_key(a) == _host_key(b)
+
+
+def _host_key(name: str) -> str:
+    name = name.strip().strip('"').strip().rstrip(".").lower()
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
+
+
+def _claimed_id(value: str) -> str | None:
+    """The authserv-id an ``Authentication-Results`` value starts with, read as RFC 8601 §2.2 writes it
+    (CFWS, then a token or a quoted string), linearly and whatever the comments nest; None if there is none.
+    """
+    i, n, depth = 0, len(value), 0
+    while i < n:  # CFWS: white space and comments, nested, with quoted pairs
+        ch = value[i]
+        if ch == "\\" and depth:
+            i += 2
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif not depth and not ch.isspace():
+            break
+        i += 1
+    if i >= n:
+        return None
+    if value[i] == '"':
+        out, i = [], i + 1
+        while i < n and value[i] != '"':
+            if value[i] == "\\":
+                i += 1
+            out.append(value[i:i + 1])
+            i += 1
+        return "".join(out)
+    found = re.match(r'[^\s;()"]+', value[i:])
+    return found.group(0) if found else None
+
+
+def claims(value: str, authserv_id: str) -> bool:
+    """True when an ``Authentication-Results`` value could be taken for one of ours.
+
+    The authres package's RFC 8601 parser reads it first; what it cannot read
+    (a quoted id, a trailing dot, comments nested past the recursion limit) is
+    read by :func:`_claimed_id`, and a value neither reads is ours when it
+    names our id anywhere: a reader downstream may be laxer than both, and an
+    unreadable header claiming to be ours has no business in the message.
+    """
+    from lamson.mail import MAX_COMMENT_DEPTH, comment_depth
+
+    flat = " ".join(value.split())
+    parsed = None
+    if comment_depth(flat) <= MAX_COMMENT_DEPTH:  # the package's parser recurses per comment level
+        try:
+            parsed = authres.AuthenticationResultsHeader.parse_value(flat)
+            if _same_host(str(parsed.authserv_id), authserv_id):
+                return True
+        except Exception:  # noqa: BLE001 - a SyntaxError (a quoted id, a trailing dot...): read it ourselves
+            parsed = None
+    claimed = _claimed_id(flat)
+    if claimed is not None and _same_host(claimed, authserv_id):
+        return True
+    if parsed is None:
+        ours = re.escape(_host_key(authserv_id))
+        return re.search(rf"(?<![\w.-]){ours}\.?(?![\w-])", flat.lower()) is not None
+    return False
 
 
 def strip_forged(data: bytes, authserv_id: str) -> bytes:
-    """Remove every ``Authentication-Results`` header field whose authserv-id is ``authserv_id``."""
+    """Remove every ``Authentication-Results`` header field that claims ``authserv_id`` (:func:`claims`)."""
     end = header_block_end(data)
     head, rest = (data, b"") if end is None else (data[:end], data[end:])
     fields: list[list[bytes]] = []
@@ -191,16 +265,11 @@ def strip_forged(data: bytes, authserv_id: str) -> bytes:
             fields[-1].append(line)
         else:
             fields.append([line])
-    ours = authserv_id.lower().encode("ascii", "replace")
     kept = []
     for lines in fields:
         name, colon, value = b"".join(lines).partition(b":")
         if colon and name.strip().lower() == b"authentication-results":
-            value = value.replace(b"\r", b" ").replace(b"\n", b" ")
-            for _ in range(3):
-                value = _COMMENT.sub(b" ", value)
-            claimed = re.split(rb"[;\s]", value.strip(), maxsplit=1)[0].lower()
-            if claimed == ours:
+            if claims(value.decode("utf-8", "replace"), authserv_id):
                 continue
         kept.extend(lines)
     return b"".join(kept) + rest
@@ -390,16 +459,76 @@ def check_dkim(results: AuthResults, data: bytes, lookups: _Lookups) -> None:
             return
 
 
-def _from_domain(data: bytes) -> str | None:
-    """The domain of the single From address (None: no From, several, or no domain)."""
+#: Distinct domains whose DMARC record is looked up for a From that does not name exactly one author;
+#: a From naming more is treated as p=reject (no mail a person writes names more).
+MAX_FROM_DOMAINS = 5
+_LINE_END = re.compile(r"\r\n|\r|\n")  # the email parser's line ends, so no From hides after a bare CR
+_FROM_FIELD = re.compile(r"(?i)from[ \t]*:")
+_NAMED_DOMAIN = re.compile(r"@[ \t]*\[?([A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+)")
+
+
+def from_fields(data: bytes) -> list[str]:
+    """The raw values of every From field in the header block (white space before the colon allowed)."""
     end = header_block_end(data)
     head = (data if end is None else data[:end]).decode("utf-8", "replace")
-    values = [m.group(1) for m in re.finditer(r"(?ims)^from[ \t]*:(.*?)(?=\r?\n(?![ \t])|\Z)", head)]
-    addresses = [addr for _, addr in getaddresses(values) if addr]
-    if len(addresses) != 1:
+    values: list[list[str]] = []
+    inside = False
+    for line in _LINE_END.split(head):
+        if line[:1] in (" ", "\t"):
+            if inside:
+                values[-1].append(line)
+            continue
+        found = _FROM_FIELD.match(line)
+        inside = found is not None
+        if found:
+            values.append([line[found.end():]])
+    return [" ".join(lines) for lines in values]
+
+
+def _dns_name(domain: str) -> str | None:
+    domain = domain.strip().lower().rstrip(".")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
         return None
-    domain = addresses[0].rpartition("@")[2].strip().lower().rstrip(".")
     return domain if _safe_domain(domain) else None
+
+
+def from_authors(data: bytes) -> tuple[str | None, list[str], str]:
+    """The From author's domain, or why there is not exactly one, and every domain the From names.
+
+    ``(domain, [domain], "")`` for one author with a domain; else ``(None, domains, problem)``:
+    the authors' domains when each From field was read, every domain named anywhere in them when
+    one was not (comments nested past :data:`lamson.mail.MAX_COMMENT_DEPTH`, a parser error).
+    Read with lamson.mail's parser, so DMARC judges the author ``message.addresses("from")`` gives.
+    """
+    from lamson.mail import MAX_COMMENT_DEPTH, address_pairs, comment_depth
+
+    values = from_fields(data)
+    if not values:
+        return None, [], "no From header"
+    named = list(dict.fromkeys(m.lower().rstrip(".") for v in values for m in _NAMED_DOMAIN.findall(v)))
+    authors: list[str] = []
+    for value in values:
+        if comment_depth(value) > MAX_COMMENT_DEPTH:
+            return None, named, f"From header unreadable (comments nested {comment_depth(value)} deep)"
+        pairs = [address for _, address in address_pairs("from", value) if address]
+        if not pairs:
+            return None, named, "From header unreadable (no address in it)"
+        authors.extend(pairs)
+    domains = [_dns_name(address.rpartition("@")[2]) if "@" in address else None for address in authors]
+    if None in domains:
+        return None, named, f"From author without a domain name ({len(authors)} author(s))"
+    found = [d for d in dict.fromkeys(domains) if d]
+    if len(authors) > 1:
+        fields = f"{len(values)} From fields" if len(values) > 1 else "one From field"
+        return None, found, f"{len(authors)} From authors in {fields} (RFC 7489 6.6.1)"
+    return found[0], found, ""
+
+
+def _from_domain(data: bytes) -> str | None:
+    """The domain of the single From author (None: no From, several, unreadable, or no domain)."""
+    return from_authors(data)[0]
 
 
 def _dmarc_record(domain: str, lookups: _Lookups) -> dict[str, str] | None:
@@ -416,25 +545,69 @@ def _dmarc_record(domain: str, lookups: _Lookups) -> dict[str, str] | None:
     return None
 
 
+def _policy_record(domain: str, lookups: _Lookups) -> tuple[dict[str, str] | None, str]:
+    """The DMARC record for ``domain`` (else its organizational domain's) and the policy it sets for it."""
+    record = _dmarc_record(domain, lookups)
+    subdomain = False
+    if record is None and organizational(domain) != domain:
+        record = _dmarc_record(organizational(domain), lookups)
+        subdomain = record is not None
+    if record is None:
+        return None, ""
+    return record, record.get("sp" if subdomain and "sp" in record else "p", "")
+
+
+_STRICTNESS = {"reject": 3, "quarantine": 2, "none": 1}
+
+
+def _unclear_author(results: AuthResults, domains: list[str], problem: str, lookups: _Lookups) -> None:
+    """DMARC of a From that does not name exactly one author: never a pass (RFC 7489 §6.6.1).
+
+    Each named domain's policy is looked up and the strictest applies: ``fail``
+    with that policy (``dmarc_reject_park`` parks it when it is p=reject, like
+    any p=reject fail); ``permerror`` when no domain has a record (nothing to
+    enforce, and still nobody verified); ``temperror`` when a lookup failed and
+    no other domain gave a policy. A From naming more than
+    :data:`MAX_FROM_DOMAINS` domains is treated as p=reject without looking.
+    """
+    results.reason = f"DMARC: {problem}"
+    if len(domains) > MAX_FROM_DOMAINS:
+        results.dmarc, results.dmarc_policy, results.from_domain = "fail", "reject", domains[0]
+        results.reason += f"; {len(domains)} domains named: treated as p=reject"
+        return
+    strictest: tuple[int, str, str] = (0, "", "")
+    failed: DNSTempError | None = None
+    for domain in domains:
+        try:
+            _, policy = _policy_record(domain, lookups)
+        except DNSTempError as exc:
+            failed = exc
+            continue
+        strictest = max(strictest, (_STRICTNESS.get(policy, 0), policy, domain))
+    if strictest[0]:
+        results.dmarc, results.dmarc_policy, results.from_domain = "fail", strictest[1], strictest[2]
+        results.reason += f"; strictest policy p={strictest[1]} ({strictest[2]})"
+    elif failed is not None:
+        results.dmarc = "temperror"
+        results.reason += f"; {failed}"
+    else:
+        results.dmarc = "permerror"
+
+
 def check_dmarc(results: AuthResults, data: bytes, lookups: _Lookups) -> None:
-    domain = _from_domain(data)
+    domain, named, problem = from_authors(data)
     if domain is None:
-        results.dmarc = "none"
+        _unclear_author(results, named, problem, lookups)
         return
     results.from_domain = domain
     try:
-        record = _dmarc_record(domain, lookups)
-        subdomain = False
-        if record is None and organizational(domain) != domain:
-            record = _dmarc_record(organizational(domain), lookups)
-            subdomain = record is not None
+        record, policy = _policy_record(domain, lookups)
     except DNSTempError as exc:
         results.dmarc, results.reason = "temperror", f"DMARC: {exc}"
         return
     if record is None:
         results.dmarc = "none"
         return
-    policy = record.get("sp" if subdomain and "sp" in record else "p", "")
     if policy not in ("none", "quarantine", "reject"):
         results.dmarc = "permerror"
         return

@@ -607,7 +607,11 @@ def auto_reply_allowed(message: MailRequest) -> bool:
 def _header_address(value: str | None) -> str:
     import email.utils
 
-    return email.utils.parseaddr(value or "")[1]
+    text = strip_comments(value or "")  # comments say nothing of the address; parseaddr recurses on them
+    try:
+        return email.utils.parseaddr(text)[1]
+    except Exception:  # noqa: BLE001 - an unreadable From names no mail system
+        return ""
 
 
 #: Lamson 1.x's name for the analysis ``detect`` returns.

@@ -59,10 +59,18 @@ def _aligned(domain: str, author_domain: str) -> bool:
 
 def identify(message: Any) -> Identity:
     """The verified sender of a MailRequest (its ``envelope`` and ``auth``, set by the router worker)."""
+    from lamson.mail import MAX_COMMENT_DEPTH, comment_depth
+
     try:
+        # The stored text (MailRequest._raw): a decoded From may have lost its comments already.
+        raw = getattr(message, "_raw", None)
+        values = raw("from") if callable(raw) else message.get_all("from")
+        deepest = max((comment_depth(str(value)) for value in values), default=0)
         authors = [address.lower() for _, address in message.addresses("from") if address]
     except Exception as exc:  # noqa: BLE001 - a From no parser can read verifies nobody
         return Identity(None, "", f"unreadable From header ({type(exc).__name__})", "")
+    if deepest > MAX_COMMENT_DEPTH:  # read only with its comments removed (lamson.mail): trust no reading
+        return Identity(None, "", f"unreadable From header (comments nested {deepest} deep)", "")
     claimed = authors[0] if len(authors) == 1 else ""
     envelope = getattr(message, "envelope", None)
     user = (envelope.extra.get("auth", "") if envelope is not None else "").strip().lower()

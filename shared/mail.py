@@ -116,7 +116,12 @@ def _envelope_address(value: str | None) -> str | None:
     if value.startswith("<") and value.endswith(">"):
         value = value[1:-1].strip()
     elif "<" in value:
-        value = email.utils.parseaddr(value)[1] or value
+        if "(" in value and comment_depth(value) > MAX_COMMENT_DEPTH:  # parseaddr recurses per level
+            value = bounce.strip_comments(value)
+        try:
+            value = email.utils.parseaddr(value)[1] or value
+        except Exception:  # noqa: BLE001 - an address no parser reads is kept as it came
+            pass
     return value.lower()
 
 
@@ -341,7 +346,7 @@ class MailRequest:
         """``(display name, address)`` pairs from every ``name`` header."""
         pairs: list[tuple[str, str]] = []
         for raw in self._raw(name):
-            pairs.extend(_addresses(name, raw))
+            pairs.extend(address_pairs(name, raw))
         return pairs
 
     # ------------------------------------------------------------------ content
@@ -474,14 +479,55 @@ def _simple_mailbox(unfolded: str) -> tuple[str, str] | None:
     return display, found["angle"]
 
 
+#: Comments nested deeper than this in an address header are removed before it is parsed: both of the
+#: email package's address parsers recurse per level and raise RecursionError a few hundred levels down
+#: (issue 21: a From of 2,000 nested comments). No mail program writes more than a few.
+MAX_COMMENT_DEPTH = 32
+
+
+def comment_depth(text: str) -> int:
+    """How deep RFC 5322 comments nest in ``text`` (quoted strings and quoted pairs respected), linearly."""
+    depth = deepest = 0
+    quoted = escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif quoted:
+            quoted = ch != '"'
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")" and depth:
+            depth -= 1
+        elif ch == '"' and not depth:
+            quoted = True
+    return deepest
+
+
+def address_pairs(name: str, raw: str) -> list[tuple[str, str]]:
+    """``(display name, address)`` pairs of one raw address header value, as :meth:`MailRequest.addresses`
+    reads them; never raises (lamson.authres reads the From header with it, so DMARC judges the author a
+    handler sees)."""
+    try:
+        return _addresses(name, raw)
+    except Exception:  # noqa: BLE001 - RecursionError, or a parser bug: no address read
+        return []
+
+
 def _addresses(name: str, raw: str) -> list[tuple[str, str]]:
     """Parse an address header; display names with encoded words are decoded by us.
 
     The stdlib's address parser puts a space between adjacent encoded words in
     a display name (RFC 2047 section 6.2 says drop it), so when the raw value
     has encoded words and ``getaddresses`` finds the same addresses, the names
-    come from :func:`decode_header_text` instead.
+    come from :func:`decode_header_text` instead. Comments nested deeper than
+    :data:`MAX_COMMENT_DEPTH` are removed first (they are white space to an
+    address, and the parsers would recurse on them).
     """
+    if "(" in raw and comment_depth(raw) > MAX_COMMENT_DEPTH:
+        raw = bounce.strip_comments(_LINE_ENDS.sub("", raw))
     unfolded = _LINE_ENDS.sub("", raw)
     if "=?" not in unfolded:
         simple = _simple_mailbox(unfolded)
@@ -492,14 +538,20 @@ def _addresses(name: str, raw: str) -> list[tuple[str, str]]:
             if all(several):
                 return [pair for pair in several if pair is not None]
     if raw.count("=?") > MAX_WORDS_PER_HEADER:  # the structured parser is quadratic in encoded words
-        return [(decode_header_text(n), a) for n, a in email.utils.getaddresses([unfolded]) if a]
+        try:
+            return [(decode_header_text(n), a) for n, a in email.utils.getaddresses([unfolded]) if a]
+        except Exception:  # noqa: BLE001
+            return []
     # Return-Path, Delivered-To, ... are unstructured to the stdlib: parse them as an address list.
     parse_as = name if name.lower() in _STDLIB_ADDRESS_HEADERS else "to"
     try:
         header = READ_POLICY.header_factory(parse_as, unfolded if raw.isascii() else decode_header_text(raw))
         pairs = [(a.display_name, a.addr_spec) for a in getattr(header, "addresses", ())]
     except Exception:  # noqa: BLE001
-        return [(n, a) for n, a in email.utils.getaddresses([decode_header_text(raw)]) if a]
+        try:
+            return [(n, a) for n, a in email.utils.getaddresses([decode_header_text(raw)]) if a]
+        except Exception:  # noqa: BLE001
+            return []
     if "=?" in unfolded and raw.isascii():
         try:
             raw_pairs = [(n, a) for n, a in email.utils.getaddresses([unfolded]) if a]
@@ -628,6 +680,8 @@ def _address_list(name: str, value: AddressLike | Iterable[AddressLike]) -> str 
             out.append(_make_address(display, addr))
         else:
             text = clean_header(name, str(item))
+            if "(" in text and comment_depth(text) > MAX_COMMENT_DEPTH:  # e.g. a From copied from a request
+                text = bounce.strip_comments(text)
             simple = _simple_mailbox(text) if "=?" not in text else None
             pairs = [simple] if simple is not None else email.utils.getaddresses([text])
             if pairs and all(addr for _, addr in pairs):

@@ -169,3 +169,89 @@ def test_forged_authentication_results_are_removed_others_kept() -> None:
 def test_authserv_id_defaults() -> None:
     assert authres.authserv_id(SimpleNamespace(authserv_id=None, receiver_hostname="mx.example")) == "mx.example"
     assert authres.authserv_id(SimpleNamespace(authserv_id="a.b", receiver_hostname="mx.example")) == "a.b"
+
+
+# -- issue 21, findings 4 and 8 ---------------------------------------------------------------------
+
+NESTED = "(" * 2000 + "c" + ")" * 2000
+
+
+@pytest.mark.parametrize("from_lines, problem", [
+    (["mallory@evil.test", "Alice <alice@example.org>"], "2 From authors in 2 From fields"),
+    (["alice@example.org", "mallory@evil.test"], "2 From authors in 2 From fields"),
+    (["mallory@evil.test, Alice <alice@example.org>"], "2 From authors in one From field"),
+    (["friends: mallory@evil.test, alice@example.org;"], "2 From authors in one From field"),
+    (["alice@example.org", "alice@example.org"], "2 From authors"),
+    ([f"{NESTED} alice@example.org"], "unreadable (comments nested 2000 deep)"),
+    ([f"Mallory {NESTED} <alice@example.org>, m@evil.test"], "unreadable"),
+])
+def test_several_or_unreadable_from_authors_fail_closed_with_the_strictest_policy(
+        from_lines: list[str], problem: str) -> None:
+    """RFC 7489 §6.6.1: never none or pass; the p=reject of one named domain applies (and parks)."""
+    head = "".join(f"From: {line}\r\n" for line in from_lines)
+    data = f"{head}To: bot@test.com\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    with dns_server(ZONE) as server:
+        started = time.monotonic()
+        auth = authres.check(signed(data), peer=PEER, mail_from="alice@example.org", settings=settings(server))
+    assert time.monotonic() - started < 5
+    assert (auth.dmarc, auth.dmarc_policy, auth.from_domain) == ("fail", "reject", "example.org"), auth
+    assert problem in auth.reason
+    assert "dmarc=fail" in auth.header
+
+
+def test_a_from_without_exactly_one_author_and_no_record_is_a_permerror_never_none() -> None:
+    with dns_server(ZONE) as server:
+        for head in ("", "From: alice\r\n", "From: a@nodmarc.test, b@other.test\r\n", "From: undisclosed:;\r\n"):
+            data = f"{head}To: bot@test.com\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+            auth = authres.check(data, peer=PEER, mail_from="alice@example.org", settings=settings(server))
+            assert auth.dmarc == "permerror" and auth.dmarc_policy == "" and auth.reason, (head, auth)
+
+
+def test_a_from_naming_many_domains_is_treated_as_p_reject() -> None:
+    many = ", ".join(f"a@d{i}.test" for i in range(authres.MAX_FROM_DOMAINS + 1))
+    with dns_server(ZONE) as server:
+        auth = authres.check(f"From: {many}\r\n\r\nbody\r\n".encode(), peer=PEER, mail_from="a@d0.test",
+                             settings=settings(server))
+    assert (auth.dmarc, auth.dmarc_policy) == ("fail", "reject") and "treated as p=reject" in auth.reason
+
+
+def test_every_from_field_is_seen_whatever_its_line_end_or_spacing() -> None:
+    """A From after a bare CR (a line end to the email parser) or with white space before its colon counts."""
+    assert authres.from_fields(b"Subject: x\rFrom: a@example.org\r\nFrom\t: b@evil.test\r\n\r\nFrom: body@x.y\r\n") \
+        == [" a@example.org", " b@evil.test"]
+    assert authres.from_fields(b"From: a@example.org,\r\n b@evil.test\r\n\r\n") == [" a@example.org,  b@evil.test"]
+
+
+@pytest.mark.parametrize("value", [
+    "((((c)))) mx.test.com; dmarc=pass",
+    "(a\\)b) mx.test.com; dmarc=pass header.from=example.org",
+    "(a\\)b (c\\(d)) mx.test.com; dmarc=pass",
+    "MX.Test.COM; dmarc=pass",
+    "mx.test.com.; dmarc=pass",
+    "MX.TEST.COM.(x); dmarc=pass",
+    '"mx.test.com"; dmarc=pass',
+    " \t(comment)\tmx.test.com ; dmarc=pass",
+    "mx.test.com 1; dmarc=pass",
+    "mx.test.com; none",
+    "mx.test.com",
+    "(" * 2000 + ")" * 2000 + " mx.test.com; dmarc=pass",
+    "(unclosed mx.test.com; dmarc=pass",
+    ";; mx.test.com dmarc=pass ((",
+])
+def test_every_spelling_of_our_authserv_id_is_removed(value: str) -> None:
+    data = message(extra=f"Authentication-Results: {value}\r\nAuthentication-Results : {value}\r\n")
+    stripped = authres.strip_forged(data, "mx.test.com")
+    assert b"Authentication-Results" not in stripped, stripped
+    assert stripped.endswith(b"\r\n\r\nHello there.\r\n") and b"Subject: hi\r\n" in stripped
+
+
+@pytest.mark.parametrize("value", [
+    "upstream.example.net; spf=fail",
+    "upstream.example.net; spf=pass (checked for mx.test.com.example.net)",
+    "mx.test.com.example.net; dmarc=pass",
+    "other-mx.test.com; dmarc=pass",
+    '"upstream (x)"; none',
+])
+def test_other_servers_results_are_kept(value: str) -> None:
+    data = message(extra=f"Authentication-Results: {value}\r\n")
+    assert authres.strip_forged(data, "mx.test.com") == data
