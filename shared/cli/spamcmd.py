@@ -2,7 +2,10 @@
 
 Training reads Maildir folders (``cur/`` and ``new/``), plain folders of
 message files, or mbox files; several actions may be given at once (e.g.
-``-train-spam`` and ``-train-ham``). The filter's counts are in the
+``-train-spam`` and ``-train-ham``), and they are one run: files are read a
+message at a time (memory stays bounded however big they are) and the counts
+reach the filter all at once at the end, so an interrupted run changes
+nothing. The filter's counts are in the
 application's Redis (its ``redis_url`` and ``namespace`` settings, or
 ``-redis URL``), under the storage name the handlers' ``@spam_filter``
 uses (``-storage``, default ``run/spamdb``). See docs/spam.md.
@@ -11,9 +14,7 @@ uses (``-storage``, default ``run/spamdb``). See docs/spam.md.
 from __future__ import annotations
 
 import argparse
-import mailbox
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         if args.clear:
             spam.clear()
             print(f"cleared spam filter {args.storage}")
-        for name, path in training:
-            train(spam, name, path)
+        if training:
+            train_all(spam, training)
         if args.score:
             score(spam, args.score, args.explain)
         if args.stats:
@@ -92,36 +93,31 @@ def open_filter(args: argparse.Namespace) -> Filter:
         raise CommandError(str(exc), code=1) from None
 
 
-def messages(path: str) -> Iterator[bytes]:
-    """The raw messages of a Maildir, a folder of message files, or an mbox file."""
-    where = Path(path)
-    if where.is_dir():
-        folders = [where / "cur", where / "new"] if (where / "cur").is_dir() or (where / "new").is_dir() else [where]
-        for folder in folders:
-            if not folder.is_dir():
-                continue
-            for item in sorted(folder.iterdir()):
-                if item.is_file() and not item.name.startswith("."):
-                    yield item.read_bytes()
-    elif where.is_file():
-        box = mailbox.mbox(where, create=False)
-        try:
-            for key in box.iterkeys():
-                yield box.get_bytes(key)
-        finally:
-            box.close()
-    else:
-        raise CommandError(f"no Maildir, folder or mbox file at {path}", code=1)
+def train_all(spam: Filter, training: list[tuple[str, str]]) -> None:
+    """Every training action of the command line as one run: streamed, then applied all at once.
 
+    Each file is read a message at a time, and of each message only what the tokenizer reads
+    (lamson.spam.training); the counts reach the filter only when every path has been read,
+    so an interrupted or killed run leaves it as it was.
+    """
+    from lamson.spam.training import TrainingRun, read_messages
 
-def train(spam: Filter, action: str, path: str) -> None:
-    method = getattr(spam, action.replace("-", "_"))
-    count = 0
-    for data in messages(path):
-        method(data)
-        count += 1
-    verb, kind = action.split("-")
-    print(f"{verb}ed {count} {kind} message{'s' if count != 1 else ''} from {path}")
+    done: list[str] = []
+    with TrainingRun(spam.store) as run:
+        for action, path in training:
+            count = 0
+            try:
+                for data in read_messages(path, spam.config.max_message_bytes):
+                    run.add(action, spam.tokens(data))
+                    count += 1
+            except FileNotFoundError:
+                raise CommandError(f"no Maildir, folder or mbox file at {path}", code=1) from None
+            except OSError as exc:
+                raise CommandError(f"cannot read {path}: {exc.strerror or exc}", code=1) from None
+            verb, kind = action.split("-")
+            done.append(f"{verb}ed {count} {kind} message{'s' if count != 1 else ''} from {path}")
+    for line in done:
+        print(line)
 
 
 def score(spam: Filter, path: str, explain: bool) -> None:
