@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -72,7 +73,7 @@ def sample() -> list[bytes]:
     return [message(n, "spammy offer" if n % 2 else "meeting notes") for n in range(120)]
 
 
-def hashes(conn: redis.Redis, store: RedisStore) -> tuple[dict[bytes, bytes], ...]:
+def hashes(conn: redis.Redis, store: RedisStore) -> tuple[dict[Any, Any], ...]:
     return conn.hgetall(store.spam_key), conn.hgetall(store.ham_key), conn.hgetall(store.meta_key)
 
 
