@@ -66,7 +66,8 @@ spam_dir = "run/spam"
 # `lamson spam` (docs/spam.md); untrained, it passes everything.
 spam_db = "run/spamdb"
 
-# Bounces (VERP: every copy's envelope sender is LIST-bounce+LOCAL=DOMAIN@HOST).
+# Bounces (VERP: every copy's envelope sender is LIST-bounce+LOCAL=DOMAIN=TAG@HOST, TAG an HMAC keyed
+# by run/verp.key: a bounce to a return path without our tag is ignored, app/model/verp.py).
 # Soft bounces are counted only; a member is disabled after this many hard bounces
 # and mailed how to come back (subscribe again).
 bounce_disable_after = 3
@@ -87,6 +88,11 @@ list_archive_url = "https://{host}/archive/{list}/"
 # would lose copies at the default 60 a minute; 600 still stops a runaway loop within
 # a minute. Posts per list per minute are bounded by the senders, not by this.
 reply_rate_limit = 600
+
+# Automatic answers to an address that proved nothing (confirmation requests, help, refusals) per
+# address and hour, whatever list address was written to (lamson.confirm, docs/security.md). Copies
+# to members are not counted. The default, written out:
+unsolicited_per_hour = 5
 
 # Domains the receiver accepts mail for: from router_defaults["host"] (test.com).
 # served_domains = ["test.com"]
