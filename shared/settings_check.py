@@ -288,6 +288,27 @@ def check(module: ModuleType | SimpleNamespace) -> list[Finding]:
     return unknown_names(module) + wrong_types(module)
 
 
+def check_identity(module: ModuleType | SimpleNamespace) -> list[Finding]:
+    """A warning when the name our Authentication-Results carry is left to the host (``lamson check`` only).
+
+    Sender authentication stamps each message with ``Authentication-Results:
+    <authserv_id>; ...`` and removes every incoming one that claims that id
+    (RFC 8601 §5): handlers trust the header because of that. With neither
+    ``authserv_id`` nor ``receiver_hostname`` set, the id is ``socket.getfqdn()``,
+    often ``localhost`` or a container's name: not the name a forger has to
+    avoid, and not the one the MX is known by (docs/security.md, "Acting on a
+    verified sender"). Not reported while ``auth_results`` is off.
+    """
+    if not getattr(module, "auth_results", True):
+        return []
+    if getattr(module, "authserv_id", None) or getattr(module, "receiver_hostname", None):
+        return []
+    host = socket.getfqdn() or "localhost"
+    return [Finding(WARNING, "authserv_id", f"not set, nor receiver_hostname: Authentication-Results name this "
+                                            f"host as {host!r} (socket.getfqdn), and only incoming ones claiming "
+                                            "that name are removed; set authserv_id to the name your MX is known by")]
+
+
 _reported: set[tuple[str, str]] = set()
 
 

@@ -6,7 +6,9 @@ same checks of the settings run at every start (lamson.settings.load: warnings
 are logged, an error stops the program with one line naming the setting);
 this command adds what only makes sense on demand: Redis answers PING with
 the settings' URL, the smart host (``relay_config``) accepts a TCP
-connection, and the spool, outbox and parking folders are writable.
+connection, and the spool, outbox and parking folders are writable; and it
+warns when neither ``authserv_id`` nor ``receiver_hostname`` names the host in
+the Authentication-Results it stamps (lamson.settings_check.check_identity).
 
 Before the first ``lamson start`` on one host, the embedded Redis (the
 ``redis`` program of deploy/supervisord.conf) and the logging server (the
@@ -73,7 +75,7 @@ def log_port(command: str, module: Any) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from lamson import settings as lsettings
-    from lamson.settings_check import ERROR, NOTE, Finding, check, check_services
+    from lamson.settings_check import ERROR, NOTE, Finding, check, check_identity, check_services
 
     quiet = logging.getLogger("lamson.settings")
     was = quiet.disabled
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                 findings.append(Finding(ERROR, "", str(exc)))
             module = None
         else:
-            findings = check(module)
+            findings = check(module) + check_identity(module)
     finally:
         quiet.disabled = was
     if module is not None and not args.offline:

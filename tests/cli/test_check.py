@@ -231,3 +231,25 @@ def test_restart_refuses_a_settings_error_before_stopping_anything(generated: Pa
     with socket.create_connection(("127.0.0.1", ports["receiver"]), timeout=10) as sock:
         sock.settimeout(30)
         assert sock.makefile("rb").readline().startswith(b"220 ")  # still receiving mail
+
+
+def test_an_authserv_id_left_to_the_host_is_a_warning(tmp_path: Path) -> None:
+    """Issue 21, finding 8: the id forged Authentication-Results are removed by is named, or lamson check says so
+    (with auth_results on, as it is by default: the test suite turns it off in the environment)."""
+
+    def check_authenticating(root: Path) -> tuple[int, list[str]]:
+        env = {**base_env(root), "LAMSON_AUTH_RESULTS": "1"}
+        done = run_lamson("check", "-root", str(root), "-offline", cwd=root, env=env)
+        assert done.stderr == b"", done.stderr
+        return done.returncode, done.stdout.decode().splitlines()
+
+    project = make_project(tmp_path / "app", f"redis://127.0.0.1:{free_port()}/0")
+    code, out = check_authenticating(project["root"])
+    assert code == 0
+    assert out[0].startswith("warning: authserv_id: not set, nor receiver_hostname: Authentication-Results name "
+                             "this host as "), out
+    assert out[1:] == ["0 error(s), 1 warning(s)"]
+    for setting in ("authserv_id = 'mx.example.org'", "receiver_hostname = 'mx.example.org'"):
+        named = make_project(tmp_path / setting.split()[0], f"redis://127.0.0.1:{free_port()}/0", extra=setting)
+        assert check_authenticating(named["root"]) == (0, ["settings OK"]), setting
+    assert check(project["root"], "-offline") == (0, ["settings OK"])  # auth_results off: no header, no warning
