@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from lamson import rqcompat, sweeper
-from lamson.connection import connect, unavailable
+from lamson.connection import unavailable
 from lamson.liveness import Liveness
 from lamson.redis_check import persistence_problems
 from lamson.runtime import Runtime, build_runtime
