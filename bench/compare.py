@@ -55,7 +55,7 @@ def run_lamson(sessions: int, args: argparse.Namespace, client: str, messages: i
     env: dict[str, str] = {}
     try:
         env, ports = pipeline.start(root, args.routers, "smtp-sink")
-        return pipeline.run_load(ports["receiver"], root / "run" / "queue", pipeline.programs(root, env),
+        return pipeline.run_load(ports["receiver"], pipeline.replies(root, "smtp-sink"), pipeline.programs(root, env),
                                  messages=messages, sessions=sessions, size=args.size,
                                  senders=senders or args.senders, client=client, rate=rate,
                                  timeout=args.timeout, redis_conn=pipeline.redis_client(root, env))
@@ -77,13 +77,13 @@ def run_salmon(sessions: int, args: argparse.Namespace, python: Path, client: st
     sink_pid = root / "run" / "smtp-sink.pid"
     proc: subprocess.Popen[bytes] | None = None
     try:
-        sink = pipeline.start_sink(root / "run" / "queue", ports["relay"], sink_pid)
+        sink = pipeline.start_sink(pipeline.replies(root, "smtp-sink"), ports["relay"], sink_pid)
         with open(root / "run" / "salmon.log", "wb") as log:
             proc = subprocess.Popen([str(python.parent / "salmon"), "start", "--no-daemon",
                                      "--pid", str(root / "run" / "salmon.pid")],
                                     cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT)
         pipeline.wait_port(ports["receiver"])
-        return pipeline.run_load(ports["receiver"], root / "run" / "queue", {"salmon": proc.pid, "sink": sink.pid},
+        return pipeline.run_load(ports["receiver"], pipeline.replies(root, "smtp-sink"), {"salmon": proc.pid, "sink": sink.pid},
                                  messages=args.messages, sessions=sessions, size=args.size, senders=args.senders,
                                  client=client, timeout=args.salmon_timeout)
     finally:

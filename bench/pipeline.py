@@ -80,12 +80,18 @@ def postfix_tools() -> Path:
 def start_sink(queue: Path, port: int, pidfile: Path) -> subprocess.Popen[bytes]:
     """Postfix's smtp-sink on ``port``, one file per message in ``queue``/new (it writes as nobody)."""
     (queue / "new").mkdir(parents=True, exist_ok=True)
-    for folder in (*reversed(queue.parents[:2]), queue, queue / "new"):
+    for folder in (queue.parent, queue, queue / "new"):  # the scratch folder (mkdtemp's 0700), the Maildir
         os.chmod(folder, 0o777 if folder.name == "new" else 0o755)
     proc = subprocess.Popen([str(postfix_tools() / "smtp-sink"), "-u", "nobody", "-d", f"{queue}/new/%H%M%S.",
                              f"127.0.0.1:{port}", "256"], start_new_session=True)
     pidfile.write_text(str(proc.pid))
     return proc
+
+
+def replies(root: Path, sink: str) -> Path:
+    """The Maildir the smart host writes the replies into: the logging server's run/queue, or, for smtp-sink
+    (which writes as nobody), a folder beside run/, which the programs keep private (0700)."""
+    return root / "sink" if sink == "smtp-sink" else root / "run" / "queue"
 
 
 def start(root: Path, routers: int, sink: str = "log", auth: bool = False) -> tuple[dict[str, str], dict[str, int]]:
@@ -120,7 +126,7 @@ def start(root: Path, routers: int, sink: str = "log", auth: bool = False) -> tu
     })
     try:
         if sink == "smtp-sink":
-            start_sink(root / "run" / "queue", ports["relay"], root / "run" / "smtp-sink.pid")
+            start_sink(replies(root, sink), ports["relay"], root / "run" / "smtp-sink.pid")
         subprocess.run([str(BIN / "supervisord"), "-c", str(conf)], cwd=root, env=env, check=True)
         for port in ports.values():
             wait_port(port)
@@ -524,7 +530,7 @@ def main() -> None:
     env: dict[str, str] = {}
     try:
         env, ports = start(root, args.routers, args.sink, args.auth)
-        load = run_load(ports["receiver"], root / "run" / "queue", programs(root, env), messages=args.messages,
+        load = run_load(ports["receiver"], replies(root, args.sink), programs(root, env), messages=args.messages,
                         sessions=args.sessions, size=args.size, senders=args.senders, client=args.client,
                         rate=args.rate, timeout=args.timeout, redis_conn=redis_client(root, env))
         senders = (f"{max(1, min(args.sessions, args.senders))} (smtp-source: one per process)"
