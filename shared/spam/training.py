@@ -167,8 +167,8 @@ class TrainingRun:
                 pipe.hincrby(self.keys[offset + 2], "nspam" if is_spam else "nham", 1)
             for key in self.keys[3:]:
                 pipe.expire(key, STAGING_TTL)
+            self.staged = True  # before it runs: interrupted after Redis took it, abort must still delete it
             pipe.execute()
-        self.staged = True
 
     def commit(self) -> None:
         """Apply the whole run to the filter at once."""
