@@ -105,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot create the Maildir {target}: {exc.strerror or exc}") from None
     done = failed = 0
+    if not source.exists():  # 1.x opened the input as a Maildir it created: nothing there yet, nothing to do
+        print(f"cleansed 0, failed 0: {args.input} does not exist (yet): nothing to cleanse; {out} ready")
+        return 0
     for index, data in enumerate(messages(source)):
         try:
             clean = canonicalise(data)
@@ -130,6 +133,8 @@ COMMANDS = {
         description="Read every message of a Maildir (new/ then cur/) or an mbox file through Lamson's mail\n"
                     "model and write it into the Maildir -output in one canonical form: headers decoded and\n"
                     "re-encoded, text parts as UTF-8, binary parts byte for byte, 7-bit transfer encodings,\n"
-                    "CRLF. A message the mail model refuses is named on stderr and left out (exit 1).",
+                    "CRLF. A message the mail model refuses is named on stderr and left out (exit 1).\n"
+                    "An -input that does not exist yet (run/queue before any mail) is an empty input, as\n"
+                    "in Lamson 1.x: the -output Maildir is created and the command succeeds.",
     ),
 }

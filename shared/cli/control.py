@@ -342,15 +342,20 @@ def configure_status(parser: Parser) -> None:
 
 
 def status_of_pidfile(path: str) -> int:
-    """Lamson 1.x's ``status -pid FILE``: one line; exit 0 when that process runs, 3 when not."""
+    """Lamson 1.x's ``status -pid FILE``: one line, and exit 0 whether that process runs or not.
+
+    1.x printed the answer and succeeded either way, and 1.x scripts (``lamson status -pid run/log.pid``
+    before ``lamson log``) run under ``set -e``; the answer is the line, ``running`` or ``not running``.
+    ``lamson status`` without ``-pid`` keeps its exit codes (:data:`STATUS_CODES`).
+    """
     pidfile = pidfiles.PidFile(path)
     pid = pidfile.read()
     if pid is None:
         print(f"not running ({'no pid in' if pidfile.exists() else 'no pid file'} {path})")
-        return 3
+        return STATUS_OK
     if not (pidfiles.alive(pid) and pidfiles.is_ours(pid)):
         print(f"not running (stale pid file {path}: pid {pid} is gone or not Lamson's)")
-        return 3
+        return STATUS_OK
     print(f"running (pid {pid}, {path})")
     return 0
 
@@ -508,6 +513,7 @@ COMMANDS = {
                     "the application can route (the router workers' reports in Redis), the rq queues (waiting,\n"
                     "failed, retrying, running jobs) and the Maildirs (spool, run/queue, undeliverable).\n"
                     + STATUS_CODES + "\n"
-                    "With -pid FILE, only whether the process in that pid file runs (exit 0) or not (exit 3).",
+                    "With -pid FILE, only whether the process in that pid file runs: one line, running or\n"
+                    "not running, exit 0 either way (Lamson 1.x's form).",
     ),
 }

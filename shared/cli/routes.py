@@ -3,14 +3,19 @@
 The application is booted exactly as a router worker boots it (settings,
 then ``config.boot``), without Redis: the Router keeps its in-memory state,
 which is all a report needs. Lamson 1.x took the modules to import as
-arguments after ``--`` (``lamson routes -- config.testing``): given, they are
-imported, in order, after the settings and instead of the boot module.
+arguments (``lamson routes -- config.testing``, or handler modules themselves:
+``lamson routes lamson.handlers.log lamson.handlers.queue``): given, they are
+imported, in order, after the settings and instead of the boot module. In 1.x
+``@route`` registered a route at import; here the Router registers a module's
+routes when it loads it, so a module argument that holds routed state
+functions is loaded into the Router (a config module is only imported).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from types import ModuleType
 
 from lamson.cli.framework import Command, CommandError, Parser, UsageError, app_options, option
 
@@ -24,11 +29,19 @@ def configure(parser: Parser) -> None:
                         help="modules to import instead of the boot module (e.g. config.testing)")
 
 
+def routes_in(module: ModuleType) -> bool:
+    """True if ``module`` defines a state function with a route (a handler module, not a config one)."""
+    from lamson.router.decorators import spec_of
+
+    return any(callable(value) and getattr(value, "__module__", None) == module.__name__
+               and getattr(spec_of(value), "pattern", None) is not None for value in vars(module).values())
+
+
 def run(args: argparse.Namespace) -> int:
     import importlib
 
     from lamson import settings as lsettings
-    from lamson.router import report
+    from lamson.router import Router, report
 
     if args.path and args.root and args.path != args.root:
         raise UsageError("lamson routes: -path and -root name the project twice; give one")
@@ -39,11 +52,13 @@ def run(args: argparse.Namespace) -> int:
         lsettings.load(args.config, root)
         for name in args.modules:
             try:
-                importlib.import_module(name)
+                module = importlib.import_module(name)
             except ModuleNotFoundError as exc:
                 if exc.name and name.startswith(exc.name):
                     raise CommandError(f"cannot import {name!r} from {lsettings.project_root(root)}") from None
                 raise
+            if routes_in(module):
+                Router.load([name])
     elif args.boot:
         lsettings.run_boot(lsettings.load(args.config, root), args.boot)
     else:
