@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lamson.spam.classifier import SPAM
-from lamson.spam.config import SpamConfig
+from lamson.spam.config import SpamConfig, load_config
 from lamson.spam.filter import Filter
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,21 @@ def spam_filter(
     """Divert spam into ``spam_queue`` (a Maildir) and return ``next_state`` instead of running the state.
 
     ``storage`` is the filter's storage name (or a :class:`Filter` to use as is).
+    A ``config`` file that does not exist yet is not an error here, at import:
+    1.x stored the paths and let mail through (with a warning) until the files
+    existed, so an application imports before ``lamson spam`` made anything.
+    The file is read on the first message after it appears; until then the
+    filter runs with the default settings and says so once in the log.
     """
-    spam = storage if isinstance(storage, Filter) else Filter(storage, config)
+    pending = _pending_config(config) if not isinstance(storage, Filter) else None
+    spam = storage if isinstance(storage, Filter) else Filter(storage, None if pending else config)
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def wrapper(message: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal pending
+            if pending is not None:
+                pending = _load_pending(spam, pending)
             if spam.filter(message) == SPAM:
                 from lamson.queue import Queue
 
@@ -62,3 +71,30 @@ def spam_filter(
         return wrapper
 
     return decorator
+
+
+class _Pending:
+    """A config file named at import that did not exist then; ``warned``: the log said so once."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.warned = False
+
+
+def _pending_config(config: Any) -> _Pending | None:
+    """The config path to read later, if ``config`` names a file that does not exist (yet)."""
+    if isinstance(config, str | os.PathLike) and not os.path.exists(config):
+        return _Pending(os.fspath(config))
+    return None
+
+
+def _load_pending(spam: Filter, pending: _Pending) -> _Pending | None:
+    """Read the config file into ``spam`` once it exists (None: done); until then warn once."""
+    if os.path.exists(pending.path):
+        spam.config = load_config(pending.path)  # a file that exists but is wrong is an error, as always
+        return None
+    if not pending.warned:
+        pending.warned = True
+        log.warning("spam filter config %s does not exist yet: filtering with the default settings "
+                    "(an untrained filter lets all mail through)", pending.path)
+    return pending

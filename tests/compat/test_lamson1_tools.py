@@ -6,12 +6,15 @@ Written from 1.x's documented behaviour (issue 22): each command runs as a real
 
 from __future__ import annotations
 
+import logging
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lamson import maildir
+from lamson import maildir, spam
+from lamson.mail import MailRequest
 from tests.cli.conftest import base_env
 from tests.support import run_lamson
 
@@ -64,3 +67,44 @@ def test_cleanse_of_a_queue_not_made_yet_or_empty(app1: Path) -> None:
     assert empty.returncode == 0, empty.stderr.decode()
     assert empty.stdout.decode().startswith("cleansed 0, failed 0: run/queue -> ")
     assert list((app1 / "run" / "cleansed" / "new").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- @spam_filter
+
+
+@pytest.fixture
+def memory_spam() -> Iterator[None]:
+    """Token counts in memory, as config/testing.py sets them; put back as it was afterwards."""
+    was = spam.memory_store_in_use()
+    spam.use_memory_store()
+    yield
+    spam.use_memory_store(was)
+
+
+def test_spam_filter_imports_before_its_files_exist_and_lets_mail_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memory_spam: None, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)  # a fresh project: no run/spamdb, no run/spamrc, no run/spam
+    ran: list[str] = []
+
+    @spam.spam_filter("run/spamdb", "run/spamrc", "run/spam", next_state="SPAMMING")
+    def START(message: MailRequest) -> str:  # noqa: N802 - 1.x's state names
+        ran.append(str(message["subject"]))
+        return "POSTING"
+
+    assert not (tmp_path / "run").exists()  # decorating read and created nothing
+    hello = MailRequest("127.0.0.1", "a@example.org", "list@test.com",
+                        b"From: a@example.org\r\nTo: list@test.com\r\nSubject: hello\r\n\r\nHi all.\r\n")
+    with caplog.at_level(logging.WARNING, logger="lamson.spam.decorator"):
+        assert START(hello) == "POSTING" and ran == ["hello"]
+        assert START(hello) == "POSTING"
+    warnings = [r.getMessage() for r in caplog.records if "run/spamrc does not exist yet" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not per message
+    assert str(hello["X-Spam-Classification"]).startswith("unsure")
+    assert not (tmp_path / "run" / "spam").exists()
+
+    # Once the config file exists it is read (and a wrong one is an error then, as always).
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "spamrc").write_text("[classifier]\nham_cutoff = 0.6\nspam_cutoff = 0.95\n")
+    assert START(hello) == "POSTING"
+    assert START.spam_filter.config.ham_cutoff == 0.6  # type: ignore[attr-defined]
+    assert str(hello["X-Spam-Classification"]).startswith("ham")  # 0.5 is ham under the new cutoff
