@@ -9,7 +9,8 @@ when its worker dies, parked in ``undeliverable_dir`` with the reason after
 ``max_attempts``. ``Queue.push`` inside a Lamson worker wakes it at once when
 a QueueReceiver serves that queue; anything else that writes into the folder
 (a script, another host without Redis) is found by its sweep, every
-``sleep`` seconds.
+``sleep`` seconds; what the folder holds when the receiver starts (new/, and
+cur/ messages a mail reader has read) is taken at once (:func:`take_over`).
 
 A queue boot reads as in the guide::
 
@@ -24,6 +25,7 @@ as sender; they carry no per-sender order (1.x queues were not FIFO either).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,8 @@ from lamson.typed_settings import Settings
 
 if TYPE_CHECKING:
     from lamson.runtime import Runtime
+
+log = logging.getLogger("lamson.workers")
 
 
 def announce(conn: redis.Redis, names: Names, group: str) -> None:
@@ -97,4 +101,48 @@ def serve(ctx: Runtime, receiver: QueueReceiver, *, burst: bool = False) -> int:
     ctx.configure(replace(config, sweep_interval=min(float(config.sweep_interval), receiver.sleep),
                           sweep_grace=min(float(config.sweep_grace), receiver.sleep)))
     announce(ctx.conn, ctx.names, receiver.group)
+    take_over(ctx, receiver)
     return work(ctx, [receiver.group], burst=burst)
+
+
+def take_over(ctx: Runtime, receiver: QueueReceiver) -> int:
+    """Wake the workers now for every message already in the folder; return how many.
+
+    Lamson 1.x's QueueReceiver began by reading every key of its Maildir
+    (new/ and cur/), so whatever waited there was routed and the queue's
+    ``count()`` was 0 afterwards — also for ``start(one_shot=True)``. The
+    sweep alone wakes only messages older than its grace, so a burst
+    worker (``one_shot``) would end at once with the folder still full, and a
+    long-running one would wait up to ``sleep`` seconds. A message another
+    program has read (a mail reader moves it to cur/ with a ``:2,`` info
+    suffix) is not a worker's claim: it goes back to new/ so it is routed too.
+    """
+    from lamson import sweeper
+
+    adopted = _adopt_read_messages(receiver.queue_dir)
+    spool = ctx.spool(receiver.group)
+    keys = spool.waiting(due=True)
+    if keys:
+        sweeper.wake(ctx, receiver.group, keys)
+        log.info("%s: %d message(s) already waiting (%d read by another program) handed to the workers",
+                 receiver.queue_dir, len(keys), adopted)
+    return len(keys)
+
+
+def _adopt_read_messages(folder: Path) -> int:
+    """Move cur/ messages with a Maildir info suffix (``KEY:2,FLAGS``: read, not claimed) back to new/KEY."""
+    moved = 0
+    try:
+        names = os.listdir(folder / "cur")
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        key, sep, _flags = name.partition(":2,")
+        if not sep or not key or os.path.exists(folder / "new" / key):
+            continue
+        try:
+            os.rename(folder / "cur" / name, folder / "new" / key)
+        except FileNotFoundError:  # another worker of the group took it over first
+            continue
+        moved += 1
+    return moved

@@ -7,15 +7,20 @@ Written from 1.x's documented behaviour (issue 22): each command runs as a real
 from __future__ import annotations
 
 import logging
+import mailbox
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from lamson import maildir, spam
 from lamson.mail import MailRequest
+from lamson.queue import Queue
 from tests.cli.conftest import base_env
+from tests.router.test_workers import worker_args, write_app
 from tests.support import run_lamson
 
 
@@ -108,3 +113,64 @@ def test_spam_filter_imports_before_its_files_exist_and_lets_mail_through(
     assert START(hello) == "POSTING"
     assert START.spam_filter.config.ham_cutoff == 0.6  # type: ignore[attr-defined]
     assert str(hello["X-Spam-Classification"]).startswith("ham")  # 0.5 is ham under the new cutoff
+
+
+# ----------------------------------------------------------------------------- QueueReceiver
+
+QUEUE_HANDLER = '''\
+import redis
+
+from config import settings
+from lamson.routing import route
+
+conn = redis.Redis.from_url(settings.redis_url)
+
+
+@route("post-(name)@(host)", name="[a-z]+")
+def START(message, name=None, host=None):
+    conn.rpush("posted", message["subject"])
+'''
+
+#: 1.x's config/queue.py, as the guide wrote it (without its logging.conf line).
+QUEUE_BOOT = '''\
+from config import settings
+from lamson.routing import Router
+from lamson.server import QueueReceiver
+
+settings.receiver = QueueReceiver(settings.queue_config['queue'], settings.queue_config['sleep'])
+Router.defaults(**settings.router_defaults)
+Router.load(settings.queue_handlers)
+'''
+
+
+def fill_queue(root: Path) -> Queue:
+    """run/posts as 1.x programs leave it: two pushed messages, one a mail reader has read (cur/, ``:2,S``)."""
+    posts = Queue(root / "run" / "posts")
+    posts.push(b"From: a@example.org\r\nTo: post-one@test.com\r\nSubject: one\r\n\r\nbody\r\n")
+    posts.push(b"From: a@example.org\r\nTo: post-two@test.com\r\nSubject: two\r\n\r\nbody\r\n")
+    box = mailbox.Maildir(root / "run" / "posts", create=False)
+    seen = mailbox.MaildirMessage(b"From: b@example.org\r\nTo: post-three@test.com\r\nSubject: three\r\n\r\nread\r\n")
+    seen.set_subdir("cur")
+    seen.add_flag("S")
+    box.add(seen)
+    assert posts.count() == 3
+    return posts
+
+
+@pytest.mark.parametrize("how", ["lamson worker -burst", "start(one_shot=True)"])
+def test_a_queue_receiver_consumes_what_its_queue_holds(tmp_path: Path, redis_url: str, redis_conn: redis.Redis,
+                                                       how: str) -> None:
+    write_app(tmp_path, redis_url, ["app.handlers.posts"],
+              {"app/handlers/posts.py": QUEUE_HANDLER, "config/queue.py": QUEUE_BOOT},
+              extra='queue_config = {"queue": "run/posts", "sleep": 30}\nqueue_handlers = ["app.handlers.posts"]\n')
+    posts = fill_queue(tmp_path)
+    if how == "lamson worker -burst":
+        argv = worker_args(tmp_path, "-boot", "config.queue", "-burst")
+    else:  # a 1.x script: boot config/queue.py, then run its receiver once over the folder
+        argv = [sys.executable, "-c", "import config.queue\nfrom config import settings\n"
+                "settings.receiver.start(one_shot=True)\n"]
+    done = subprocess.run(argv, cwd=tmp_path, env={**base_env(tmp_path), "PYTHONPATH": str(tmp_path)},
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert posts.count() == 0  # 1.x: the queue is empty afterwards (30 s sleep: no sweep did it)
+    assert sorted(redis_conn.lrange("posted", 0, -1)) == [b"one", b"three", b"two"]
