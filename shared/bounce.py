@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
+from email.policy import compat32 as compat32_policy
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -135,18 +136,76 @@ def status_meaning(status: str | None) -> str:
     return f"{CLASSES.get(klass, 'Unknown class')}: {detail}"
 
 
+#: Lamson 1.x's tables (``bounce.PRIMARY_STATUS_CODES['5']``), keyed by the code's digits as text and
+#: worded as 1.x worded them (title case: "Permanent Failure"), so a 1.x handler that compares or shows
+#: ``primary_status[1]`` reads what it always did. :func:`status_meaning` keeps RFC 3463's own wording.
+PRIMARY_STATUS_CODES = {
+    "1": "Unknown Status Code 1",
+    "2": "Success",
+    "3": "Temporary Failure",
+    "4": "Persistent Transient Failure",
+    "5": "Permanent Failure",
+}
+#: The subject (middle number) of a status code, 1.x's wording.
+SECONDARY_STATUS_CODES = {
+    "0": "Other or Undefined Status",
+    "1": "Addressing Status",
+    "2": "Mailbox Status",
+    "3": "Mail System Status",
+    "4": "Network and Routing Status",
+    "5": "Mail Delivery Protocol Status",
+    "6": "Message Content or Media Status",
+    "7": "Security or Policy Status",
+}
+#: Subject and detail written together (``5.1.1`` → ``"11"``), RFC 3463's detail texts.
+COMBINED_STATUS_CODES = {"00": "Not Applicable", **{k.replace(".", ""): v for k, v in DETAILS.items()
+                                                    if k != "0.0"}}
+
+#: The delivery report fields 1.x collected into ``headers`` (its names, as it normalised them).
+BOUNCE_MATCHERS = ("Action", "Content-Description", "Diagnostic-Code", "Final-Recipient", "Received",
+                   "Remote-Mta", "Reporting-Mta", "Status")
+
+
+class Pair(tuple[Any, Any]):
+    """A ``(value, text)`` pair that also equals the list ``[value, text]``.
+
+    Lamson 1.x gave some of these as tuples (``primary_status == (None, None)``)
+    and others as lists (``diagnostic_codes == [None, None]``); applications and
+    their tests compare with either spelling, so both must hold.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return list(self) == other
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+
 #: What a status code means when there is none: Lamson 1.x's ``(None, None)``.
-NO_STATUS: tuple[None, None] = (None, None)
+NO_STATUS: tuple[None, None] = Pair((None, None))
+
+
+def _pair(value: Any, text: Any) -> tuple[Any, Any]:
+    return Pair((value, text))
 
 
 @dataclass
 class BounceAnalysis:
     """What a delivery report says. ``score`` is 0..1: how bounce-like the message is.
 
-    ``notification``, ``report`` and ``original`` are the parts of the
-    report as :class:`email.message.Message` (the human-readable text, the
-    ``message/delivery-status`` part, the returned message or its headers),
-    None when the bounce has no such part.
+    ``notification`` is the human-readable part and ``report_part`` the
+    ``message/delivery-status`` part (:class:`email.message.Message`, None
+    when absent). As in Lamson 1.x, ``report`` is the list of that part's
+    field blocks (one per message, then one per recipient), ``original`` the
+    returned message as a :class:`~lamson.mail.MailRequest` (``.body()``,
+    ``['to']``; only headers when the reporter returned only those), and
+    ``headers`` every delivery-report field found, by name, as lists of values.
     """
 
     score: float = 0.0
@@ -160,9 +219,14 @@ class BounceAnalysis:
     #: "dsn" (RFC 3464), "heuristic" (non-standard formats) or None.
     kind: str | None = None
     reasons: list[str] = field(default_factory=list)
+    headers: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
     notification: Message | None = field(default=None, repr=False, compare=False)
-    report: Message | None = field(default=None, repr=False, compare=False)
-    original: Message | None = field(default=None, repr=False, compare=False)
+    report: list[Message] | None = field(default=None, repr=False, compare=False)
+    original: Any = field(default=None, repr=False, compare=False)
+    report_part: Message | None = field(default=None, repr=False, compare=False)
+    original_part: Message | None = field(default=None, repr=False, compare=False)
+    # Values a 1.x handler assigned to primary_status & co. (they were plain attributes there).
+    _set: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def meaning(self) -> str:
@@ -179,54 +243,72 @@ class BounceAnalysis:
 
     @property
     def primary_status(self) -> tuple[int, str] | tuple[None, None]:
-        """The status class and its meaning: ``(5, "Permanent failure")``, or ``(None, None)``.
+        """The status class and 1.x's text for it: ``(5, "Permanent Failure")``, or ``(None, None)``.
 
-        Lamson 1.x's shape, which bounce handlers compare (``primary_status[0] == 5``).
+        Settable, as the 1.x attribute was; :meth:`is_hard`/:meth:`is_soft` read it.
         """
+        if "primary_status" in self._set:
+            return _pair(*self._set["primary_status"])
         code = self.status_code
         if code is None:
             return NO_STATUS
-        return code[0], CLASSES.get(str(code[0]), "Unknown class")
+        return _pair(code[0], PRIMARY_STATUS_CODES.get(str(code[0]), "Unknown Status Code"))
+
+    @primary_status.setter
+    def primary_status(self, value: tuple[Any, Any]) -> None:
+        self._set["primary_status"] = value
 
     @property
     def secondary_status(self) -> tuple[int, str] | tuple[None, None]:
-        """The status subject and its meaning: ``(1, "Addressing status")``, or ``(None, None)``."""
+        """The status subject and 1.x's text: ``(1, "Addressing Status")``, or ``(None, None)``; settable."""
+        if "secondary_status" in self._set:
+            return _pair(*self._set["secondary_status"])
         code = self.status_code
         if code is None:
             return NO_STATUS
-        return code[1], SUBJECTS.get(str(code[1]), "Unknown status")
+        return _pair(code[1], SECONDARY_STATUS_CODES.get(str(code[1]), "Unknown Status"))
+
+    @secondary_status.setter
+    def secondary_status(self, value: tuple[Any, Any]) -> None:
+        self._set["secondary_status"] = value
 
     @property
     def combined_status(self) -> tuple[int, str] | tuple[None, None]:
         """Subject and detail together, as 1.x numbered them: ``5.1.1`` → ``(11, "Bad destination mailbox address")``.
 
-        A detail with no name of its own gets its subject's meaning.
+        A detail with no name of its own gets its subject's text. Settable.
         """
+        if "combined_status" in self._set:
+            return _pair(*self._set["combined_status"])
         code = self.status_code
         if code is None:
             return NO_STATUS
-        detail = f"{code[1]}.{code[2]}"
-        text = DETAILS.get(detail) or SUBJECTS.get(str(code[1]), "Unknown status")
-        return int(f"{code[1]}{code[2]}"), text
+        key = f"{code[1]}{code[2]}"
+        text = COMBINED_STATUS_CODES.get(key) or SECONDARY_STATUS_CODES.get(str(code[1]), "Unknown Status")
+        return _pair(int(key), text)
+
+    @combined_status.setter
+    def combined_status(self, value: tuple[Any, Any]) -> None:
+        self._set["combined_status"] = value
 
     @property
     def diagnostic_codes(self) -> tuple[str, str] | tuple[str | None, str | None]:
         """The remote server's answer split as 1.x did: ``("550", "5.1.1 <x@y>: User unknown")``.
 
         The first item is the leading reply code (None if the text starts
-        with none), the second the rest; ``(None, None)`` without a
-        Diagnostic-Code.
+        with none), the second the rest; ``(None, None)`` (equal to 1.x's
+        ``[None, None]`` too) without a Diagnostic-Code.
         """
         if not self.diagnostic_code:
             return NO_STATUS
         found = re.match(r"\s*([0-9][0-9.\-]*)\s*(.*)", self.diagnostic_code, re.DOTALL)
         if not found:
-            return None, self.diagnostic_code
-        return found.group(1), found.group(2)
+            return _pair(None, self.diagnostic_code)
+        return _pair(found.group(1), found.group(2))
 
     @property
-    def content_parts(self) -> dict[str, Message | None]:
-        """The report's parts by role: ``notification``, ``report``, ``original``."""
+    def content_parts(self) -> dict[str, Any]:
+        """The report's parts by role, as 1.x named them: ``notification``, ``report``, ``original``."""
         return {"notification": self.notification, "report": self.report, "original": self.original}
 
     def probable(self, threshold: float = 0.3) -> bool:
@@ -237,19 +319,29 @@ class BounceAnalysis:
         return self.score >= threshold
 
     def is_hard(self) -> bool:
-        """A permanent failure: status 5.x.x (or ``Action: failed`` with no status)."""
-        if self.status:
-            return self.status.startswith("5")
-        return self.score > 0 and (self.action or "") == "failed"
+        """A probable bounce whose primary status is a permanent failure (5), as in 1.x."""
+        code = self.primary_status[0]
+        return self.probable() and code is not None and code > 4
 
     def is_soft(self) -> bool:
-        """A transient failure: status 4.x.x or ``Action: delayed``."""
-        if self.status:
-            return self.status.startswith("4")
-        return self.score > 0 and (self.action or "") == "delayed"
+        """A probable bounce that is not hard, as in 1.x: status 4 (or lower), or no status at all.
+
+        A bounce with no status code is soft: uncertain evidence should not
+        trigger what a hard bounce does (unsubscribing someone), and 1.x
+        decided the same.
+        """
+        code = self.primary_status[0]
+        return self.probable() and (code is None or code <= 4)
 
     def error_for_humans(self) -> str:
-        parts = [self.meaning or "Delivery problem"]
+        """One line for a log or a list owner: the status texts, recipient and server answer.
+
+        Without a status code it says so in 1.x's words.
+        """
+        primary, secondary, combined = self.primary_status, self.secondary_status, self.combined_status
+        if primary[0] is None:
+            return "No status codes found in bounce message."
+        parts = [", ".join(str(text) for text in (primary[1], secondary[1], combined[1]) if text)]
         if self.final_recipient:
             parts.append(f"for {self.final_recipient}")
         if self.diagnostic_code:
@@ -292,16 +384,59 @@ def _read_parts(message: Message, found: BounceAnalysis) -> None:
             found.notification = parts[0]
     for part in message.walk():
         kind = part.get_content_type()
-        if kind == "message/delivery-status" and found.report is None:
-            found.report = part
-        elif kind in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers") and found.original is None:
-            found.original = part
+        if kind == "message/delivery-status" and found.report_part is None:
+            found.report_part = part
+            found.report = _status_parts(message)
+        elif kind in ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers") and found.original_part is None:
+            found.original_part = part
+            found.original = _returned_message(part)
     if found.notification is None and found.score > 0:
         # A non-standard bounce: its text is the notification.
         for part in message.walk():
             if part.get_content_type() == "text/plain":
                 found.notification = part
                 break
+    if found.score > 0:
+        found.headers = _report_fields(message)
+
+
+def _returned_message(part: Message) -> Any:
+    """The returned message of a report part as a :class:`~lamson.mail.MailRequest` (1.x's ``original``).
+
+    ``message/rfc822`` holds the whole message; ``text/rfc822-headers`` only
+    its header block, which reads as a message with an empty body.
+    """
+    from lamson.mail import MailRequest  # lamson.mail imports this module
+
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        inner = next((p for p in payload if isinstance(p, Message)), None)
+        if inner is None:
+            return None
+        data = inner.as_bytes(policy=compat32_policy)
+    else:
+        raw = part.get_payload(decode=True)
+        data = raw if isinstance(raw, bytes) else str(payload).encode("utf-8", "surrogateescape")
+        if not data.endswith(b"\n\n") and not data.endswith(b"\r\n\r\n"):
+            data += b"\n"
+    return MailRequest(None, None, None, data)
+
+
+def _report_fields(message: Message) -> dict[str, list[str]]:
+    """Every delivery-report field (:data:`BOUNCE_MATCHERS`) in any part, by 1.x's name: 1.x's ``headers``."""
+    wanted = {name.lower(): name for name in BOUNCE_MATCHERS}
+    found: dict[str, list[str]] = {}
+    blocks = [p for p in message.walk()] + _status_parts(message)
+    seen: set[int] = set()
+    for block in blocks:
+        if id(block) in seen:
+            continue
+        seen.add(id(block))
+        for name, value in block.items():
+            key = wanted.get(name.lower())
+            if key is not None:
+                found.setdefault(key, []).append(" ".join(str(value).split()))
+    return found
 
 
 def _read_dsn(message: Message, found: BounceAnalysis) -> None:

@@ -174,7 +174,7 @@ def test_bounce_to_with_one_argument_bounce_handlers(guide_project: Write) -> No
     Router.deliver(incoming("alice@test.com"))
     assert bounces.SEEN == [
         ("hard", "nobody@example.net", (11, "Bad destination mailbox address")),
-        ("soft", "full@example.org", (4, "Persistent transient failure")),
+        ("soft", "full@example.org", (4, "Persistent Transient Failure")),
         ("start", "alice"),
     ]
 

@@ -65,22 +65,28 @@ def test_non_standard_bounces(name: str, recipient: str, status: str) -> None:
 def test_lamson1_analyzer_names_on_a_hard_dsn() -> None:
     report = sample("hard_5.1.1.eml").bounce
     assert report.probable() and report.probable(0.9) and not report.probable(1.01)
-    assert report.primary_status == (5, "Permanent failure")
-    assert report.secondary_status == (1, "Addressing status")
+    assert report.primary_status == (5, "Permanent Failure")
+    assert report.secondary_status == (1, "Addressing Status")
     assert report.combined_status == (11, "Bad destination mailbox address")
     code, text = report.diagnostic_codes
     assert code == "550" and text is not None and text.startswith("5.1.1 <nobody@example.net>")
     assert report.notification is not None and report.report is not None and report.original is not None
     assert "could not" in report.notification.get_payload()
-    assert report.report.get_content_type() == "message/delivery-status"
-    assert report.original.get_content_type() == "text/rfc822-headers"
-    assert "Subject: hello" in report.original.get_payload()
+    assert report.report_part is not None
+    assert report.report_part.get_content_type() == "message/delivery-status"
+    # report: the field blocks (per message, then per recipient); original: the returned headers.
+    assert [block["Reporting-MTA"] for block in report.report][:1] == ["dns; mx.example.net"]
+    assert report.report[1]["Status"] == "5.1.1"
+    assert report.original_part is not None
+    assert report.original_part.get_content_type() == "text/rfc822-headers"
+    assert report.original["Subject"] == "hello" and report.original["To"] == "nobody@example.net"
     assert report.content_parts["report"] is report.report
+    assert report.headers["Status"] == ["5.1.1"] and report.headers["Action"] == ["failed"]
 
 
 def test_lamson1_analyzer_names_on_a_soft_dsn_and_a_normal_message() -> None:
     soft = sample("soft_4.2.2.eml").bounce
-    assert soft.primary_status == (4, "Persistent transient failure")
+    assert soft.primary_status == (4, "Persistent Transient Failure")
     assert soft.combined_status == (22, "Mailbox full")
     normal = sample("normal.eml", sender="bob@example.org").bounce
     assert not normal.probable()
@@ -146,7 +152,9 @@ def test_bounce_to_without_a_state_for_the_kind_falls_through() -> None:
 def test_bounce_that_says_neither_hard_nor_soft_goes_to_soft() -> None:
     unclear = plain("Subject: Undeliverable: hello\r\nX-Failed-Recipients: gone@example.net\r\n", sender="")
     assert unclear.is_bounce()
-    assert not unclear.bounce.is_hard() and not unclear.bounce.is_soft()
+    # No status code: soft, as in 1.x (unsubscribing on uncertain evidence would be worse).
+    assert not unclear.bounce.is_hard() and unclear.bounce.is_soft()
+    assert unclear.bounce.error_for_humans() == "No status codes found in bounce message."
     assert START(unclear) == "soft"
 
 
