@@ -312,6 +312,6 @@ def canonical_name(value: str) -> str:
 
 
 def canonical_body(text: str) -> str:
-    """What a text body reads as after a round trip: LF line ends, ending in one LF."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text if text.endswith("\n") else text + "\n"
+    """What a text body reads as after a round trip: LF line ends, and no line end added at the end
+    (a body is sent as given, as Lamson 1.x did)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -14,6 +14,7 @@ mail server needs and the stdlib does not give:
 
 from __future__ import annotations
 
+import binascii
 import copy
 import email.utils
 import functools
@@ -893,10 +894,13 @@ class MailResponse:
         if self.Body is not None or (self.Html is None and not self.attachments and not self.parts
                                      and not self._forwarded):
             message.set_content(self.Body or "")
+            _as_given(message, self.Body or "")
             if self.Html is not None:
                 message.add_alternative(self.Html, subtype="html")
+                _as_given(list(message.iter_parts())[-1], self.Html)
         elif self.Html is not None:
             message.set_content(self.Html, subtype="html")
+            _as_given(message, self.Html)
         for spec in self.attachments:
             _add_attachment(message, spec)
         extra = list(self.parts)
@@ -991,7 +995,8 @@ class MailResponse:
                 return None
             head.append(line)
         head.extend(_PLAIN_CONTENT_HEADERS)
-        return "\r\n".join(head).encode("ascii") + b"\r\n\r\n" + b"".join(line + b"\r\n" for line in lines or [b""])
+        text = b"\r\n".join(lines) + (b"\r\n" if body.endswith(("\n", "\r")) else b"")
+        return "\r\n".join(head).encode("ascii") + b"\r\n\r\n" + text
 
     def __bytes__(self) -> bytes:
         return self.as_bytes()
@@ -1127,6 +1132,29 @@ def _wire_value(name: str, value: Any) -> Any:
     if lowered == "delivered-to":
         return ", ".join(a.addr_spec for a in value)
     return ", ".join(email.utils.formataddr((a.display_name, a.addr_spec), charset="utf-8") for a in value)
+
+
+def _as_given(part: Message, text: str) -> None:
+    """Take back the line end ``set_content`` adds after ``text`` when the text ended without one.
+
+    Lamson 1.x sent a body exactly as given (``Body="The body."`` reads back as
+    ``"The body."``), and 1.x applications compare bodies that way; the stdlib
+    always ends the last line. Line ends inside the text stay CRLF on the wire.
+    """
+    if text.endswith(("\n", "\r")):
+        return
+    cte = str(part.get("Content-Transfer-Encoding", "")).lower()
+    if cte == "base64":
+        data = part.get_payload(decode=True)
+        if isinstance(data, bytes) and data.endswith(b"\n"):
+            data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
+            step = (part.policy.max_line_length or 76) // 4 * 3
+            part.set_payload("".join(binascii.b2a_base64(data[i:i + step]).decode("ascii")
+                                     for i in range(0, len(data), step)))
+        return
+    payload = part.get_payload()
+    if isinstance(payload, str) and payload.endswith("\n"):
+        part.set_payload(payload[:-2] if payload.endswith("\r\n") else payload[:-1])
 
 
 def _content_only(message: Message) -> Message:

@@ -159,7 +159,7 @@ def test_forwarding_multipart_alternative_stays_alternative() -> None:
     top = again.to_message()
     assert top.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in top.iter_parts()] == ["text/plain", "text/html"]
-    assert again.body() == "plain words\n"
+    assert again.body() == "plain words"
     assert again.attachments() == []
 
 
