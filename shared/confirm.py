@@ -39,7 +39,7 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import redis
@@ -73,6 +73,11 @@ def normal_address(address: Any) -> str:
 def _key_part(text: str) -> str:
     """A key component with ``%`` and ``:`` escaped, so ``("a:b", "c")`` and ``("a", "b:c")`` differ."""
     return text.replace("%", "%25").replace(":", "%3A")
+
+
+def _unkey_part(text: str) -> str:
+    """The inverse of :func:`_key_part`."""
+    return text.replace("%3A", ":").replace("%25", "%")
 
 
 class ConfirmationStorage:
@@ -116,6 +121,19 @@ class ConfirmationStorage:
         # Without Redis (db=): target -> sender -> when stored, and (address, hour) -> unsolicited count.
         self._order: dict[str, dict[str, float]] = {}
         self._sent: dict[tuple[str, int], int] = {}
+
+    @property
+    def confirmations(self) -> MutableMapping[str, Any]:
+        """Every pending confirmation, ``key(target, sender)`` → ``(secret, pending id)``: 1.x's attribute.
+
+        With ``db=`` it is that object itself, as in 1.x; with Redis, a
+        mapping over this namespace's confirmations (reading, assigning and
+        deleting go through :meth:`get`, :meth:`store` and :meth:`delete`, so
+        the per-target bound and the expiry still hold).
+        """
+        if self.db is not None:
+            return self.db
+        return _RedisConfirmations(self)
 
     # -- where ------------------------------------------------------------
 
@@ -292,6 +310,46 @@ class ConfirmationStorage:
             conn.delete(*batch)
         for key in conn.scan_iter(match=names.key("unsolicited", "*"), count=500):
             conn.delete(key)
+
+
+class _RedisConfirmations(MutableMapping[str, Any]):
+    """:attr:`ConfirmationStorage.confirmations` on Redis: the storage's keys, seen as a dict."""
+
+    def __init__(self, storage: ConfirmationStorage) -> None:
+        self.storage = storage
+
+    def _split(self, key: str) -> tuple[str, str]:
+        """``NAMESPACE:confirm:TARGET:SENDER`` → ``(target, sender)``; KeyError for any other key."""
+        prefix = self.storage._redis()[1].key("confirm", "")
+        parts = key[len(prefix):].split(":") if isinstance(key, str) and key.startswith(prefix) else []
+        if len(parts) != 2 or not all(parts):
+            raise KeyError(key)
+        return _unkey_part(parts[0]), _unkey_part(parts[1])
+
+    def __getitem__(self, key: str) -> tuple[str, str]:
+        secret, pending = self.storage.get(*self._split(key))
+        if secret is None or pending is None:
+            raise KeyError(key)
+        return secret, pending
+
+    def __setitem__(self, key: str, value: tuple[str, str]) -> None:
+        secret, pending = value
+        self.storage.store(*self._split(key), secret, pending)
+
+    def __delitem__(self, key: str) -> None:
+        self[key]  # KeyError when absent, as a dict
+        self.storage.delete(*self._split(key))
+
+    def __iter__(self) -> Iterator[str]:
+        conn, names = self.storage._redis()
+        prefix = names.key("confirm", "")
+        for raw in conn.scan_iter(match=prefix + "*:*", count=500):
+            key = _text(raw)
+            if key[len(prefix):].count(":") == 1:  # TARGET:SENDER, not a target's index
+                yield key
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _text(value: Any) -> str:
