@@ -22,7 +22,6 @@ def setup():
 
 def subscribe(conversation=client):
     """Ask to join, answer the confirmation: the sender is a member afterwards."""
-    conversation.begin()
     confirmation = conversation.say("python-subscribe@example.com", "Let me in.", confirm_format)
     confirm_addr = re.search(confirm_format, confirmation['reply-to']).group(0)
     conversation.say(confirm_addr, "Yes, it is me.", "Welcome to python")
@@ -42,6 +41,7 @@ def test_subscribe_asks_for_a_confirmation():
 
 def test_confirming_makes_a_member():
     setup()
+    client.begin()
     subscribe()
     assert members.find("python") == [sender]
     assert_in_state('app.handlers.mailinglist', list_addr, sender, 'POSTING')
@@ -62,6 +62,7 @@ def test_a_wrong_confirmation_changes_nothing():
 
 def test_members_get_posts_and_the_archive_keeps_them():
     setup()
+    client.begin()
     subscribe()
     other = RouterConversation("other@localhost", "mailinglist_tests")
     subscribe(other)
@@ -86,6 +87,7 @@ def test_members_get_posts_and_the_archive_keeps_them():
 
 def test_a_multipart_post_is_archived_part_by_part():
     setup()
+    client.begin()
     subscribe()
     clear_queue()
     data = """From: reader@localhost
@@ -127,6 +129,7 @@ def test_non_members_cannot_post():
 
 def test_unsubscribe():
     setup()
+    client.begin()
     subscribe()
     msg = client.say("python-unsubscribe@example.com", "Let me out.", "Goodbye from python")
     assert msg['from'] == noreply_format
