@@ -320,8 +320,8 @@ class MailRequest:
         return bool(self._raw(name))  # the header index, not a scan of every header
 
     def keys(self) -> list[str]:
-        """Header names in message order (repeats included), as spelled in the message."""
-        return [key for key, _ in self._parsed().raw_items()]
+        """Header names in message order (repeats included), normalised as Lamson 1.x did (``Message-Id``)."""
+        return [normal_name(key) for key, _ in self._parsed().raw_items()]
 
     def items(self) -> list[tuple[str, str]]:
         return [(key, _decode_header(key, str(raw))) for key, raw in self._parsed().raw_items()]
@@ -329,12 +329,15 @@ class MailRequest:
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
-    def __setitem__(self, name: str, value: str) -> None:
-        """Replace every ``name`` header with one (checked by :func:`lamson.encoding.clean_header`)."""
-        value = clean_header(name, value)
+    def __setitem__(self, name: str, value: str | None) -> None:
+        """Replace every ``name`` header with one (checked by :func:`lamson.encoding.clean_header`).
+
+        None removes the header, as it did in Lamson 1.x.
+        """
         message = self._modern()
         del message[name]
-        message[name] = value
+        if value is not None:
+            message[name] = clean_header(name, value)
         self._modified = True
         self._header_index = None
 
@@ -353,27 +356,36 @@ class MailRequest:
     # ------------------------------------------------------------------ content
 
     def walk(self) -> Iterator[Message]:
-        """Every part, containers included, depth first (no recursion, so no depth crash)."""
-        for _, part in walk_with_depth(self._parsed()):
-            yield part
+        """Every part under the message, nested containers included, depth first (no recursion, so no
+        depth crash). As in Lamson 1.x the message itself is not one of them: a single-part message has
+        none."""
+        for depth, part in walk_with_depth(self._parsed()):
+            if depth:
+                yield part
 
     def all_parts(self) -> list[Message]:
-        """The leaf (non-multipart) parts in order."""
-        return [part for part in self.walk() if not part.is_multipart()]
+        """The message's top-level parts, as in Lamson 1.x: ``[]`` for a single-part message."""
+        message = self._parsed()
+        payload = message.get_payload() if message.is_multipart() else None
+        return [part for part in payload if isinstance(part, Message)] if isinstance(payload, list) else []
+
+    def _leaves(self) -> list[Message]:
+        """The content parts (not containers) in order; the message itself when it is single-part."""
+        return [part for _, part in walk_with_depth(self._parsed()) if not part.is_multipart()]
 
     def body(self) -> str:
         """The text body: the first inline text/plain part, else the first text part; "" if none.
 
         Decoded with charset fallbacks; line ends are ``\\n``.
         """
-        texts = [p for p in self.all_parts() if p.get_content_maintype() == "text" and not _is_attachment(p)]
+        texts = [p for p in self._leaves() if p.get_content_maintype() == "text" and not _is_attachment(p)]
         chosen = next((p for p in texts if p.get_content_subtype() == "plain"), texts[0] if texts else None)
         return "" if chosen is None else part_text(chosen)
 
     def attachments(self) -> list[Attachment]:
         """Parts that are attachments (a disposition of attachment, or a file name)."""
         found = []
-        for part in self.all_parts():
+        for part in self._leaves():
             if _is_attachment(part):
                 found.append(Attachment(_filename(part), part.get_content_type(), part_bytes(part)))
         return found
@@ -685,8 +697,12 @@ def _address_list(name: str, value: AddressLike | Iterable[AddressLike]) -> str 
                 text = bounce.strip_comments(text)
             simple = _simple_mailbox(text) if "=?" not in text else None
             pairs = [simple] if simple is not None else email.utils.getaddresses([text])
-            if pairs and all(addr for _, addr in pairs):
-                out.extend(_make_address(display, addr) for display, addr in pairs)
+            try:
+                parsed = [_make_address(display, addr) for display, addr in pairs if addr]
+            except ValueError:  # e.g. "zedshaw-AT-zedshaw.com", no address at all: kept as text, as 1.x did
+                parsed = []
+            if pairs and len(parsed) == len(pairs):
+                out.extend(parsed)
             else:  # e.g. a group ("undisclosed-recipients:;"): the stdlib parses it when set
                 out.append(text)
     addresses = [a for a in out if isinstance(a, Address)]
@@ -754,7 +770,14 @@ class MailResponse:
     # ------------------------------------------------------------------ headers
 
     def __setitem__(self, name: str, value: Any) -> None:
-        """Replace ``name``; address headers accept a string, ``(name, addr)``, Address or a list."""
+        """Replace ``name``; address headers accept a string, ``(name, addr)``, Address or a list.
+
+        None removes the header, as in Lamson 1.x.
+        """
+        if value is None:
+            clean_header(name, "")  # validates the header name
+            self._remove(name)
+            return
         if name.lower() in ADDRESS_HEADERS:
             clean_header(name, "")  # validates the header name
             stored: Any = _address_list(name, value)
@@ -771,7 +794,11 @@ class MailResponse:
         lowered = name.lower()
         for key, value in self._headers:
             if key.lower() == lowered:
-                return ", ".join(str(a) for a in value) if isinstance(value, list) else value
+                if isinstance(value, list):
+                    # As it is written, so that it reads the same after a round trip (Return-Path: <a@b>).
+                    return str(_wire_value(name, value)) if lowered == "return-path" else \
+                        ", ".join(str(a) for a in value)
+                return str(value)
         return None
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -788,7 +815,11 @@ class MailResponse:
         return any(k.lower() == lowered for k, _ in self._headers)
 
     def keys(self) -> list[str]:
-        return [k for k, _ in self._headers]
+        """Header names in order, normalised as Lamson 1.x did (``Message-Id``)."""
+        return [normal_name(k) for k, _ in self._headers]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
 
     def update(self, headers: dict[str, Any]) -> None:
         for name, value in headers.items():
@@ -1155,6 +1186,12 @@ def _as_given(part: Message, text: str) -> None:
     payload = part.get_payload()
     if isinstance(payload, str) and payload.endswith("\n"):
         part.set_payload(payload[:-2] if payload.endswith("\r\n") else payload[:-1])
+
+
+@functools.lru_cache(maxsize=1024)
+def normal_name(name: str) -> str:
+    """A header name as Lamson 1.x spelled it in ``keys()``: each dash-separated word capitalised."""
+    return "-".join(word.capitalize() for word in name.lower().split("-"))
 
 
 def _content_only(message: Message) -> Message:

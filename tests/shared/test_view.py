@@ -55,7 +55,7 @@ def test_respond_text_and_html_make_alternative_with_text_first() -> None:
     assert msg.addresses("to") == [("Zoë", "zoe@example.com")]
     parts = msg.to_message().get_body(("related", "html", "plain"))
     assert parts is not None
-    alternative = [p for p in msg.walk() if p.get_content_type() == "multipart/alternative"]
+    alternative = [p for p in msg.to_message().walk() if p.get_content_type() == "multipart/alternative"]
     assert len(alternative) == 1
     kinds = [p.get_content_type() for p in alternative[0].get_payload()]  # type: ignore[union-attr]
     assert kinds == ["text/plain", "text/html"]
