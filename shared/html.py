@@ -36,6 +36,7 @@ from html.parser import HTMLParser
 from types import ModuleType
 from typing import Any, NamedTuple, cast
 
+import jinja2
 import markdown
 import nh3
 from markupsafe import Markup
@@ -145,7 +146,13 @@ def _style_of(rules: list[CssRule], tag: str, attrs: dict[str, str]) -> str | No
 
 
 _URL_ATTRS = frozenset({"href", "src", "action", "background", "formaction", "xlink:href", "poster"})
-_BAD_SCHEME = re.compile(r"^\s*(javascript|vbscript|data\s*:\s*text/html)", re.IGNORECASE)
+
+
+def _inline_url_ok(url: str) -> bool:
+    """A URL attribute the inliner keeps: :func:`url_is_safe` (read as a browser reads it: character
+    references decoded, tabs and other invisible characters dropped), or ``cid:``, which names a part
+    of the mail itself (an inline image)."""
+    return url_is_safe(url) or url.strip().lower().startswith("cid:")
 _BLOCKS = frozenset({"p", "div", "table", "tr", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
                      "head", "body", "html", "blockquote", "pre", "hr", "br", "title", "style", "meta"})
 
@@ -166,7 +173,7 @@ class _Inliner(HTMLParser):
             name = name.lower()
             if name.startswith("on"):
                 continue  # event handlers: script
-            if name in _URL_ATTRS and value is not None and _BAD_SCHEME.match(value.replace("\x00", "")):
+            if name in _URL_ATTRS and value is not None and not _inline_url_ok(value):
                 continue
             if name not in values:
                 values[name] = value or ""
@@ -252,6 +259,10 @@ class HtmlMail:
     :mod:`lamson.view` (its LOADER); ``html_template`` places the content with
     ``{{ content }}``. ``variables`` are defaults for every mail (rendered
     into the CSS once, here); ``wiki`` turns content text into HTML (Markdown).
+
+    Lamson 1.x's names are kept: ``template`` (the page template),
+    :meth:`load_css` (switch style sheets), ``stylesheet`` (the rules as
+    ``(selector, [], "property: value; ...")``) and :meth:`apply_styles`.
     """
 
     def __init__(
@@ -265,8 +276,47 @@ class HtmlMail:
         self.html_template = html_template
         self.variables: dict[str, Any] = dict(variables or {})  # a copy: 1.x shared one default dict
         self.wiki = _wiki_function(wiki)
-        self.css = view.render(self.variables, css_template)
+        self.load_css(css_template, self.variables)
+
+    @property
+    def template(self) -> str:
+        """The page template's name (1.x's attribute)."""
+        return self.html_template
+
+    @template.setter
+    def template(self, name: str) -> None:
+        self.html_template = name
+
+    def load_css(self, css_template: str, variables: Mapping[Any, Any]) -> None:
+        """Render ``css_template`` with ``variables`` and use its rules from now on (as 1.x)."""
+        self.css_template = css_template
+        self.css = view.render(variables, css_template)
         self.rules = parse_css(self.css)
+
+    @property
+    def stylesheet(self) -> list[tuple[str, list[str], str]]:
+        """The rules applied, 1.x's shape: ``(selector, descendant path, declarations)``.
+
+        The path is always empty: rules on descendants are not inlined (see
+        the module's docstring), so they are not listed either.
+        """
+        sheet: list[tuple[str, list[str], str]] = []
+        for rule in sorted(self.rules, key=lambda r: r.order):
+            selector = (rule.tag or "") + (f"#{rule.id}" if rule.id else "")
+            selector += "".join(f".{name}" for name in sorted(rule.classes))
+            style = "; ".join(f"{name}: {value}" + (" !important" if important else "")
+                              for name, value, important in rule.declarations)
+            sheet.append((selector or "*", [], style))
+        return sheet
+
+    def apply_styles(self, html: str, pretty: bool = False) -> str:
+        """``html`` with the style sheet written into each element's ``style`` attribute.
+
+        Nothing else changes (script URLs and event handlers excepted). 1.x
+        returned a BeautifulSoup document; this returns the HTML text, what
+        ``str()`` of that document gave.
+        """
+        return inline_css(html, self.rules, pretty=pretty)
 
     def _variables(self, variables: Mapping[Any, Any]) -> dict[str, Any]:
         return {**self.variables, **view.template_variables(variables)}
@@ -276,23 +326,43 @@ class HtmlMail:
         merged = self._variables(variables)
         content = self.wiki(view.render_escaped(merged, content_template))
         page = view.render({**merged, "content": Markup(content)}, self.html_template)
-        return inline_css(page, self.rules, pretty=pretty)
+        return self.apply_styles(page, pretty=pretty)
 
     def respond(self, variables: Mapping[Any, Any], content: str, **kwd: Any) -> MailResponse:
-        """A MailResponse with the rendered HTML and a plain text alternative.
+        """A MailResponse with the rendered HTML, and a text part when ``Body=`` asks for one.
 
-        The text part is ``content`` rendered as is (Markdown reads as plain
-        text), unless ``Body=`` names another template. Other keywords are
-        headers, rendered with the variables as in :func:`lamson.view.respond`.
+        As in 1.x: without ``Body`` the mail is ``text/html`` alone;
+        ``Body=content`` (the content template's own name) adds the content
+        rendered as is as the plain text alternative (Markdown reads as text).
+        Any other ``Body`` is a template name, or else the text itself
+        (``%(name)s`` filled in, as 1.x did). Other keywords are headers,
+        rendered with the variables as in :func:`lamson.view.respond`.
         """
+        if not content:
+            raise ValueError("HtmlMail.respond needs a content template")
         merged = self._variables(variables)
-        body_template = kwd.pop("Body", None) or content
+        body = kwd.pop("Body", None)
         kwd.pop("Html", None)
         response = MailResponse()
         view.set_headers(response, merged, kwd)
-        response.Body = view.render(merged, body_template)
+        if body is not None:
+            response.Body = view.render(merged, content) if body == content else _body_text(body, merged)
         response.Html = self.render(merged, content)
         return response
+
+
+def _body_text(body: str, variables: Mapping[Any, Any]) -> str:
+    """``Body=`` of :meth:`HtmlMail.respond`: a template when the loader has one by that name, else text."""
+    try:
+        return view.render(variables, body)
+    except jinja2.TemplateNotFound:
+        pass
+    if "%(" not in body:
+        return body
+    try:
+        return body % view.template_variables(variables)
+    except (KeyError, ValueError, TypeError):
+        return body  # a literal '%' is text
 
 
 # -- Markdown from strangers ------------------------------------------------------------------------------

@@ -123,10 +123,10 @@ def test_variables_cannot_inject_markup_into_the_html() -> None:
     assert "<img" not in page and "&lt;img" in page
 
 
-def test_respond_has_html_and_a_text_alternative() -> None:
+def test_respond_with_body_equal_to_content_has_html_and_a_text_alternative() -> None:
     mail = HtmlMail("mail_style.css", "mail_page.html", {"ink": "#111", "site": "example.com"})
     resp = mail.respond({"name": "Zoë <z>", "title": "Hi"}, "mail_content.md", From="noreply@{{ site }}",
-                        To="zoe@example.org", Subject="Welcome, {{ name }}")
+                        To="zoe@example.org", Subject="Welcome, {{ name }}", Body="mail_content.md")
     msg = MailRequest(None, None, None, resp.as_bytes())
     assert msg["subject"] == "Welcome, Zoë <z>" and msg["from"] == "noreply@example.com"
     alternative = msg.to_message()
