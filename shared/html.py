@@ -6,13 +6,15 @@ strips them, Outlook half-reads them), so a styled mail must carry its CSS in
 style sheet and a page template once, and mail content as Markdown:
 
     generator = HtmlMail("style.css", "html_mail.html", {"site": "example.com"})
-    reply = generator.respond({"name": name}, "welcome.md",
+    reply = generator.respond({"name": name}, "welcome.md", Body="welcome.md",
                               From="noreply@example.com", To=message["from"], Subject="Welcome")
 
 ``welcome.md`` is rendered with the variables (HTML-escaped), converted to
 HTML by Markdown, placed into ``html_mail.html`` as ``{{ content }}``, and the
-rules of ``style.css`` are copied onto the elements they select. The plain
-text alternative is ``welcome.md`` rendered as is (Markdown reads as text).
+rules of ``style.css`` are copied onto the elements they select. With
+``Body="welcome.md"`` (as in 1.x) the mail also has a plain text alternative,
+``welcome.md`` rendered as is (Markdown reads as text); without ``Body`` it is
+``text/html`` alone.
 
 The inliner understands what mail styling needs and no more: selectors made
 of a tag and/or ``#id`` and/or ``.class`` parts (``p``, ``.note``, ``#top``,
