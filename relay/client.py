@@ -6,11 +6,21 @@ and the relay worker delivers it. Inside a router worker the write joins the
 routing batch's group commit (it is made durable before the incoming message
 leaves the spool, and the relay is woken once per batch); anywhere else (a
 script, the CLI) it is durable at once and the relay is woken at once.
+
+The one exception is a test harness's: :func:`sending_with` lets
+``lamson.testing``'s RouterConversation, which runs the routing job in the
+test process with no relay worker beside it, say how a Relay it did not
+build sends while the handlers it runs are at work (Lamson 1.x's tests
+relied on ``deliver`` having sent before it returned; docs/routing.md,
+"Testing helpers").
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from email.parser import BytesHeaderParser
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import getaddresses, parseaddr
@@ -24,6 +34,26 @@ from lamson.envelope import ORIGIN, Envelope
 from lamson.queue import as_bytes
 
 _BCC = re.compile(rb"^Bcc:.*?\r?\n(?![ \t])", re.IGNORECASE | re.MULTILINE | re.DOTALL)
+
+
+#: How a Relay outside any worker sends, while a test harness runs handlers in its own process
+#: (None: through the outbox, as everywhere else). Set only with :func:`sending_with`.
+_send_now: ContextVar[Callable[[Relay, Envelope, bytes], str] | None] = ContextVar("lamson_relay_send_now",
+                                                                                   default=None)
+
+
+@contextmanager
+def sending_with(send: Callable[[Relay, Envelope, bytes], str]) -> Iterator[None]:
+    """While inside: a Relay with no worker around it hands each message to ``send(relay, envelope, data)``.
+
+    For test harnesses only (lamson.testing): a worker's handlers always
+    write into the outbox, and so does a script, whatever is set here.
+    """
+    token = _send_now.set(send)
+    try:
+        yield
+    finally:
+        _send_now.reset(token)
 
 
 def is_received(message: Any) -> bool:
@@ -153,7 +183,8 @@ class Relay:
         Recipients default to the To/Cc/Bcc headers (Bcc is removed from what
         is sent) — or, for a received message being forwarded, to the address
         it was received for; the sender to the From header; ``From=""`` sends
-        with the null reverse-path ``<>`` (bounces, DSNs).
+        with the null reverse-path ``<>`` (bounces, DSNs). Under a test harness's
+        :func:`sending_with` (and outside a worker) the harness sends it and says what it returns.
         """
         envelope, data = self.envelope(message, To, From)
         ctx = context.get()
@@ -161,6 +192,9 @@ class Relay:
             key: str = ctx.outbox.put(envelope, data, sync=False)
             ctx.pending_outbox.append(key)  # made durable by the routing batch's commit, relay woken then
             return key
+        send_now = _send_now.get() if ctx is None and self._outbox is None else None
+        if send_now is not None:  # a test harness routing in its own process: sent before returning
+            return send_now(self, envelope, data)
         names, conn, outbox = self._standalone()
         key = outbox.put(envelope, data)
         try:

@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from lamson.router import Router
-from lamson.testing.relay import clear_queue, queue, wait_delivered
+from lamson.testing.relay import clear_queue, queue, sending_directly, wait_delivered
 
 
 def make_message(From: str, To: str, Subject: str = "", Body: str = "", **headers: str) -> Any:  # noqa: N803
@@ -38,8 +38,12 @@ class RouterConversation:
     """One sender talking to the application in this process: ``say`` routes a message and checks the answer.
 
     ``timeout`` is how long ``say(..., expect=...)`` waits for the reply:
-    replies captured in-process (CapturingRelay) are there at once, replies
-    sent through a real relay to ``lamson log`` arrive later.
+    replies captured in-process (CapturingRelay) are there at once. When the
+    test boot sets a real ``lamson.server.Relay`` (1.x's ``config/testing.py``,
+    with ``lamson log`` listening where it points), the handlers' replies
+    are sent over SMTP before the message's routing ends
+    (:func:`lamson.testing.relay.send_now`), so they are in ``run/queue``
+    when ``say`` returns, as in 1.x.
     """
 
     timeout: float = 5.0
@@ -72,19 +76,25 @@ class RouterConversation:
         from lamson.testing import inprocess
 
         user = parseaddr(self.From)[1].lower() if self.authenticated else ""
-        return inprocess.route(self.runtime, [inprocess.accept(self.runtime, message, auth_user=user)]).ran
+        with sending_directly():  # a real Relay (1.x's config/testing.py) sends before this returns
+            return inprocess.route(self.runtime, [inprocess.accept(self.runtime, message, auth_user=user)]).ran
 
     def drain(self) -> str:
         """Route whatever this conversation's messages left waiting (put back after an error, a busy lock);
         the routing job's summary ("1 routed")."""
         from lamson.testing import inprocess
 
-        return inprocess.route(self.runtime, []).summary
+        with sending_directly():
+            return inprocess.route(self.runtime, []).summary
 
     def begin(self) -> None:
-        """Start from scratch: every conversation in START, the test queue empty (as Lamson 1.x)."""
+        """Start from scratch: every conversation in START, the test queue empty (as Lamson 1.x), and no
+        unsolicited mail counted yet against ``unsolicited_per_hour`` (lamson.confirm)."""
+        from lamson.confirm import forget_unsolicited
+
         Router.clear_states()
         clear_queue()
+        forget_unsolicited()
 
     def deliver(self, To: Any, From: str | None = None, Subject: str | None = None,  # noqa: N803
                 Body: str | None = None, **headers: str) -> Any:

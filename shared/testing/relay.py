@@ -45,7 +45,7 @@ from lamson.testing.callable_module import make_callable
 
 __all__ = [
     "TEST_QUEUE", "Captured", "CapturingRelay", "SMTPRelay", "TestQueue", "clear_queue", "delivered",
-    "outgoing", "queue", "relay",
+    "outgoing", "queue", "relay", "send_now", "sending_directly",
 ]
 
 #: The folder tests read replies from when none is named: the logging server's Maildir, as in 1.x.
@@ -239,6 +239,10 @@ class SMTPRelay:
                 From: str | None = None) -> dict[str, tuple[int, bytes]]:  # noqa: N803
         """Send now; returns the recipients the server refused (smtplib raises if it refused all)."""
         data, sender, rcpts = outgoing(message, To, From)
+        return self.send_envelope(sender, rcpts, data)
+
+    def send_envelope(self, sender: str, rcpts: list[str], data: bytes) -> dict[str, tuple[int, bytes]]:
+        """Send ``data`` as it is, with this envelope (what :meth:`deliver` does once it has built them)."""
         data = _EOL.sub(b"\r\n", data)
         options = ["SMTPUTF8"] if not all(a.isascii() for a in [sender, *rcpts]) else []
         client = self._connect()
@@ -272,6 +276,35 @@ def relay(hostname: str = "127.0.0.1", port: int = 8824, **options: Any) -> SMTP
     a message is delivered.
     """
     return SMTPRelay(hostname, port, **options)
+
+
+def send_now(relay: Any, envelope: Any, data: bytes) -> str:
+    """Send what a real ``lamson.relay.Relay`` was given at once, over SMTP to its host and port, as 1.x did.
+
+    An application whose ``config/testing.py`` still has 1.x's
+    ``settings.relay = Relay(host=..., port=8825)`` tests against a running
+    ``lamson log``, with no relay worker to empty the outbox: a
+    RouterConversation therefore routes with this as the Relay's sender
+    (:func:`lamson.relay.client.sending_with`), so a reply is in ``run/queue``
+    when ``say`` returns. A refusal is raised, naming the server to start (1.x
+    logged it and lost the mail). Returns ``smtp:HOST:PORT``: there is no outbox key.
+    """
+    smtp = SMTPRelay(relay.host or "127.0.0.1", relay.port, username=relay.username, password=relay.password,
+                     ssl=bool(relay.ssl), starttls=bool(relay.starttls), lmtp=bool(relay.lmtp),
+                     debug=int(relay.debug or 0))
+    try:
+        smtp.send_envelope(envelope.mail_from, list(envelope.rcpt_tos), data)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise ConnectionError(f"the test could not send through {relay!r} to {smtp.host}:{smtp.port} "
+                              f"(is `lamson log -port {smtp.port}` running?): {exc}") from exc
+    return f"smtp:{smtp.host}:{smtp.port}"
+
+
+def sending_directly() -> Any:
+    """While inside: a real Relay outside any worker sends at once with :func:`send_now` (RouterConversation)."""
+    from lamson.relay.client import sending_with
+
+    return sending_with(send_now)
 
 
 # ----------------------------------------------------------------------------- the test queue

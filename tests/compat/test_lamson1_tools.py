@@ -21,7 +21,7 @@ from lamson.mail import MailRequest
 from lamson.queue import Queue
 from tests.cli.conftest import base_env
 from tests.router.test_workers import worker_args, write_app
-from tests.support import run_lamson
+from tests.support import BIN, free_port, run_lamson, spawn, stop_process, wait_port
 
 
 def lamson(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -174,3 +174,119 @@ def test_a_queue_receiver_consumes_what_its_queue_holds(tmp_path: Path, redis_ur
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert posts.count() == 0  # 1.x: the queue is empty afterwards (30 s sleep: no sweep did it)
     assert sorted(redis_conn.lrange("posted", 0, -1)) == [b"one", b"three", b"two"]
+
+
+# ----------------------------------------------------------------------------- 1.x's tests against `lamson log`
+
+#: A config/testing.py as 1.x wrote it: the real Relay, pointed at the logging server.
+OLD_TESTING = '''\
+from config import settings
+from lamson.routing import Router
+from lamson.server import Relay
+from lamson import view
+import jinja2
+
+settings.relay = Relay(host=settings.relay_config['host'], port=settings.relay_config['port'], debug=0)
+settings.receiver = None
+
+Router.defaults(**settings.router_defaults)
+Router.load(['app.handlers.echo'])
+Router.RELOAD = True
+Router.LOG_EXCEPTIONS = False
+
+view.LOADER = jinja2.Environment(
+    loader=jinja2.PackageLoader(settings.template_config['dir'], settings.template_config['module']))
+'''
+
+ECHO = '''\
+from config.settings import relay
+from lamson.mail import MailResponse
+from lamson.routing import route
+
+
+@route("echo@(host)")
+def START(message, host=None):
+    relay.deliver(MailResponse(To=message['from'], From="echo@%s" % host, Subject="Re: " + message['subject'],
+                               Body="You said: " + message.body().strip()))
+    return START
+'''
+
+#: nose-style, as 1.x's generated tests were: the reply is in run/queue when the routing returns.
+ECHO_TESTS = '''\
+from lamson.testing import *
+
+client = RouterConversation("reader@localhost", "echo test")
+
+
+def test_the_reply_is_in_the_queue_when_deliver_returns():
+    client.begin()
+    client.deliver("echo@test.com", "reader@localhost", "ping", "first")
+    assert queue().count() == 1
+    assert delivered("You said: first")
+
+
+def test_say_expects_the_reply():
+    client.begin()
+    reply = client.say("echo@test.com", "second", expect="You said: second")
+    assert reply['from'] == "echo@test.com"
+    assert reply['subject'] == "Re: echo test"
+    assert queue().count() == 1
+    clear_queue()
+    assert queue().count() == 0
+'''
+
+
+@pytest.fixture
+def old_style_app(app1: Path, redis_url: str, redis_conn: redis.Redis) -> tuple[Path, dict[str, str]]:
+    """app1 with 1.x's config/testing.py and a handler that replies through ``settings.relay``."""
+    (app1 / "config" / "testing.py").write_text(OLD_TESTING)
+    (app1 / "app" / "handlers" / "echo.py").write_text(ECHO)
+    (app1 / "tests" / "echo_tests.py").write_text(ECHO_TESTS)
+    # 1.x's generated tests/__init__.py booted the tests; a 1.x project has no conftest.py.
+    (app1 / "tests" / "__init__.py").write_text(
+        'from lamson import utils\n\nutils.import_settings(True, boot_module="config.testing")\n')
+    (app1 / "conftest.py").unlink()
+    return app1, base_env(app1, LAMSON_REDIS_URL=redis_url, LAMSON_RELAY_PORT=str(free_port()))
+
+
+def run_echo_tests(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "pytest"), "-q", "-rA", "-p", "no:cacheprovider", "tests/echo_tests.py"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_old_testing_boot_sends_replies_to_a_running_lamson_log_before_routing_returns(
+        old_style_app: tuple[Path, dict[str, str]]) -> None:
+    root, env = old_style_app
+    port = int(env["LAMSON_RELAY_PORT"])
+    log = spawn([str(BIN / "lamson"), "log", "-foreground", "-host", "127.0.0.1", "-port", str(port)],
+                cwd=root, env=env, log=root / "logs" / "log.out")
+    try:
+        wait_port(port, timeout=30)
+        done = run_echo_tests(root, env)
+    finally:
+        stop_process(log)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "2 passed" in done.stdout
+    # Nothing went the production way (outbox and relay worker): the test process sent it itself.
+    outbox = root / "run" / "outbox" / "new"
+    assert not outbox.is_dir() or list(outbox.iterdir()) == []
+
+
+def test_old_testing_boot_without_lamson_log_fails_saying_what_to_start(
+        old_style_app: tuple[Path, dict[str, str]]) -> None:
+    root, env = old_style_app
+    done = run_echo_tests(root, env)
+    assert done.returncode == 1
+    assert f"is `lamson log -port {env['LAMSON_RELAY_PORT']}` running?" in done.stdout
+
+
+def test_the_same_tests_pass_under_the_projects_own_testing_boot(app1: Path) -> None:
+    """The generated config/testing.py (a CapturingRelay, no server): the 1.x-style tests pass unchanged."""
+    settings = app1 / "config" / "settings.py"
+    settings.write_text(settings.read_text().replace('handlers = ["app.handlers.sample"]',
+                                                     'handlers = ["app.handlers.echo"]'))
+    (app1 / "app" / "handlers" / "echo.py").write_text(ECHO)
+    (app1 / "tests" / "echo_tests.py").write_text(ECHO_TESTS)
+    done = run_echo_tests(app1, base_env(app1, LAMSON_RELAY_PORT=str(free_port())))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "2 passed" in done.stdout
