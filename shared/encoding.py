@@ -19,9 +19,12 @@ adds what it lacks for a server that must read *any* message:
 from __future__ import annotations
 
 import email.header
+import email.utils
+import functools
 import re
-from collections.abc import Iterator
-from email.message import Message
+from collections.abc import Iterable, Iterator
+from email.message import EmailMessage, Message
+from typing import Any
 
 #: The largest header block we parse (Postfix's default header_size_limit is 100 KiB).
 MAX_HEADER_BYTES = 256 * 1024
@@ -315,3 +318,226 @@ def canonical_body(text: str) -> str:
     """What a text body reads as after a round trip: LF line ends, and no line end added at the end
     (a body is sent as given, as Lamson 1.x did)."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# --------------------------------------------------------------------------- Lamson 1.x's MailBase
+
+
+@functools.lru_cache(maxsize=4096)
+def normal_name(name: str) -> str:
+    """A header name as Lamson 1.x spelled it: each dash-separated word capitalised (``Message-Id``)."""
+    return "-".join(word.capitalize() for word in name.lower().split("-"))
+
+
+#: Headers a :class:`MailBase` keeps in ``content_encoding`` (value and parameters), not in ``headers``.
+CONTENT_ENCODING_KEYS = frozenset({"Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Mime-Version"})
+#: Parameters that describe one rendering only, so ``content_encoding`` leaves them out.
+CONTENT_ENCODING_REMOVED_PARAMS = frozenset({"boundary"})
+
+
+class EncodingError(Exception):
+    """Lamson 1.x raised this for text it could not decode. Decoding here falls back instead (see
+    :func:`decode_text`), so nothing raises it; it exists for 1.x code that catches it."""
+
+
+def VALUE_IS_EMAIL_ADDRESS(value: str) -> bool:  # noqa: N802 - Lamson 1.x's name, replaced by applications
+    """Whether an address header's value holds addresses (else it is written as plain text).
+
+    Lamson 1.x applications replace this module attribute to decide it
+    themselves (an archive that writes ``zedshaw-AT-zedshaw.com`` in From);
+    :class:`lamson.mail.MailResponse` and :func:`to_message` look it up each
+    time they write an address header.
+    """
+    return "@" in value
+
+
+class MailBase:
+    """Lamson 1.x's plain view of a message: headers, content headers, a body or parts.
+
+    What 1.x applications read (``msg.base``) and build by hand: ``headers``
+    (normalised name → decoded value, the first of each name),
+    ``content_encoding`` (``Content-Type`` etc. → ``(value, {param: value})``),
+    ``body`` (text decoded to ``str``, other content as ``bytes``; None in a
+    multipart) and ``parts`` (MailBase each). It is a copy: changing it does
+    not change the message it came from; :func:`to_message` renders one.
+    """
+
+    def __init__(self, items: Iterable[tuple[str, Any]] | dict[str, Any] = ()) -> None:
+        pairs = items.items() if isinstance(items, dict) else items
+        self.headers: dict[str, Any] = {normal_name(k): v for k, v in pairs}
+        self.parts: list[MailBase] = []
+        self.body: str | bytes | None = None
+        self.content_encoding: dict[str, tuple[str | None, dict[str, str]]] = {
+            "Content-Type": (None, {}),
+            "Content-Disposition": (None, {}),
+            "Content-Transfer-Encoding": (None, {}),
+        }
+
+    def __getitem__(self, name: str) -> Any:
+        return self.headers.get(normal_name(name))
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self.headers[normal_name(name)] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self.headers[normal_name(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and normal_name(name) in self.headers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.headers))
+
+    def __len__(self) -> int:
+        return len(self.headers)
+
+    def __bool__(self) -> bool:
+        return self.body is not None or bool(self.headers) or bool(self.parts)
+
+    def keys(self) -> list[str]:
+        return list(self.headers)
+
+    def attach_file(self, filename: str, data: str | bytes, ctype: str, disposition: str) -> None:
+        """Add a file part named ``filename`` (in both Content-Type and Content-Disposition)."""
+        if not filename:
+            raise ValueError("attach_file needs a file name")
+        part = MailBase()
+        part.body = data
+        part.content_encoding["Content-Type"] = (ctype.lower(), {"name": filename})
+        part.content_encoding["Content-Disposition"] = (disposition, {"filename": filename})
+        self.parts.append(part)
+
+    def attach_text(self, data: str, ctype: str) -> None:
+        """Add a text part of type ``ctype`` (``text/plain``, ``text/html``)."""
+        part = MailBase()
+        part.body = data
+        part.content_encoding["Content-Type"] = (ctype.lower(), {})
+        self.parts.append(part)
+
+    def walk(self) -> Iterator[MailBase]:
+        """Every part under this one, depth first (this one not included), without recursion."""
+        stack = list(reversed(self.parts))
+        while stack:
+            part = stack.pop()
+            yield part
+            stack.extend(reversed(part.parts))
+
+    def __repr__(self) -> str:
+        kind = self.content_encoding.get("Content-Type", (None, {}))[0]
+        return f"<MailBase {kind or 'text/plain'} headers={len(self.headers)} parts={len(self.parts)}>"
+
+
+def _content_value(message: Message, name: str) -> tuple[str | None, dict[str, str]] | None:
+    """``(value, params)`` of a content header as MailBase keeps it, or None when absent."""
+    if name not in message:
+        return None
+    try:
+        found = message.get_params(header=name) or []
+    except Exception:  # noqa: BLE001 - a malformed header: its text without parameters
+        found = []
+    if not found:
+        raw = [str(v) for k, v in message.raw_items() if k.lower() == name.lower()]
+        return (decode_header_text(raw[0]).strip() or None, {}) if raw else None
+    value = str(found[0][0]).strip()
+    params: dict[str, str] = {}
+    for key, param in found[1:]:
+        if key.lower() in CONTENT_ENCODING_REMOVED_PARAMS:
+            continue
+        text = email.utils.collapse_rfc2231_value(param) if isinstance(param, tuple) else str(param)
+        params[key.lower()] = decode_header_text(text) if "=?" in text else text
+    return (value.lower() if name != "Mime-Version" else value) or None, params
+
+
+def from_message(message: Message) -> MailBase:
+    """A :class:`MailBase` of an ``email`` message (all its parts, copied)."""
+    from lamson.mail import part_bytes, part_text
+
+    base = MailBase()
+    for key, raw in message.raw_items():
+        name = normal_name(key)
+        if name in CONTENT_ENCODING_KEYS:
+            if name not in base.content_encoding or base.content_encoding[name][0] is None:
+                found = _content_value(message, name)
+                if found is not None:
+                    base.content_encoding[name] = found
+        elif name not in base.headers:  # the first of each name, as 1.x
+            base.headers[name] = decode_header_text(str(raw))
+    payload = message.get_payload()
+    if isinstance(payload, list):
+        base.parts = [from_message(part) for part in payload if isinstance(part, Message)]
+    elif message.get_content_maintype() == "text":
+        base.body = part_text(message)
+    else:
+        base.body = part_bytes(message)
+    return base
+
+
+def from_string(data: str | bytes) -> MailBase:
+    """A :class:`MailBase` of a message's text; never raises (the mail model's limits apply)."""
+    from lamson.mail import MailRequest
+
+    return MailRequest(None, "", "", data).base
+
+
+def to_message(mail: MailBase) -> EmailMessage:
+    """Render a :class:`MailBase` as an ``email`` message, as :class:`lamson.mail.MailResponse` writes mail:
+    7bit transfer encodings, RFC 2047 headers, no header injection (see ``docs/design.md``)."""
+    return _to_message(mail, top=True)
+
+
+def _to_message(mail: MailBase, top: bool) -> EmailMessage:
+    from lamson.mail import WRITE_POLICY, _as_given, address_header_value
+
+    message = EmailMessage(policy=WRITE_POLICY)
+    for name, value in mail.headers.items():
+        if value is None or normal_name(name) in CONTENT_ENCODING_KEYS:
+            continue
+        text = ", ".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
+        if name.lower() in ADDRESS_HEADERS:
+            message[name] = address_header_value(name, text)
+        else:
+            message[name] = clean_header(name, text)
+    ctype, cparams = mail.content_encoding.get("Content-Type") or (None, {})
+    if mail.parts:
+        kind = ctype if ctype and ctype.startswith("multipart/") else "multipart/mixed"
+        message["Content-Type"] = kind
+        for key, value in cparams.items():
+            message.set_param(key, value)
+        message.set_boundary(email.utils.make_msgid().strip("<>").replace("@", "."))
+        for part in mail.parts:
+            message.attach(_to_message(part, top=False))
+    else:
+        _set_body(message, mail, ctype or "text/plain", cparams)
+        if isinstance(mail.body, str) or mail.body is None:
+            _as_given(message, mail.body or "")
+    del message["MIME-Version"]  # set_content adds it to every part; it belongs on the top only
+    if top:
+        message["MIME-Version"] = (mail.content_encoding.get("Mime-Version") or (None, {}))[0] or "1.0"
+    return message
+
+
+def _set_body(message: EmailMessage, mail: MailBase, ctype: str, params: dict[str, str]) -> None:
+    """Set a single-part body with its type, parameters and disposition."""
+    maintype, _, subtype = ctype.partition("/")
+    disposition, dparams = mail.content_encoding.get("Content-Disposition") or (None, {})
+    kwargs: dict[str, Any] = {}
+    if disposition:
+        kwargs["disposition"] = disposition
+        if dparams.get("filename"):
+            kwargs["filename"] = dparams["filename"]
+    body = mail.body
+    if maintype == "text" and not isinstance(body, bytes):
+        message.set_content(body or "", subtype=subtype or "plain", **kwargs)
+    else:
+        data = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+        message.set_content(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                            **kwargs)
+    for key, value in params.items():
+        if key != "charset":
+            message.set_param(key, value)
+
+
+def to_string(mail: MailBase) -> str:
+    """The text of :func:`to_message` (CRLF line ends)."""
+    message = to_message(mail)
+    return message.as_bytes(policy=message.policy).decode("utf-8", "replace")

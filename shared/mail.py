@@ -24,13 +24,14 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from email import policy
-from email.headerregistry import Address, AddressHeader
+from email.headerregistry import Address, AddressHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, cast
 
 from lamson import bounce
+from lamson import encoding as _encoding
 from lamson.encoding import (
     ADDRESS_HEADERS,
     ATOM,
@@ -39,13 +40,16 @@ from lamson.encoding import (
     MAX_WORDS_PER_HEADER,
     PLAIN_ADDR,
     HeaderInjectionError,
+    MailBase,
     canonical_body,
     canonical_header,
     canonical_name,
     clean_header,
     decode_header_text,
     decode_text,
+    from_message,
     header_block_end,
+    normal_name,
     screen,
     walk_with_depth,
 )
@@ -152,6 +156,8 @@ class MailRequest:
     #: Sender authentication (SPF, DKIM, DMARC: :class:`lamson.authres.AuthResults`), set by the
     #: router worker when ``auth_results`` is on, else None.
     auth: AuthResults | None = None
+    #: The 1.x view (:attr:`base`), made on first use.
+    _base: MailBase | None = None
 
     def __init__(
         self,
@@ -286,6 +292,15 @@ class MailRequest:
         self._handed_out = True
         return self._modern()
 
+    @property
+    def base(self) -> MailBase:
+        """Lamson 1.x's :class:`lamson.encoding.MailBase` of this message (``headers``, ``content_encoding``,
+        ``body``, ``parts``): a copy, made on first use and again after a header changes; editing it does
+        not change the message (what is forwarded or stored stays :attr:`Data` or :meth:`as_bytes`)."""
+        if self._base is None or self._handed_out:
+            self._base = from_message(self._parsed())
+        return self._base
+
     # ------------------------------------------------------------------ headers
 
     def __getitem__(self, name: str) -> str | None:
@@ -340,11 +355,13 @@ class MailRequest:
             message[name] = clean_header(name, value)
         self._modified = True
         self._header_index = None
+        self._base = None
 
     def __delitem__(self, name: str) -> None:
         del self._modern()[name]
         self._modified = True
         self._header_index = None
+        self._base = None
 
     def addresses(self, name: str) -> list[tuple[str, str]]:
         """``(display name, address)`` pairs from every ``name`` header."""
@@ -693,6 +710,9 @@ def _address_list(name: str, value: AddressLike | Iterable[AddressLike]) -> str 
             out.append(_make_address(display, addr))
         else:
             text = clean_header(name, str(item))
+            if not _encoding.VALUE_IS_EMAIL_ADDRESS(text):  # the application says: text, not addresses
+                out.append(text)
+                continue
             if "(" in text and comment_depth(text) > MAX_COMMENT_DEPTH:  # e.g. a From copied from a request
                 text = bounce.strip_comments(text)
             simple = _simple_mailbox(text) if "=?" not in text else None
@@ -837,6 +857,12 @@ class MailResponse:
                 pairs.extend((a.display_name, a.addr_spec) for a in getattr(header, "addresses", ()))
         return pairs
 
+    @property
+    def base(self) -> MailBase:
+        """Lamson 1.x's :class:`lamson.encoding.MailBase` of this response as it renders now (headers,
+        ``body``, ``parts``, ``content_encoding``): a copy; edit the response, not it."""
+        return from_message(self.to_message())
+
     # ------------------------------------------------------------------ attachments
 
     def attach(
@@ -917,7 +943,11 @@ class MailResponse:
         self._stamp()
         message = EmailMessage(policy=UTF8_POLICY if self._needs_utf8() else WRITE_POLICY)
         for name, value in self._headers:
-            message[name] = _wire_value(name, value)
+            wire = _wire_value(name, value)
+            if isinstance(wire, str) and name.lower() in _STDLIB_ADDRESS_HEADERS \
+                    and not _encoding.VALUE_IS_EMAIL_ADDRESS(wire):
+                wire = _TEXT_HEADERS(name, wire)  # e.g. "zedshaw-AT-zedshaw.com": written as text
+            message[name] = wire
         own_content = self.Body is not None or self.Html is not None or bool(self.attachments)
         if not own_content and self._forwarded and self._container is not None:
             self._render_forwarded(message)
@@ -1147,6 +1177,19 @@ def _folded(name: str, text: str) -> str | None:
 _TOKENS = re.compile(r" +|[^ ]+")
 
 
+#: Builds headers the stdlib writes as text whatever their name (RFC 2047 encoded where needed).
+_TEXT_HEADERS = HeaderRegistry(default_class=UnstructuredHeader, use_default_map=False)
+
+
+def address_header_value(name: str, text: str) -> Any:
+    """What to set for address header ``name`` holding ``text`` (lamson.encoding.to_message): its
+    addresses, or, when :func:`lamson.encoding.VALUE_IS_EMAIL_ADDRESS` says it holds none, the text."""
+    value = _wire_value(name, _address_list(name, text))
+    if isinstance(value, str) and not _encoding.VALUE_IS_EMAIL_ADDRESS(value):
+        return _TEXT_HEADERS(name, value)
+    return value
+
+
 def _wire_value(name: str, value: Any) -> Any:
     """A stored header value as the stdlib should get it.
 
@@ -1186,12 +1229,6 @@ def _as_given(part: Message, text: str) -> None:
     payload = part.get_payload()
     if isinstance(payload, str) and payload.endswith("\n"):
         part.set_payload(payload[:-2] if payload.endswith("\r\n") else payload[:-1])
-
-
-@functools.lru_cache(maxsize=1024)
-def normal_name(name: str) -> str:
-    """A header name as Lamson 1.x spelled it in ``keys()``: each dash-separated word capitalised."""
-    return "-".join(word.capitalize() for word in name.lower().split("-"))
 
 
 def _content_only(message: Message) -> Message:
