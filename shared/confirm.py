@@ -39,6 +39,7 @@ import hmac
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -121,6 +122,7 @@ class ConfirmationStorage:
         # Without Redis (db=): target -> sender -> when stored, and (address, hour) -> unsolicited count.
         self._order: dict[str, dict[str, float]] = {}
         self._sent: dict[tuple[str, int], int] = {}
+        _STORAGES.add(self)
 
     @property
     def confirmations(self) -> MutableMapping[str, Any]:
@@ -310,6 +312,24 @@ class ConfirmationStorage:
             conn.delete(*batch)
         for key in conn.scan_iter(match=names.key("unsolicited", "*"), count=500):
             conn.delete(key)
+
+
+#: Every storage of this process, for :func:`forget_unsolicited` (a test starting from scratch).
+_STORAGES: weakref.WeakSet[ConfirmationStorage] = weakref.WeakSet()
+
+
+def forget_unsolicited() -> None:
+    """Forget this application's counts of unsolicited mail: ``RouterConversation.begin()`` does, so a test
+    suite that asks one address to confirm many times (as Lamson 1.x test suites do: 1.x had no cap) starts
+    each conversation from scratch. Never raises: without a Redis there is nothing there to forget."""
+    for storage in list(_STORAGES):
+        storage._sent.clear()
+    try:
+        conn, names = ConfirmationStorage()._redis()
+        for key in conn.scan_iter(match=names.key("unsolicited", "*"), count=500):
+            conn.delete(key)
+    except Exception as exc:  # noqa: BLE001 - no Redis, no settings: nothing counted there
+        log.debug("no unsolicited-mail counts forgotten in Redis: %s", exc)
 
 
 class _RedisConfirmations(MutableMapping[str, Any]):
