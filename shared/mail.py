@@ -1264,6 +1264,7 @@ def _add_attachment(message: EmailMessage, spec: dict[str, Any]) -> None:
     if isinstance(data, str):
         if maintype == "text":
             message.add_attachment(data, subtype=subtype, **kwargs)
+            _as_given(list(message.iter_parts())[-1], data)  # attached as given, as 1.x did
             return
         data = data.encode("utf-8")
     message.add_attachment(bytes(data), maintype=maintype, subtype=subtype, **kwargs)

@@ -99,7 +99,7 @@ def test_attach_all_parts_forwards_content() -> None:
     again = MailRequest(None, None, None, forward.as_bytes())
     assert again.body() == "text body"  # sent as given (Lamson 1.x), no line end added
     assert [(a.filename, a.data) for a in again.attachments()] == [
-        ("f.txt", b"file text\r\n")
+        ("f.txt", b"file text")
     ]  # text travels in canonical CRLF form
 
 
