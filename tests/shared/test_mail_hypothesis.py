@@ -47,6 +47,7 @@ def exercise(msg: MailRequest) -> None:
     msg.addresses("from")
     assert isinstance(msg.body(), str)
     msg.all_parts()
+    list(msg.base.walk())  # Lamson 1.x's view of the same message
     msg.attachments()
     msg.is_bounce()
     msg.to_message()

@@ -76,6 +76,8 @@ def touch(msg: MailRequest) -> None:
     msg.body()
     msg.attachments()
     msg.all_parts()
+    list(msg.walk())
+    list(msg.base.walk())  # Lamson 1.x's view of the same message
     msg.is_bounce()
     msg.addresses("from")
 
