@@ -56,6 +56,18 @@ def sending_with(send: Callable[[Relay, Envelope, bytes], str]) -> Iterator[None
         _send_now.reset(token)
 
 
+#: Told of each message a Relay outside any worker wrote into the outbox: ``listener(relay, outbox, key)``.
+#: lamson.testing listens, so a test that runs handlers itself (1.x's ``Router.deliver(message)``) can
+#: send what they wrote before it reads the test queue (lamson.testing.relay.flush_outbox).
+_standalone_listeners: list[Callable[[Relay, Any, str], None]] = []
+
+
+def on_standalone_write(listener: Callable[[Relay, Any, str], None]) -> None:
+    """Call ``listener(relay, outbox, key)`` for every outbox write made outside a worker (test harnesses)."""
+    if listener not in _standalone_listeners:
+        _standalone_listeners.append(listener)
+
+
 def is_received(message: Any) -> bool:
     """A message that came in through the receiver (a MailRequest), as opposed to one built to send."""
     return hasattr(message, "Peer") and hasattr(message, "Data")
@@ -197,6 +209,8 @@ class Relay:
             return send_now(self, envelope, data)
         names, conn, outbox = self._standalone()
         key = outbox.put(envelope, data)
+        for listener in _standalone_listeners:
+            listener(self, outbox, key)
         try:
             queues.wake_relay(conn, names, [key])
         except (redis.ConnectionError, redis.TimeoutError):

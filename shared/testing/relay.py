@@ -26,6 +26,7 @@ send differently.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import smtplib
@@ -45,12 +46,14 @@ from lamson.testing.callable_module import make_callable
 
 __all__ = [
     "TEST_QUEUE", "Captured", "CapturingRelay", "SMTPRelay", "TestQueue", "clear_queue", "delivered",
-    "outgoing", "queue", "relay", "send_now", "sending_directly",
+    "flush_outbox", "outgoing", "queue", "relay", "send_now", "sending_directly",
 ]
 
 #: The folder tests read replies from when none is named: the logging server's Maildir, as in 1.x.
 #: Read at call time, so a test suite may point it elsewhere (``lamson.testing.relay.TEST_QUEUE = ...``).
 TEST_QUEUE = "run/queue"
+
+log = logging.getLogger(__name__)
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 
@@ -300,6 +303,56 @@ def send_now(relay: Any, envelope: Any, data: bytes) -> str:
     return f"smtp:{smtp.host}:{smtp.port}"
 
 
+#: What Relays outside any worker wrote into an outbox in this process and nobody has sent yet:
+#: ``(relay, outbox, key)``, oldest first (see :func:`flush_outbox`).
+_UNSENT: list[tuple[Any, Any, str]] = []
+_UNSENT_LOCK = threading.Lock()
+
+
+def _remember(relay: Any, outbox: Any, key: str) -> None:
+    with _UNSENT_LOCK:
+        _UNSENT.append((relay, outbox, key))
+
+
+def flush_outbox() -> int:
+    """Send now what real Relays of this process left in the outbox outside a worker; return how many.
+
+    A 1.x test that runs the handlers itself (``Router.deliver(message)``,
+    not a RouterConversation) with 1.x's ``config/testing.py`` leaves their
+    replies in the outbox, where no relay worker runs to take them. Reading
+    the test queue (:class:`TestQueue`, so ``queue()``, ``delivered()``,
+    ``clear_queue()``) first takes each such message from the outbox as a
+    relay worker would (claimed, so a running relay worker never sends it
+    too) and sends it with :func:`send_now`: the reply is in ``run/queue``
+    when the test looks, as in 1.x. A message another worker took first is
+    left to it. One that cannot be sent (no ``lamson log`` there) is put back
+    and logged, not raised: it may have been written by another test, with
+    its own relay, and 1.x too only logged what it could not send; the test
+    that expected it fails on its missing reply, with this warning in its log.
+    """
+    worker = f"test.{os.getpid()}"
+    sent = 0
+    while True:
+        with _UNSENT_LOCK:
+            if not _UNSENT:
+                return sent
+            relay, outbox, key = _UNSENT.pop(0)
+        spooled = outbox.claim(key, worker)
+        if spooled is None:  # sent by a relay worker, or the outbox is gone with its test
+            continue
+        try:
+            send_now(relay, spooled.envelope, spooled.data)
+        except ConnectionError as exc:  # left where it was, for a relay worker; the test sees no reply
+            outbox.release(spooled, worker)
+            log.warning("%s; message %s stays in the outbox", exc, key)
+            continue
+        except BaseException:
+            outbox.release(spooled, worker)
+            raise
+        outbox.finish(key, worker)
+        sent += 1
+
+
 def sending_directly() -> Any:
     """While inside: a real Relay outside any worker sends at once with :func:`send_now` (RouterConversation)."""
     from lamson.relay.client import sending_with
@@ -336,6 +389,7 @@ class TestQueue:
         return self.captured.of(str(self.path))
 
     def keys(self) -> list[str]:
+        flush_outbox()
         disk = self._maildir()
         return (disk.keys() if disk is not None else []) + [e.key for e in self._captured()]
 
@@ -370,6 +424,7 @@ class TestQueue:
 
     def clear(self) -> int:
         """Empty the Maildir and forget the captured messages; return how many went."""
+        flush_outbox()
         disk = self._maildir()
         removed = disk.clear() if disk is not None else 0
         return removed + self.captured.clear(str(self.path))
@@ -498,4 +553,11 @@ def wait_delivered(pattern: str | re.Pattern[str], *, to_queue: Any = None, excl
         time.sleep(0.05)
 
 
+def _listen() -> None:
+    from lamson.relay.client import on_standalone_write
+
+    on_standalone_write(_remember)
+
+
+_listen()
 make_callable(__name__, relay)

@@ -213,6 +213,8 @@ def START(message, host=None):
 
 #: nose-style, as 1.x's generated tests were: the reply is in run/queue when the routing returns.
 ECHO_TESTS = '''\
+from lamson.mail import MailRequest
+from lamson.routing import Router
 from lamson.testing import *
 
 client = RouterConversation("reader@localhost", "echo test")
@@ -233,6 +235,15 @@ def test_say_expects_the_reply():
     assert queue().count() == 1
     clear_queue()
     assert queue().count() == 0
+
+
+def test_routing_it_yourself():
+    clear_queue()
+    data = "From: reader@localhost\\r\\nTo: echo@test.com\\r\\nSubject: by hand\\r\\n\\r\\nthird\\r\\n"
+    Router.deliver(MailRequest("fakepeer", "reader@localhost", "echo@test.com", data))
+    reply = delivered("You said: third")
+    assert reply['subject'] == "Re: by hand"
+    assert queue().count() == 1
 '''
 
 
@@ -266,7 +277,7 @@ def test_old_testing_boot_sends_replies_to_a_running_lamson_log_before_routing_r
     finally:
         stop_process(log)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    assert "2 passed" in done.stdout
+    assert "3 passed" in done.stdout
     # Nothing went the production way (outbox and relay worker): the test process sent it itself.
     outbox = root / "run" / "outbox" / "new"
     assert not outbox.is_dir() or list(outbox.iterdir()) == []
@@ -289,4 +300,4 @@ def test_the_same_tests_pass_under_the_projects_own_testing_boot(app1: Path) -> 
     (app1 / "tests" / "echo_tests.py").write_text(ECHO_TESTS)
     done = run_echo_tests(app1, base_env(app1, LAMSON_RELAY_PORT=str(free_port())))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    assert "2 passed" in done.stdout
+    assert "3 passed" in done.stdout
