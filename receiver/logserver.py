@@ -37,7 +37,13 @@ class LogHandler:
         self.queue = maildir.ensure(queue_dir)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        data = envelope_headers(envelope.mail_from or "", envelope.rcpt_tos) + envelope.original_content
+        # Stored without the line end that ends the DATA's last line, as Lamson 1.x's logging server did:
+        # smtplib ends every message with one, so a reply whose body was "Thanks." reads back from
+        # run/queue as "Thanks." (1.x applications' tests compare bodies exactly).
+        content = envelope.original_content
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        data = envelope_headers(envelope.mail_from or "", envelope.rcpt_tos) + content
         try:
             key = maildir.write(self.queue, data, sync=False)
         except OSError as exc:

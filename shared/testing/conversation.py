@@ -10,8 +10,6 @@ that the logging server fills. Both check replies with
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from email.utils import parseaddr
 from types import ModuleType
 from typing import Any
@@ -21,16 +19,16 @@ from lamson.testing.relay import clear_queue, queue, sending_directly, wait_deli
 
 
 def make_message(From: str, To: str, Subject: str = "", Body: str = "", **headers: str) -> Any:  # noqa: N803
-    """A MailRequest as the router would get it from the receiver (``Auto_Submitted=`` → ``Auto-Submitted``)."""
-    from lamson.mail import MailRequest
+    """A MailRequest as the router would get it from the receiver (``Auto_Submitted=`` → ``Auto-Submitted``).
 
-    msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = From
-    msg["To"] = To
-    msg["Subject"] = Subject
+    Built as a ``MailResponse``, as Lamson 1.x built it: the body arrives exactly as given (no line end
+    added), so a handler that stores or forwards it keeps it as the test wrote it.
+    """
+    from lamson.mail import MailRequest, MailResponse
+
+    msg = MailResponse(To=To, From=From, Subject=Subject, Body=Body)
     for name, value in headers.items():
         msg[name.replace("_", "-")] = value
-    msg.set_content(Body)
     return MailRequest("127.0.0.1", From, To, msg.as_bytes())
 
 

@@ -113,7 +113,7 @@ def test_sendmail_reads_stdin_like_mutt_calls_it(logserver: LogServer) -> None:
     assert plain.returncode == 0, plain.stderr.decode()
     (first,) = logserver.wait_stored(1)
     assert b"X-Original-To: hello@test.com\r\n" in first
-    assert b"\r\n.leading dot\r\nbody\r\n" in first
+    assert first.endswith(b"\r\n.leading dot\r\nbody")  # stored without the last line end, as 1.x did
 
     headers = logserver.lamson("sendmail", "-t", "-f", "bounces@localhost", "-port", str(logserver.port),
                                input=message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,7 +13,8 @@ from lamson.parked import Parked, read
 from lamson.queue import Queue
 from lamson.router import RouterClass
 from lamson.server import SMTPError
-from lamson.testing import RouterConversation, make_message, router_snapshot
+from lamson.settings import DEFAULTS
+from lamson.testing import RouterConversation, conversation, make_message, router_snapshot
 from lamson.testing.router import reset_router
 from tests.router.handlers import observer
 
@@ -20,7 +22,10 @@ OBSERVER = "tests.router.handlers.observer"
 
 
 @pytest.fixture
-def app(project_dir: Path) -> Iterator[RouterClass]:
+def app(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RouterClass]:
+    # The defaults, whatever settings module an earlier test in this process left importable (the suite's
+    # LAMSON_AUTH_RESULTS=0 would then turn sender authentication off).
+    monkeypatch.setattr(conversation, "_settings", lambda: SimpleNamespace(**DEFAULTS))
     with router_snapshot():
         router = reset_router()
         router.defaults(host="test\\.com")
