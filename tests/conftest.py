@@ -51,6 +51,17 @@ def apps() -> Iterator[list[Any]]:
 
 
 @pytest.fixture
+def no_context() -> Iterator[None]:
+    """No runtime installed for the test (lamson.context), whatever was before; restored after."""
+    from lamson import context
+
+    previous = context.get()
+    context.install(None)
+    yield
+    context.install(previous)
+
+
+@pytest.fixture
 def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch directory used as the current directory (run/, logs/ go here)."""
     monkeypatch.chdir(tmp_path)

@@ -16,18 +16,9 @@ from typing import Any
 import pytest
 import redis
 
-from lamson import context
 from lamson.confirm import ConfirmationEngine, ConfirmationStorage
 from lamson.mail import MailRequest
 from lamson.names import Names
-
-
-@pytest.fixture
-def no_context() -> Iterator[None]:
-    previous = context.get()
-    context.install(None)
-    yield
-    context.install(previous)
 
 
 @pytest.fixture(params=["dict", "redis"])

@@ -31,22 +31,12 @@ import redis
 import trustme
 
 from lamson.receiver.auth import hash_password
+from tests.receiver.test_tls_auth import write_tls
 from tests.support import BIN, free_port, make_project, spawn, stop_process, wait_for, wait_port
 
 ATTACK_SECONDS = float(os.environ.get("LAMSON_AUTH_ATTACK_SECONDS", "12"))
 FREE = 5  # auth_free_failures as the settings below leave it (the default)
 ACCOUNTS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace")
-
-
-def write_tls(ca: trustme.CA, directory: Path) -> tuple[Path, Path]:
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(cert_file), append=True)
-    cert.private_key_pem.write_to_path(str(key_file))
-    return cert_file, key_file
 
 
 def start_receiver(base: Path, redis_url: str, ca: trustme.CA, *, relative_tls: bool = False) -> dict[str, Any]:

@@ -43,14 +43,6 @@ def loader() -> Iterator[jinja2.Environment]:
     view.LOADER = previous
 
 
-@pytest.fixture
-def no_context() -> Iterator[None]:
-    previous = context.get()
-    context.install(None)
-    yield
-    context.install(previous)
-
-
 def signup(sender: str = "Joe.User@Example.COM", to: str = "dev-subscribe@lists.example.org") -> MailRequest:
     data = (f"From: Joe <{sender}>\r\nTo: {to}\r\nSubject: subscribe\r\n\r\nplease\r\n").encode()
     return MailRequest("127.0.0.1", sender, to, data)

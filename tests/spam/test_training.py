@@ -25,6 +25,7 @@ from lamson.spam.store import MemoryStore, RedisStore
 from lamson.spam.training import TrainingRun, mbox_messages, read_messages
 from tests.cli.conftest import base_env
 from tests.spam.corpus import NEW_HAM, NEW_SPAM
+from tests.spam.test_cli import write_mbox
 from tests.support import BIN, wait_for
 
 MIB = 1024 * 1024
@@ -35,13 +36,7 @@ def message(n: int, body: str = "") -> bytes:
             f"Words unique{n} common words here {body}\n").encode()
 
 
-def write_mbox(path: Path, messages: list[bytes]) -> Path:
-    box = mailbox.mbox(path)
-    for data in messages:
-        box.add(data)
-    box.flush()
-    box.close()
-    return path
+
 
 
 def test_mbox_split_as_mailbox_splits_it(tmp_path: Path) -> None:
