@@ -94,17 +94,10 @@ def CONFIRM(message, secret=None, host=None):
     """The answer to a confirmation request: the waiting comment appears."""
     if not services.answerable(message):
         return
-    engine = services.confirmations("comments")
-    claimed = message.route_from or ""
-    _, pending_id = engine.storage.get(TARGET, claimed)
-    original = engine.verify(TARGET, claimed, secret) if claimed else None
-    if original is None:
-        if first_for(message, "osb-comment-confirm-failed"):
-            services.reply(message, "confirm_failed.txt", "That confirmation did not work",
-                           f"comment-confirm@{host}", host=host)
+    released = services.confirmed(message, "comments", TARGET, secret, host)
+    if released is None:
         return
-    if pending_id:
-        engine.delete_pending(pending_id)
+    original, claimed = released
     post = post_of(message, original[COMMENT_HEADER] or "", host)  # it may have been deleted meanwhile
     if post is not None:
         add_comment(message, post, host, original, to=claimed)

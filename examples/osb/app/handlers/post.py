@@ -141,26 +141,19 @@ def CONFIRM(message, secret=None, host=None):
     """
     if not services.answerable(message):
         return
-    engine = services.confirmations("posts")
-    claimed = message.route_from or ""
-    _, pending_id = engine.storage.get(TARGET, claimed)
-    original = engine.verify(TARGET, claimed, secret) if claimed else None
-    if original is None:
-        if first_for(message, "osb-post-confirm-failed"):
-            services.reply(message, "confirm_failed.txt", "That confirmation did not work",
-                           f"post-confirm@{host}", host=host)
+    released = services.confirmed(message, "posts", TARGET, secret, host)
+    if released is None:
         return
-    if pending_id:
-        engine.delete_pending(pending_id)
+    original, claimed = released
     post_name, action = original[POST_HEADER] or "", original[ACTION_HEADER] or ""
     try:
         names.post_name(post_name)
     except BadName:
-        log.warning("pending message %s of %s has no usable post name %r", pending_id, claimed, post_name)
+        log.warning("the message %s confirmed has no usable post name %r", claimed, post_name)
         return
     if action == DELETE_ACTION:
         delete(message, claimed, post_name, host)
     elif action == PUBLISH:
         publish(message, claimed, post_name, host, original)
     else:
-        log.warning("pending message %s of %s asks for %r: nothing done", pending_id, claimed, action)
+        log.warning("the message %s confirmed asks for %r: nothing done", claimed, action)

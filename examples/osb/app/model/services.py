@@ -40,6 +40,29 @@ def confirmations(kind: str) -> ConfirmationEngine:
     return ConfirmationEngine(settings.pending_config[kind], settings.confirm_storage)
 
 
+def confirmed(message: Any, kind: str, target: str, secret: str, host: str) -> tuple[Any, str] | None:
+    """The pending message an answer to a ``kind`` confirmation request releases, and the address it was
+    asked of; None (and, once, a reply saying so) when the secret does not verify.
+
+    The secret went only to that address, so whoever answers with it reads that mailbox, whatever envelope
+    the answer itself carries; it works once.
+    """
+    from lamson.loops import first_for
+
+    engine = confirmations(kind)
+    claimed = message.route_from or ""
+    _, pending_id = engine.storage.get(target, claimed)
+    original = engine.verify(target, claimed, secret) if claimed else None
+    if original is None:
+        if first_for(message, f"osb-{target}-confirm-failed"):
+            reply(message, "confirm_failed.txt", "That confirmation did not work", f"{target}-confirm@{host}",
+                  host=host)
+        return None
+    if pending_id:
+        engine.delete_pending(pending_id)
+    return original, claimed
+
+
 def request_index(host: str, why: str) -> str:
     """Ask the queue worker to rebuild the front page: a message into the ``queue_config`` Maildir.
 
