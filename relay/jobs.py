@@ -67,7 +67,7 @@ class Delivery:
         self.retries = list(config.relay_retries) or [30]
         self.lifetime = float(config.relay_lifetime)
         self.max_attempts = int(config.max_attempts)
-        self.trace = loops.trace_name(settings, ctx.names)
+        self.trace = loops.trace_name(config, ctx.names)
         self.rate_limit = int(config.reply_rate_limit or 0)
         self.dkim = dkim.Signer(settings)  # DKIM signing (lamson.relay.dkim), if dkim_config says so
         self.outcomes: dict[str, int] = {}

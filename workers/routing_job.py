@@ -93,7 +93,7 @@ class RoutingJob:
                            wake=self._wake)
         self.checks = admission.checks(self.config)
         self.retries = [float(r) for r in self.config.route_retries] or [10.0]
-        self.trace = loops.trace_name(runtime.settings, runtime.names)
+        self.trace = loops.trace_name(self.config, runtime.names)
         self.done: list[Spooled] = []
         self.outcomes: dict[Outcome, int] = {}
         self.counted: dict[Outcome, int] = {}  # the outcomes already written to the metrics counters

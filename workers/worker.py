@@ -56,8 +56,7 @@ def run(settings_name: str | None = None, root: str | None = None, queues: list[
     return work(ctx, groups, burst=burst)
 
 
-def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = None,
-                      ctx: Runtime | None = None) -> bool:
+def boot_until_loaded(settings: Any, boot: str | None, *, ctx: Runtime, delay: float | None = None) -> bool:
     """Run the application's boot; while it fails (a handler with a syntax error, a missing import), say
     why and try again every ``boot_retry`` seconds, until it loads (True) or the process is told to stop.
 
@@ -66,15 +65,13 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
     run until an operator noticed. Between tries the application's modules
     are forgotten, so the next import reads the files again.
 
-    supervisord shows such a worker RUNNING, so with ``ctx`` it also reports
+    supervisord shows such a worker RUNNING, so it also reports
     the failure in Redis (lamson.health: ``lamson status`` and ``/health``
     read it), refreshed every third of ``worker_ttl`` while it waits, and
     withdrawn when the load succeeds or the worker stops.
     """
-    from lamson.typed_settings import Settings
-
-    config = Settings.of(settings)
-    router = ctx.routes() if ctx is not None else None
+    config = ctx.config
+    router = ctx.routes()
     delay = float(delay if delay is not None else config.boot_retry)
     ttl = float(config.worker_ttl)
     root = str(lsettings.project_root())
@@ -84,9 +81,8 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
         try:
             lsettings.run_boot(settings, boot)
             admission.checks(config)  # the application's admission_checks import (or fail like a load)
-            if failed and ctx is not None:
-                health.clear_load_failure(ctx.conn, ctx.names, ctx.worker_id)
             if failed:
+                health.clear_load_failure(ctx.conn, ctx.names, ctx.worker_id)
                 log.info("the application loaded: this worker routes now")
             return True
         except Exception as exc:
@@ -94,7 +90,7 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
             error = f"{type(exc).__name__}: {exc}"
             log.exception("cannot load the application (%s); fix it: this worker tries again every %.0fs",
                           error, delay)
-        (router or _process_router()).clear_routes()
+        router.clear_routes()
         for name, module in list(sys.modules.items()):
             path = getattr(module, "__file__", None) or ""
             keep = module is settings or settings.__name__.startswith(name + ".")  # the settings and their package
@@ -105,21 +101,14 @@ def boot_until_loaded(settings: Any, boot: str | None, *, delay: float | None = 
         try:
             deadline = time.monotonic() + delay
             while True:
-                if ctx is not None:
-                    health.report_load_failure(ctx.conn, ctx.names, ctx.worker_id, error, ttl)
+                health.report_load_failure(ctx.conn, ctx.names, ctx.worker_id, error, ttl)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 if stop.wait(min(left, max(ttl / 3, 0.5))):
-                    if ctx is not None:
-                        health.clear_load_failure(ctx.conn, ctx.names, ctx.worker_id)
+                    health.clear_load_failure(ctx.conn, ctx.names, ctx.worker_id)
                     return False
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-
-def _process_router() -> Any:
-    from lamson.router import Router
-
-    return Router
