@@ -28,6 +28,7 @@ import redis
 
 from lamson import parked as parking
 from lamson.envelope import Envelope
+from lamson.maildir import new_key
 from lamson.names import Names, names_for
 from lamson.order import Lines, sender_of
 from lamson.router.routing import RouterClass
@@ -55,15 +56,11 @@ class MemorySpool:
         self._records: dict[str, Spooled] = {}
         self._due: dict[str, float] = {}  # waiting keys: when due
         self._claims: dict[str, Claim] = {}
-        self._serial = 0
 
     def put(self, envelope: Envelope, data: bytes, *, sync: bool = True, delay: float = 0.0) -> str:
-        now = time.time()
-        self._serial += 1
-        sec = int(now)
-        key = f"{sec}.M{int((now - sec) * 1e6)}P0Q{self._serial}.test"
+        key = new_key()  # named as the Maildir spool names them: the order protocol reads time from the key
         self._records[key] = Spooled(key, envelope, bytes(data))
-        self._due[key] = now + delay
+        self._due[key] = time.time() + delay
         return key
 
     def commit(self, keys: Iterable[str]) -> None:
