@@ -167,6 +167,11 @@ DEFAULTS: dict[str, Any] = {
     "unsolicited_per_hour": 5,
     # Where `lamson metrics` serves Prometheus metrics (docs/operations.md).
     "metrics_config": {"host": "127.0.0.1", "port": 9108},
+    # Where `lamson web` (the development inbox and pipeline pages, docs/web.md) listens. It refuses an
+    # address other than loopback unless web_password is set (or run/web.token exists).
+    "web_config": {"host": "127.0.0.1", "port": 8880},
+    # The password `lamson web` asks for (HTTP Basic, any user name). None: no password, loopback only.
+    "web_password": None,
     # How the receiver, router and relay workers write their log lines (lamson.logs, docs/operations.md
     # "Logs"): "text" (one line per event, a traceback as a block of lines) or "json" (one JSON object
     # per line per event, the traceback a field of it).
@@ -195,6 +200,8 @@ ENV_OVERRIDES: dict[str, tuple[str | tuple[str, str], Callable[[str], Any]]] = {
     "LAMSON_RELAY_PORT": (("relay_config", "port"), int),
     "LAMSON_METRICS_HOST": (("metrics_config", "host"), str),
     "LAMSON_METRICS_PORT": (("metrics_config", "port"), int),
+    "LAMSON_WEB_HOST": (("web_config", "host"), str),
+    "LAMSON_WEB_PORT": (("web_config", "port"), int),
     # Sender authentication's DNS lookups off (a machine with no DNS, or a test suite that must
     # not send DNS queries anywhere but its own loopback server).
     "LAMSON_AUTH_RESULTS": ("auth_results", flag),

@@ -63,6 +63,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
                                "password_file", "password_env", "verify", "ca_file", "mx", "mx_port"}),
     "template_config": frozenset({"dir", "module"}),
     "metrics_config": frozenset({"host", "port"}),
+    "web_config": frozenset({"host", "port"}),
     "receiver_tls": frozenset({"cert", "key", "require"}),
     "submission_config": frozenset({"host", "port", "users"}),
     "dns_config": frozenset({"nameservers", "port", "timeout"}),
@@ -83,7 +84,8 @@ OPTIONAL_STR_LIST = "optional list of str"
 #: What type each setting must have. Every name of lamson.settings.DEFAULTS is here (a test
 #: keeps it so): a value of the wrong type is an error at every start, not a crash later.
 TYPES: dict[str, str] = {
-    "receiver_config": DICT, "relay_config": DICT, "metrics_config": DICT, "router_defaults": DICT, "template_config": DICT,
+    "receiver_config": DICT, "relay_config": DICT, "metrics_config": DICT, "web_config": DICT,
+    "router_defaults": DICT, "template_config": DICT,
     "receiver_tls": OPTIONAL_DICT, "submission_config": OPTIONAL_DICT, "dns_config": OPTIONAL_DICT,
     "dkim_config": OPTIONAL_DICT,
     "handlers": STR_LIST, "admission_checks": STR_LIST, "route_retries": NUMBER_LIST, "relay_retries": NUMBER_LIST,
@@ -91,7 +93,7 @@ TYPES: dict[str, str] = {
     "redis_url": STR, "namespace": STR, "spool": STR, "spool_dir": STR, "queue_dir": STR,
     "undeliverable_dir": STR, "outbox_dir": STR, "bounced_dir": STR, "log_dir": STR, "run_dir": STR,
     "receiver_user": OPTIONAL_STR, "loop_name": OPTIONAL_STR, "receiver_hostname": OPTIONAL_STR,
-    "state_prefix": OPTIONAL_STR, "authserv_id": OPTIONAL_STR,
+    "state_prefix": OPTIONAL_STR, "authserv_id": OPTIONAL_STR, "web_password": OPTIONAL_STR,
     "auth_results": BOOL, "dmarc_reject_park": BOOL,
     "max_message_size": INT, "max_recipients": INT, "submission_max_recipients": INT, "max_attempts": INT,
     "max_received_headers": INT, "max_connections": INT, "max_connections_per_ip": INT, "max_loop_traces": INT,
@@ -251,7 +253,7 @@ def wrong_types(module: ModuleType | SimpleNamespace) -> list[Finding]:
             continue
         if value is None:
             continue
-        if name in ("receiver_config", "relay_config", "metrics_config", "submission_config"):
+        if name in ("receiver_config", "relay_config", "metrics_config", "web_config", "submission_config"):
             for key in ("host", "port"):
                 if name == "submission_config" and key not in value:
                     continue  # REQUIRED_KEYS says it is missing

@@ -109,6 +109,8 @@ class Settings:
     reply_rate_limit: int
     unsolicited_per_hour: int
     metrics_config: Mapping[str, Any]
+    web_config: Mapping[str, Any]
+    web_password: str | None
     log_format: str
 
     #: The setting fields (every field but ``module``), in declaration order.
