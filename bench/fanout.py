@@ -3,7 +3,7 @@
 It copies examples/list into a scratch directory, starts the example's own
 deploy/supervisord.conf there on free ports (its Redis, receiver, two router
 workers, relay, metrics; not the logging server) with Postfix's smtp-sink as
-the smart host (the folder ``/work/shared/tools/postfix-tools`` prints), puts
+the smart host (fetched by bench/loadtools.py into bench/.cache), puts
 N members on the list ``lamson`` straight into Redis, sends one post from the
 first member with smtplib and waits until the sink holds N copies. It prints
 the time from the post's 250 to the last copy's arrival at the sink, and the
@@ -36,7 +36,7 @@ import redis
 from lamson.connection import with_credentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import BIN, REPO, free_port, stop, wait_port  # noqa: E402 - bench/ is not a package
+from pipeline import BIN, REPO, free_port, postfix_tools, stop, wait_port  # noqa: E402 - bench/ is not a package
 
 
 def prepare(scratch: Path) -> Path:
@@ -55,8 +55,7 @@ def prepare(scratch: Path) -> Path:
 def start_sink(root: Path, port: int) -> tuple[Path, subprocess.Popen[bytes]]:
     """Postfix's smtp-sink on ``port``, one file per message in sink/new beside the example (outside its
     run/, which the programs make private: smtp-sink writes as nobody)."""
-    tools = subprocess.run([str(REPO.parent / "shared" / "tools" / "postfix-tools")], capture_output=True,
-                           text=True, check=True).stdout.strip()
+    tools = postfix_tools()
     sink = root.parent.parent / "sink"
     (sink / "new").mkdir(parents=True)
     for folder in (root.parent.parent, sink, sink / "new"):

@@ -56,7 +56,7 @@ NOT_OURS = {"log", "sink"}
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
@@ -71,10 +71,10 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 def postfix_tools() -> Path:
-    """The folder holding Postfix's smtp-source and smtp-sink (the shared tools script prints it)."""
-    out = subprocess.run([str(REPO.parent / "shared" / "tools" / "postfix-tools")], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    return Path(out)
+    """The folder holding Postfix's smtp-source and smtp-sink, fetched by bench/loadtools.py the first time."""
+    import loadtools  # bench/ is on sys.path: this file's folder, or put there by its importer
+
+    return loadtools.postfix_tools()
 
 
 def start_sink(queue: Path, port: int, pidfile: Path) -> subprocess.Popen[bytes]:
