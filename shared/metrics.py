@@ -42,6 +42,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,44 @@ def _count_files(path: Path) -> int:
     return total
 
 
+def spool_groups(settings: Settings) -> list[str]:
+    """The worker groups whose spools there are to look at: incoming, outgoing, and the deferred groups
+    whose folders exist (a Maildir spool; a Redis spool's deferred groups are not listed)."""
+    found = ["incoming", "outgoing"]
+    if settings.spool == "maildir":
+        try:
+            with os.scandir(settings.spool_dir) as entries:
+                found += sorted(e.name[1:] for e in entries
+                                if e.name.startswith(".") and e.is_dir() and (Path(e.path) / "new").is_dir())
+        except OSError:
+            pass
+    return found
+
+
+@dataclass(frozen=True)
+class StageGauge:
+    """One worker group's spool now: messages waiting (new/), claimed by a worker, the oldest one's age."""
+
+    group: str
+    waiting: int
+    in_flight: int
+    #: Seconds since the oldest waiting message was accepted or written; None when none waits.
+    oldest_waiting_age: float | None
+
+
+def stage_gauge(settings: Settings, conn: Any, group: str, now: float | None = None) -> StageGauge:
+    """What the exporter's waiting / in-flight / oldest gauges say of ``group`` (``lamson web`` shows the
+    same numbers). Raises what the spool raises (Redis unreachable for a Redis spool)."""
+    from lamson.spool import key_time, open_spool
+
+    spool = open_spool(settings, conn, group)
+    keys = spool.waiting()
+    claims = spool.claims()
+    times = [t for t in (key_time(k) for k in keys) if t > 0]
+    now = time.time() if now is None else now
+    return StageGauge(group, len(keys), len(claims), max(0.0, now - min(times)) if times else None)
+
+
 class Collector:
     """A prometheus_client collector: counters from Redis, gauges from the spool, computed on each scrape."""
 
@@ -304,15 +343,7 @@ class Collector:
 
     def groups(self) -> list[str]:
         """The worker groups whose spools are looked at: incoming, outgoing, and deferred queues seen."""
-        found = ["incoming", "outgoing"]
-        if self.settings.spool == "maildir":
-            try:
-                with os.scandir(self.settings.spool_dir) as entries:
-                    found += sorted(e.name[1:] for e in entries
-                                    if e.name.startswith(".") and e.is_dir() and (Path(e.path) / "new").is_dir())
-            except OSError:
-                pass
-        return found
+        return spool_groups(self.settings)
 
     def describe(self) -> list[Any]:
         return []  # the metrics are only known at scrape time (no describe-time Redis call)
@@ -362,8 +393,6 @@ class Collector:
     def gauges(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from lamson.spool import key_time, open_spool
-
         ns = self.names.namespace
         labels = ["namespace", "group"]
         waiting = GaugeMetricFamily("lamson_waiting", "Messages waiting in a worker group's spool (new/).", labels=labels)
@@ -374,16 +403,13 @@ class Collector:
         now = time.time()
         for group in self.groups():
             try:
-                spool = open_spool(self.settings, self.conn, group)
-                keys = spool.waiting()
-                claims = spool.claims()
+                stage = stage_gauge(self.settings, self.conn, group, now)
             except Exception as exc:
                 log.warning("metrics: cannot look at the %s spool: %s", group, exc)
                 continue
-            waiting.add_metric([ns, group], len(keys))
-            in_flight.add_metric([ns, group], len(claims))
-            times = [t for t in (key_time(k) for k in keys) if t > 0]
-            oldest.add_metric([ns, group], max(0.0, now - min(times)) if times else 0.0)
+            waiting.add_metric([ns, group], stage.waiting)
+            in_flight.add_metric([ns, group], stage.in_flight)
+            oldest.add_metric([ns, group], stage.oldest_waiting_age or 0.0)
         yield waiting
         yield in_flight
         yield oldest

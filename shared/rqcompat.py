@@ -16,8 +16,10 @@ What Lamson uses of rq, and why. rq's documented API: ``Queue`` (with
 ``Queue.all`` and the failed/scheduled/started registries' ``count``;
 ``SimpleWorker`` with its constructor options (``job_class``, ``serializer``,
 ``worker_ttl``, ...) and ``work()``; ``Worker.all``, ``Worker.find_by_key``,
-a worker's ``name`` and ``key``; a ``Job`` subclass as ``job_class``, its
-``id``, ``func_name``, ``func``, ``args``, ``kwargs``; ``NoSuchJobError``.
+a worker's ``name``, ``key``, ``get_state()``, ``queue_names()``, ``get_current_job_id()``,
+``successful_job_count``, ``failed_job_count`` and ``birth_date`` (:func:`workers`, as ``rq info``);
+a ``Job`` subclass as ``job_class``, its ``id``, ``func_name``, ``func``, ``args``, ``kwargs``;
+``NoSuchJobError``.
 Not documented, each named by a contract test that fails with the name when
 an upgrade changes it:
 
@@ -51,7 +53,8 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -286,3 +289,33 @@ def forget_worker(conn: redis.Redis, name: str) -> bool:
         return False
     found.register_death()  # type: ignore[no-untyped-call]  # rq leaves register_death() unannotated
     return True
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """One registered rq worker as ``rq info`` shows it (``lamson web``'s pipeline page)."""
+
+    name: str
+    state: str
+    queues: list[str]
+    current_job: str | None
+    successful: int
+    failed: int
+    birth: datetime | None
+
+
+def workers(conn: redis.Redis, namespace: str) -> list[WorkerView]:
+    """The registered workers of ``namespace``: named ``NAMESPACE.…`` (Lamson's) or serving one of its queues.
+
+    rq's public worker attributes only (``get_state()``, ``queue_names()``, ``get_current_job_id()``,
+    the job counts, ``birth_date``); a worker whose hash vanished meanwhile is not listed (rq drops it).
+    """
+    found = []
+    for w in RqWorker.all(connection=conn, serializer=SERIALIZER):
+        queue_names = w.queue_names()
+        if not (w.name.startswith(namespace + ".") or any(q.startswith(namespace + "-") for q in queue_names)):
+            continue
+        found.append(WorkerView(name=w.name, state=str(w.get_state()), queues=queue_names,
+                                current_job=w.get_current_job_id(), successful=int(w.successful_job_count),
+                                failed=int(w.failed_job_count), birth=w.birth_date))
+    return sorted(found, key=lambda v: v.name)

@@ -8,8 +8,10 @@ questions go to supervisord's XML-RPC interface on ``run/supervisor.sock``.
 from __future__ import annotations
 
 import configparser
+import http.client
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -126,6 +128,41 @@ def rpc(project: Project) -> Any:
     return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket, each socket operation bounded by ``timeout`` seconds."""
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__()
+        self.socket_path = socket_path
+        self.call_timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        return _UnixConnection(self.socket_path, self.call_timeout)
+
+
+def socket_rpc(socket_path: Path, timeout: float) -> Any:
+    """An XML-RPC proxy to a supervisord's unix socket whose every call gives up after ``timeout`` seconds
+    (OSError): a process that answers requests (``lamson web``) must not hang on a stuck supervisord,
+    where the commands above may wait."""
+    return xmlrpc.client.ServerProxy("http://localhost", transport=_UnixTransport(str(socket_path), timeout))
+
+
 def programs(project: Project) -> list[dict[str, Any]] | None:
     """supervisord's view of every process, or None when it does not answer."""
     if not project.socket.exists():
@@ -170,9 +207,16 @@ def full_name(info: dict[str, Any]) -> str:
     return info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
 
 
+def uptime_seconds(info: dict[str, Any]) -> int | None:
+    """How many seconds a running process has been up (supervisord's now - start), None when not running."""
+    if info["statename"] != "RUNNING" or not info.get("start"):
+        return None
+    return max(0, int(info["now"]) - int(info["start"]))
+
+
 def uptime(info: dict[str, Any]) -> str:
     """How long a running process has been up, as H:MM:SS."""
-    if info["statename"] != "RUNNING" or not info.get("start"):
+    seconds = uptime_seconds(info)
+    if seconds is None:
         return "-"
-    seconds = max(0, int(info["now"]) - int(info["start"]))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
