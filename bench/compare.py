@@ -13,6 +13,12 @@ capacity just measured (smtplib client, paced with ``--rate``).
 
     .venv/bin/python bench/compare.py --messages 2000 --latency
 
+At the end it saves the figures as JSON (``--json``, default
+docs/img/bench-compare.json) and draws them as SVG charts into ``--charts``
+(default docs/img; bench/charts.py, which also re-draws from a saved JSON).
+The load tools (Postfix's smtp-source and smtp-sink) come from the
+distribution's package, fetched once by bench/loadtools.py.
+
 Salmon's receiver runs the handler and delivers the reply inside the SMTP
 session, before its 250, with nothing written to disk: it is not durable, and
 a point where it stops answering is cut off after ``--salmon-timeout`` seconds
@@ -23,6 +29,7 @@ machine (2 shared cores here); run it more than once and report ranges.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -35,7 +42,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import pipeline  # noqa: E402 - bench/ is not a package
+import charts  # noqa: E402 - bench/ is not a package
+import pipeline  # noqa: E402
 from mailmodel import salmon_python  # noqa: E402
 
 #: Scratch folders of the points run so far, deleted when the sweep ends, not between points:
@@ -111,6 +119,53 @@ def errors(load: pipeline.Load) -> str:
     return f"; client errors ({len(load.failures)}): " + " | ".join(found[:3]) if found else ""
 
 
+def as_json(load: pipeline.Load, paced_rate: float | None = None) -> dict[str, object]:
+    """One load's figures for the JSON file (bench/charts.py's LOAD): rates, CPU per program, latency."""
+    figures: dict[str, object] = {
+        "messages": load.messages, "sessions": load.sessions, "client": load.client,
+        "accepted": load.accepted, "accept_seconds": round(load.accept_seconds, 3),
+        "replies": load.replies, "seconds": round(load.seconds, 3), "rate": round(load.rate, 1),
+        "complete": load.replies >= load.messages,
+        "cpu_ms": {name: round(load.cpu_ms(name), 3) for name in sorted(load.cpu)},
+        "ours_ms": round(load.ours_ms(), 3),
+        "client_ms": round(load.client_cpu * 1000 / max(1, load.replies), 3),
+        "redis_per_message": round(sum(load.redis.values()) / max(1, load.replies), 2),
+        "rss_mb": {name: [round(main / 1024, 1), round(child / 1024, 1)] for name, (main, child) in sorted(load.rss.items())},
+        "machine_busy": round(load.machine[0] / load.machine[1], 3) if load.machine[1] else None,
+        "failures": sorted(set(load.failures))[:5],
+        "latency_ms": {"p50": round(pipeline.percentile(load.latencies, 0.5) * 1000, 1),
+                       "p90": round(pipeline.percentile(load.latencies, 0.9) * 1000, 1),
+                       "p99": round(pipeline.percentile(load.latencies, 0.99) * 1000, 1)} if load.latencies else None,
+    }
+    if paced_rate is not None:
+        figures["paced_rate"] = round(paced_rate, 1)
+    return figures
+
+
+def save(args: argparse.Namespace, points: list[int], ours: dict[int, pipeline.Load],
+         theirs: dict[int, pipeline.Load], retried: dict[int, pipeline.Load], paced: dict[int, pipeline.Load]) -> None:
+    """The sweep's figures as JSON (``--json``) and as SVG charts (``--charts``), drawn from that JSON so
+    that bench/charts.py re-draws the same pictures from the file. The Salmon point shown is the
+    smtplib retry where there was one (as in the table); the first try is kept beside it."""
+    figures: dict[str, object] = {
+        "schema": 1, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
+        "settings": {"messages": args.messages, "size": args.size, "client": args.client,
+                     "senders": args.senders, "routers": args.routers},
+        "points": [{
+            "sessions": s,
+            "lamson": as_json(ours[s]),
+            "salmon": as_json(retried.get(s, theirs[s])) if s in theirs else None,
+            "salmon_first_try": as_json(theirs[s]) if s in retried else None,
+            "latency": as_json(paced[s], ours[s].rate / 2) if s in paced else None,
+        } for s in points],
+    }
+    path = Path(args.json) if args.json else Path(args.charts) / "bench-compare.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=1) + "\n")
+    written = charts.draw(json.loads(path.read_text()), Path(args.charts))
+    print(f"\nfigures: {path}; charts: {', '.join(str(p) for p in written)}")
+
+
 def table(rows: list[list[str]]) -> None:
     """A Markdown table (first row the header), pasteable into the README."""
     print("| " + " | ".join(rows[0]) + " |")
@@ -135,6 +190,10 @@ def main() -> None:
                         help="run each point again paced at half its measured capacity and print p50/p99")
     parser.add_argument("--latency-seconds", type=float, default=15,
                         help="length of a latency run (messages = half capacity x this, at most --messages)")
+    parser.add_argument("--charts", default=str(HERE.parent / "docs" / "img"),
+                        help="folder for the SVG charts (default docs/img)")
+    parser.add_argument("--json", default=None,
+                        help="file for the figures as JSON (default: bench-compare.json in the --charts folder)")
     args = parser.parse_args()
     pipeline.terminate_cleanly()
     try:
@@ -260,6 +319,7 @@ def sweep(args: argparse.Namespace) -> None:
     print(f"  CPU, all our processes: up to {worst_cpu:.2f} ms/msg vs <= 3: {'met' if worst_cpu <= 3 else 'not met'}")
     print(f"  Redis: up to {worst_redis:.1f} commands/msg vs <= 10: {'met' if worst_redis <= 10 else 'not met'}")
     print(f"\ntotal time {time.monotonic() - started:.0f} s")
+    save(args, points, ours, theirs, retried, paced)
 
 
 if __name__ == "__main__":

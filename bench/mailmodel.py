@@ -17,6 +17,7 @@ message either library fails on is counted and left out of both figures.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ import sys
 import time
 import venv
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -48,10 +50,9 @@ def salmon_python() -> Path:
 
 def handle(impl: str, raw: bytes) -> bytes:
     """What a handler does with one message under ``impl``; returns the serialised reply."""
-    if impl == "salmon":
-        from salmon.mail import MailRequest, MailResponse
-    else:
-        from lamson.mail import MailRequest, MailResponse  # type: ignore[assignment]
+    # Imported by name: each interpreter has one of the two libraries only (Salmon lives in the side venv).
+    mail = importlib.import_module("salmon.mail" if impl == "salmon" else "lamson.mail")
+    MailRequest, MailResponse = mail.MailRequest, mail.MailResponse  # noqa: N806 - the classes' own names
     request = MailRequest("127.0.0.1", None, None, raw)
     sender = request["From"] or "unknown@example.com"
     subject = request["Subject"] or ""
@@ -100,12 +101,13 @@ def child(argv: list[str]) -> None:
         print(json.dumps({"messages": count, "seconds": seconds}))
 
 
-def run_in(python: Path, impl: str, rounds: int, limit: int | None, skip: set[int]) -> dict:
+def run_in(python: Path, impl: str, rounds: int, limit: int | None, skip: set[int]) -> dict[str, Any]:
     out = subprocess.run([str(python), __file__, "--child", impl, str(rounds), json.dumps(limit),
                           json.dumps(sorted(skip))], capture_output=True, text=True, env=dict(os.environ))
     if out.returncode != 0:
         raise SystemExit(f"{impl}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
@@ -124,7 +126,7 @@ def main() -> None:
             print(f"{impl}: fails on {len(failed)} messages (left out of both)")
         skip |= set(failed)
     # One timed round per child, the two sides alternating: a machine busy for a while slows both.
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, Any]] = {}
     for _ in range(args.rounds):
         for python, impl in sides:
             result = run_in(python, impl, 1, args.limit, skip)
