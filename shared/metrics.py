@@ -320,12 +320,14 @@ class StageGauge:
     oldest_waiting_age: float | None
 
 
-def stage_gauge(settings: Settings, conn: Any, group: str, now: float | None = None) -> StageGauge:
+def stage_gauge(settings: Settings, conn: Any, group: str, now: float | None = None, *,
+                spool: Any = None) -> StageGauge:
     """What the exporter's waiting / in-flight / oldest gauges say of ``group`` (``lamson web`` shows the
-    same numbers). Raises what the spool raises (Redis unreachable for a Redis spool)."""
+    same numbers): of its spool as the settings say, or of ``spool`` (a Maildir queue's own folder).
+    Raises what the spool raises (Redis unreachable for a Redis spool)."""
     from lamson.spool import key_time, open_spool
 
-    spool = open_spool(settings, conn, group)
+    spool = open_spool(settings, conn, group) if spool is None else spool
     keys = spool.waiting()
     claims = spool.claims()
     times = [t for t in (key_time(k) for k in keys) if t > 0]
