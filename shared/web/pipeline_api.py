@@ -1,6 +1,6 @@
 """The pipeline API of ``lamson web``: programs, stages, queues and workers, conversation states,
 parked mail (with requeue) and live rates, as JSON under ``/api/pipeline`` (docs/design.md, "The
-pipeline"; the contract is docs/web.md's).
+pipeline").
 
 Each fact comes from where Lamson keeps it (:mod:`lamson.web.pipeline_facts` says where); this module
 only runs those readers in worker threads, each under a time limit, and turns what they raise into

@@ -32,6 +32,8 @@ MAX_STATES = 1000
 MAX_PARKED = 500
 #: Bytes of a parked file read to list it: its X-Lamson-* lines and the message's headers.
 HEAD_BYTES = 64 * 1024
+#: Parked files described and remembered (each once: every listing counts all of them by group).
+MAX_CACHED = 50_000
 #: The parked Maildirs, by the mailbox names the mail API gives them (lamson.web.mail_api).
 PARKED_MAILBOXES = ("undeliverable", "bounced")
 
@@ -306,7 +308,7 @@ def _describe(ctx: WebContext, mailbox: str, path: Path, now: float) -> dict[str
             "group": (envelope.queue or "incoming") if envelope else None,
             "parked_at": key_time(key) or stat.st_mtime,
         }
-        if len(cache) > 4 * MAX_PARKED:
+        if len(cache) >= MAX_CACHED:  # files requeued or removed long ago stay until then
             cache.clear()
         cache[ident] = described
     return {**described, "age": max(0.0, now - described["parked_at"])}

@@ -322,3 +322,37 @@ def test_no_supervisord_gives_null_programs_with_the_reason(tmp_path: Path, redi
         assert "no socket" in body["programs_error"] and body["redis"] == {"ok": True, "error": None}
         status, refused = call(base + "/api/pipeline/programs/sleeper/restart", "POST")
         assert status == 503 and "supervisord" in refused["error"]
+
+
+def test_queues_workers_and_maildir_queue_stages_as_rq_info_and_the_spool_say(
+        tmp_path: Path, redis_conn: redis.Redis) -> None:
+    from lamson import queues
+    from lamson.queue import Queue, receivers_key
+
+    ctx = make_ctx(tmp_path, redis_conn)
+    names = Names(NAMESPACE)
+    ours = rqcompat.Worker([rqcompat.queue(redis_conn, names.incoming)], connection=redis_conn,
+                           serializer=rqcompat.SERIALIZER, name=f"{NAMESPACE}.router.h.1.x")
+    ours.register_birth()
+    theirs = rqcompat.Worker([rqcompat.queue(redis_conn, "other-incoming")], connection=redis_conn,
+                             serializer=rqcompat.SERIALIZER, name="other.router.h.1.x")
+    theirs.register_birth()
+    queues.wake_router(redis_conn, names, "incoming", ["k1"])
+    # A Maildir queue some QueueReceiver serves (announced as lamson.workers.queue_receiver does), one message in it.
+    redis_conn.sadd(receivers_key(names), "q-posts")
+    Queue(tmp_path / "run" / "posts").push(b"From: a@example.org\r\nTo: posts@test.com\r\n\r\nhi\r\n")
+    with served(ctx) as base:
+        status, body = call(base + "/api/pipeline")
+    assert status == 200 and body["redis"]["ok"] is True
+    assert [w["name"] for w in body["workers"]] == [f"{NAMESPACE}.router.h.1.x"]
+    [worker] = body["workers"]
+    assert worker["queues"] == [names.incoming] and worker["current_job"] is None
+    assert (worker["successful"], worker["failed"]) == (0, 0) and worker["birth"]
+    assert isinstance(worker["state"], str) and worker["state"]
+    by_name = {q["name"]: q for q in body["queues"]}
+    assert by_name[names.incoming]["jobs"] == 1 and by_name[names.incoming]["workers"] == 1
+    assert by_name[names.outgoing] == {"name": names.outgoing, "jobs": 0, "workers": 0, "failed": 0,
+                                       "scheduled": 0, "started": 0}
+    assert "other-incoming" not in by_name
+    stages = {s["name"]: s for s in body["stages"]}
+    assert stages["q-posts"]["waiting"] == 1 and stages["q-posts"]["oldest_waiting_age"] is not None
