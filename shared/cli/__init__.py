@@ -28,6 +28,7 @@ COMMAND_MODULES: dict[str, str] = {
     "routes": "routes",
     "check": "check",
     "metrics": "metricscmd",
+    "web": "webcmd",
     "passwd": "passwdcmd",
     "dkim": "dkimcmd",
     "blast": "blast",
