@@ -333,10 +333,10 @@ def test_queues_workers_and_maildir_queue_stages_as_rq_info_and_the_spool_say(
     names = Names(NAMESPACE)
     ours = rqcompat.Worker([rqcompat.queue(redis_conn, names.incoming)], connection=redis_conn,
                            serializer=rqcompat.SERIALIZER, name=f"{NAMESPACE}.router.h.1.x")
-    ours.register_birth()
+    ours.register_birth()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
     theirs = rqcompat.Worker([rqcompat.queue(redis_conn, "other-incoming")], connection=redis_conn,
                              serializer=rqcompat.SERIALIZER, name="other.router.h.1.x")
-    theirs.register_birth()
+    theirs.register_birth()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
     queues.wake_router(redis_conn, names, "incoming", ["k1"])
     # A Maildir queue some QueueReceiver serves (announced as lamson.workers.queue_receiver does), one message in it.
     redis_conn.sadd(receivers_key(names), "q-posts")
