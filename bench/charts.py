@@ -8,8 +8,8 @@ bench/compare.py saves a sweep's figures as JSON (``--json``) and calls
 Three charts, each an SVG file in the output folder:
 
 * ``bench-throughput.svg``: end-to-end messages per second against concurrent
-  sessions, Lamson and Salmon 3.3 (a point that did not finish is drawn apart,
-  as a cross at the rate it had when cut off);
+  sessions, Lamson and Salmon 3.3 (a point that did not finish is drawn apart:
+  a cross at the rate it had until it stalled, with how many replies arrived);
 * ``bench-latency.svg``: p50 and p99 from a message's 250 to its reply at the
   sink, per session count, measured paced at half the capacity just measured;
 * ``bench-cpu.svg``: CPU milliseconds per message by stage, stacked (receiver,
@@ -87,8 +87,14 @@ def stage(program: str) -> str:
 def subtitle(figures: Figures) -> str:
     """What produced the figures, under every chart: a chart without its conditions misleads."""
     s = figures.get("settings", {})
-    return (f"{s.get('messages', '?')} messages of ~{s.get('size', '?')} B per point, client {s.get('client', '?')}, "
+    text = (f"{s.get('messages', '?')} messages of ~{s.get('size', '?')} B per point, client {s.get('client', '?')}, "
             f"{s.get('routers', '?')} router workers; {figures.get('cores', '?')} shared cores, {figures.get('when', '')}")
+    other = [p["lamson"]["other_work"] for p in figures["points"] if p.get("lamson", {}).get("other_work") is not None]
+    if other:  # a shared machine: say how much of it other work took while ours was measured
+        low, high = round(100 * min(other)), round(100 * max(other))
+        text += f"\nother work on the machine during our points: {low}–{high} % of all cores" if low != high else \
+            f"\nother work on the machine during our points: {low} % of all cores"
+    return text
 
 
 def session_axis(ax: Axes, sessions: list[int]) -> None:
@@ -117,6 +123,7 @@ def throughput(figures: Figures) -> Figure:
                                     ("Salmon 3.3 (not durable)", "salmon", SALMON, "")):
         done = [(p["sessions"], p[key]["rate"]) for p in points if p.get(key) and p[key]["complete"]]
         cut = [(p["sessions"], p[key]["rate"]) for p in points if p.get(key) and not p[key]["complete"]]
+        stalled = [(p["sessions"], p[key]) for p in points if p.get(key) and not p[key]["complete"]]
         if done:
             xs, ys = zip(*done, strict=True)
             ax.plot(xs, ys, marker="o", color=colour, label=name + note, linewidth=2)
@@ -126,9 +133,12 @@ def throughput(figures: Figures) -> Figure:
         if cut:
             xs, ys = zip(*cut, strict=True)
             ax.plot(xs, ys, linestyle="none", marker="x", markersize=9, color=colour,
-                    label=f"{name.split(' (')[0]}: did not finish (rate when cut off)")
+                    label=f"{name.split(' (')[0]}: stalled (its rate until then)")
+            for x, load in stalled:
+                ax.annotate(f"stalled after\n{load['replies']} of {load['messages']}", (x, load["rate"]),
+                            textcoords="offset points", xytext=(-9, 4), ha="right", fontsize=7, color=colour)
     session_axis(ax, sessions)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # room for the values written above the points
     ax.set_ylabel("messages per second")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8, frameon=False)
@@ -180,8 +190,8 @@ def cpu(figures: Figures) -> Figure:
             bottom += value
         ax.annotate(f"{bottom:.2f}", (x, bottom), textcoords="offset points", xytext=(0, 3), ha="center",
                     fontsize=8)
-        ticks.append(x)
-        labels.append(f"Lamson\n{point['sessions']}")
+        ticks.append(x + 0.5)
+        labels.append(str(point["sessions"]))
         salmon = point.get("salmon")
         if salmon and salmon.get("replies"):
             value = salmon["cpu_ms"].get("salmon", 0.0)
@@ -190,17 +200,18 @@ def cpu(figures: Figures) -> Figure:
             cut = cut or not salmon["complete"]
             ax.annotate(f"{value:.2f}" + ("" if salmon["complete"] else "*"), (x + 1, value),
                         textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
-            ticks.append(x + 1)
-            labels.append(f"Salmon\n{point['sessions']}")
     ax.set_xticks(ticks)
-    ax.set_xticklabels(labels, fontsize=8)
-    ax.set_xlabel("project and concurrent SMTP sessions")
+    ax.set_xticklabels(labels)
+    ax.tick_params(axis="x", length=0)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
+    ax.set_xlabel("concurrent SMTP sessions (left: Lamson by stage; right: Salmon)")
     ax.set_ylabel("CPU milliseconds per message")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.subplots_adjust(right=0.72)
     if cut:
-        fig.text(0.99, 0.01, "* did not finish: CPU per reply that arrived", ha="right", fontsize=7, color="#555555")
+        fig.text(0.735, 0.4, "* did not finish:\nCPU per reply that arrived", ha="left", va="top", fontsize=7,
+                 color="#555555")
     return fig
 
 

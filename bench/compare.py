@@ -132,6 +132,9 @@ def as_json(load: pipeline.Load, paced_rate: float | None = None) -> dict[str, o
         "redis_per_message": round(sum(load.redis.values()) / max(1, load.replies), 2),
         "rss_mb": {name: [round(main / 1024, 1), round(child / 1024, 1)] for name, (main, child) in sorted(load.rss.items())},
         "machine_busy": round(load.machine[0] / load.machine[1], 3) if load.machine[1] else None,
+        # busy time of the machine none of the measured processes used (other work on a shared machine)
+        "other_work": round(max(0.0, load.machine[0] - sum(load.cpu.values()) - load.client_cpu) / load.machine[1], 3)
+        if load.machine[1] else None,
         "failures": sorted(set(load.failures))[:5],
         "latency_ms": {"p50": round(pipeline.percentile(load.latencies, 0.5) * 1000, 1),
                        "p90": round(pipeline.percentile(load.latencies, 0.9) * 1000, 1),

@@ -39,6 +39,7 @@ def load(rate: float, cpu: dict[str, float], complete: bool = True, latency: tup
     }
     if paced is not None:
         figures["paced_rate"] = paced
+    figures["other_work"] = 0.05
     return figures
 
 
@@ -71,7 +72,8 @@ def test_charts_drawn_from_json_are_svg_with_the_figures_and_stable(tmp_path: Pa
     throughput = (tmp_path / "a" / "bench-throughput.svg").read_text()
     assert "Lamson (durable)" in throughput and "Salmon 3.3 (not durable)" in throughput
     assert ">612<" in throughput and ">655<" in throughput  # each finished point's rate is written at it
-    assert "did not finish" in throughput  # Salmon's 200-session point, not drawn as a finished one
+    assert "other work on the machine during our points: 5 %" in throughput  # a shared machine says so
+    assert "stalled after" in throughput and "700 of 2000" in throughput  # Salmon's 200: not drawn as finished
     latency = (tmp_path / "a" / "bench-latency.svg").read_text()
     assert ">31<" in latency and ">9<" in latency and "306 msg/s" in latency
     cpu = (tmp_path / "a" / "bench-cpu.svg").read_text()
