@@ -1,6 +1,6 @@
 """``lamson spam``: train the application's spam filter, score a message, show what it knows.
 
-Training reads Maildir folders (``cur/`` and ``new/``), plain folders of
+Training (``-train-*``) reads Maildir folders (``cur/`` and ``new/``), plain folders of
 message files, or mbox files; several actions may be given at once (e.g.
 ``-train-spam`` and ``-train-ham``), and they are one run: files are read a
 message at a time (memory stays bounded however big they are) and the counts
@@ -9,6 +9,12 @@ nothing. The filter's counts are in the
 application's Redis (its ``redis_url`` and ``namespace`` settings, or
 ``-redis URL``), under the storage name the handlers' ``@spam_filter``
 uses (``-storage``, default ``run/spamdb``). See docs/spam.md.
+
+``-learn-from DIR`` is for the folders people sort the filter's mistakes into
+(``DIR/spam`` and ``DIR/ham``, or ``DIR`` with ``-as spam|ham``): run as often as
+wanted, it learns each message once, moves a message that changed folders from
+one kind to the other, prints progress on stderr, and is all or nothing too
+(lamson.spam.learning).
 """
 
 from __future__ import annotations
@@ -33,6 +39,14 @@ def configure(parser: Parser) -> None:
         option(parser, name, metavar="PATH", action="append", default=[],
                help=f"{verb} as {kind} every message of PATH (a Maildir, a folder of messages or an mbox file; "
                     "may be repeated)")
+    option(parser, "learn-from", metavar="DIR", default=None,
+           help="learn the mistakes sorted into DIR/spam and DIR/ham (Maildirs or folders of messages), "
+                "each message once however often it is run; a message moved from ham to spam is unlearnt "
+                "from ham (or: DIR is one folder, with -as)")
+    option(parser, "as", metavar="KIND", dest="learn_as", choices=("spam", "ham"), default=None,
+           help="with -learn-from: DIR itself (a Maildir, folder or mbox file) holds spam, or ham")
+    option(parser, "progress", metavar="N", type=int, default=1000,
+           help="with -learn-from: a progress line on stderr every N messages (default 1000; 0: none)")
     option(parser, "score", metavar="FILE", help="print the score and label of the message in FILE (- for stdin)")
     option(parser, "explain", action="store_true", help="with -score: also the tokens that decided it")
     option(parser, "stats", action="store_true", help="print how many messages and tokens were trained")
@@ -48,9 +62,13 @@ def configure(parser: Parser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     training = [(name, path) for name in _TRAINING for path in getattr(args, name.replace("-", "_"))]
-    if not (training or args.score or args.stats or args.clear):
-        raise UsageError("lamson spam: say what to do: -train-spam, -train-ham, -untrain-spam, -untrain-ham, "
-                         "-score, -stats or -clear (see: lamson help -for spam)")
+    if args.learn_as and not args.learn_from:
+        raise UsageError("lamson spam: -as goes with -learn-from DIR")
+    if not (training or args.learn_from or args.score or args.stats or args.clear):
+        raise UsageError("lamson spam: say what to do: -learn-from, -train-spam, -train-ham, -untrain-spam, "
+                         "-untrain-ham, -score, -stats or -clear (see: lamson help -for spam)")
+    if args.learn_from and training:
+        raise UsageError("lamson spam: -learn-from is a run of its own: not with -train-* or -untrain-*")
     if args.explain and not args.score:
         raise UsageError("lamson spam: -explain goes with -score FILE")
     import redis
@@ -62,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"cleared spam filter {args.storage}")
         if training:
             train_all(spam, training)
+        if args.learn_from:
+            learn(spam, args.learn_from, args.learn_as, args.progress)
         if args.score:
             score(spam, args.score, args.explain)
         if args.stats:
@@ -120,6 +140,23 @@ def train_all(spam: Filter, training: list[tuple[str, str]]) -> None:
         print(line)
 
 
+def learn(spam: Filter, folder: str, kind: str | None, every: int) -> None:
+    """``-learn-from``: lamson.spam.learning, with its progress on stderr and a summary per folder."""
+    from lamson.spam.learning import learn_from
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        report = learn_from(spam, folder, kind, every=every, progress=progress)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc.args[0] if exc.args else exc), code=1) from None
+    except OSError as exc:
+        raise CommandError(f"cannot read {folder}: {exc.strerror or exc}", code=1) from None
+    for learnt in report.folders:
+        print(f"learnt {learnt.summary()}")
+
+
 def score(spam: Filter, path: str, explain: bool) -> None:
     from lamson.spam import classifier
 
@@ -151,6 +188,8 @@ COMMANDS = {
         name="spam",
         summary="train the spam filter from Maildirs or mbox files, score a message, show its statistics",
         examples=("lamson spam -train-spam run/spam -train-ham ham.mbox",
+                  "lamson spam -learn-from ~/Maildir/.Corrections   # its spam/ and ham/ Maildirs",
+                  "lamson spam -learn-from ~/Maildir/.Junk -as spam",
                   "lamson spam -score message.eml",
                   "lamson spam -score - -explain < message.eml",
                   "lamson spam -stats -storage run/spamdb"),

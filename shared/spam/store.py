@@ -6,6 +6,8 @@ a filter whose storage name is ``STORAGE`` (``:`` and ``%`` escaped)::
     NS:spam:STORAGE:s     hash  token -> number of spam messages containing it
     NS:spam:STORAGE:h     hash  token -> number of ham messages containing it
     NS:spam:STORAGE:meta  hash  nspam, nham (messages trained)
+    NS:spam:STORAGE:learnt hash digest of a message -> "spam" / "ham": what
+                                ``lamson spam -learn-from`` taught it (lamson.spam.learning)
 
 * Scoring reads the counts of all of one message's tokens and the totals in
   one round trip: a Lua script doing the HMGETs (of the totals, the spam
@@ -135,6 +137,7 @@ class RedisStore:
         self.spam_key = f"{base}:s"
         self.ham_key = f"{base}:h"
         self.meta_key = f"{base}:meta"
+        self.learnt_key = f"{base}:learnt"
         self._untrain = conn.register_script(_UNTRAIN)
         self._counts = conn.register_script(_COUNTS)
 
@@ -185,7 +188,7 @@ class RedisStore:
         return max(spam_tokens, ham_tokens) + extra
 
     def clear(self) -> None:
-        self.conn.delete(self.spam_key, self.ham_key, self.meta_key)
+        self.conn.delete(self.spam_key, self.ham_key, self.meta_key, self.learnt_key)
 
 
 class MemoryStore:
@@ -204,6 +207,8 @@ class MemoryStore:
         self._spam: dict[str, int] = {}
         self._ham: dict[str, int] = {}
         self._totals = {"nspam": 0, "nham": 0}
+        #: digest -> "spam" / "ham": what ``learn_from`` taught this store (as the Redis ``learnt`` hash).
+        self.learnt: dict[str, str] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -252,4 +257,5 @@ class MemoryStore:
         with self._lock:
             self._spam.clear()
             self._ham.clear()
+            self.learnt.clear()
             self._totals.update(nspam=0, nham=0)

@@ -40,7 +40,8 @@ ACTIONS: dict[str, tuple[bool, bool]] = {
     "untrain-spam": (False, True), "untrain-ham": (False, False),
 }
 
-# KEYS: spam, ham, meta, then the staging: +spam, +ham, +meta, -spam, -ham, -meta.
+# KEYS: spam, ham, meta, then the staging: +spam, +ham, +meta, -spam, -ham, -meta; then the staged
+# digests and the store's learnt hash (lamson.spam.learning: what -learn-from taught the filter).
 _COMMIT = """
 local function add(dst, src)
   local kv = redis.call('HGETALL', src)
@@ -57,7 +58,9 @@ local function sub(dst, src, keep_zero)
 end
 add(KEYS[1], KEYS[4]); add(KEYS[2], KEYS[5]); add(KEYS[3], KEYS[6])
 sub(KEYS[1], KEYS[7], false); sub(KEYS[2], KEYS[8], false); sub(KEYS[3], KEYS[9], true)
-redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
+local kv = redis.call('HGETALL', KEYS[10])
+for i = 1, #kv, 2 do redis.call('HSET', KEYS[11], kv[i], kv[i + 1]) end
+redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
 return 1
 """
 
@@ -130,16 +133,41 @@ class TrainingRun:
     def __init__(self, store: TokenStore) -> None:
         self.store = store
         self.pending: list[tuple[Sequence[str], bool, bool]] = []
+        #: Digests marked since the last flush (digest -> kind); for a store in memory, the whole run's.
+        self.digests: dict[str, str] = {}
         self.staged = False
         self.id = uuid.uuid4().hex
         if isinstance(store, RedisStore):
             base = store.meta_key.rsplit(":", 1)[0]
             self.keys = [store.spam_key, store.ham_key, store.meta_key,
-                         *(f"{base}:run:{self.id}:{part}" for part in ("ts", "th", "tm", "us", "uh", "um"))]
+                         *(f"{base}:run:{self.id}:{part}" for part in ("ts", "th", "tm", "us", "uh", "um", "dg")),
+                         store.learnt_key]
+            self.staging = self.keys[3:10]
             self._commit = store.conn.register_script(_COMMIT)
         else:
             self.keys = []
+            self.staging = []
             self._local: dict[tuple[bool, bool], list[Sequence[str]]] = {}
+
+    def known(self, digest: str) -> tuple[str | None, str | None]:
+        """What the filter learnt the message of ``digest`` as before this run, and what this run
+        learns it as: ``(kind or None, kind or None)`` (lamson.spam.learning)."""
+        now = self.digests.get(digest)
+        if not self.keys:
+            learnt: dict[str, str] = getattr(self.store, "learnt", {})
+            return learnt.get(digest), now
+        store: Any = self.store
+        with store.conn.pipeline(transaction=False) as pipe:
+            pipe.hget(store.learnt_key, digest)
+            pipe.hget(self.staging[-1], digest)
+            before, staged = pipe.execute()
+        return _kind(before), now or _kind(staged)
+
+    def mark(self, digest: str, kind: str) -> None:
+        """Record, when the run commits, that the message of ``digest`` was learnt as ``kind``."""
+        self.digests[digest] = kind
+        if self.keys and len(self.digests) >= BATCH:
+            self.flush()
 
     def add(self, action: str, tokens: Sequence[str]) -> None:
         """Count one message's tokens for ``action`` (a key of :data:`ACTIONS`)."""
@@ -151,13 +179,14 @@ class TrainingRun:
     def flush(self) -> None:
         """Send what is pending to the staging hashes (or keep it, for a store in memory)."""
         batch, self.pending = self.pending, []
-        if not batch:
+        if not batch and not (self.keys and self.digests):
             return
         if not self.keys:
             for tokens, trained, is_spam in batch:
                 self._local.setdefault((trained, is_spam), []).append(tokens)
             return
         store: Any = self.store
+        digests, self.digests = self.digests, {}
         with store.conn.pipeline(transaction=False) as pipe:
             for tokens, trained, is_spam in batch:
                 offset = 3 if trained else 6
@@ -165,7 +194,9 @@ class TrainingRun:
                 for token in tokens:
                     pipe.hincrby(key, token, 1)
                 pipe.hincrby(self.keys[offset + 2], "nspam" if is_spam else "nham", 1)
-            for key in self.keys[3:]:
+            if digests:
+                pipe.hset(self.staging[-1], mapping=digests)
+            for key in self.staging:
                 pipe.expire(key, STAGING_TTL)
             self.staged = True  # before it runs: interrupted after Redis took it, abort must still delete it
             pipe.execute()
@@ -182,13 +213,18 @@ class TrainingRun:
             for is_spam in (True, False):
                 for tokens in self._local.pop((trained, is_spam), []):
                     (memory.train if trained else memory.untrain)(tokens, is_spam)
+        learnt = getattr(memory, "learnt", None)
+        if isinstance(learnt, dict):
+            learnt.update(self.digests)
+        self.digests = {}
 
     def abort(self) -> None:
         """Drop the run: the filter stays as it was before it."""
         self.pending = []
+        self.digests = {}
         if self.keys and self.staged:
             store: Any = self.store
-            store.conn.delete(*self.keys[3:])
+            store.conn.delete(*self.staging)
         elif not self.keys:
             self._local.clear()
 
@@ -204,3 +240,7 @@ class TrainingRun:
             except Exception:  # noqa: BLE001 - the staging expires by itself; the first error matters
                 pass
 
+
+
+def _kind(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
