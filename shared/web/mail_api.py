@@ -64,7 +64,7 @@ def get_index(ctx: WebContext) -> Index:
 
 def refresh(ctx: WebContext) -> list[Mailbox]:
     """Bring the index up to date; return the mailboxes."""
-    boxes = mailboxes.discover(ctx)
+    boxes = mailboxes.discover(ctx, fresh=True)
     get_index(ctx).refresh(boxes)
     return boxes
 

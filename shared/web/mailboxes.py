@@ -48,10 +48,14 @@ def is_maildir(path: Path) -> bool:
         return False
 
 
-def discover(ctx: WebContext) -> list[Mailbox]:
-    """Every mailbox of the application, named ones first (they are listed even before they exist)."""
+def discover(ctx: WebContext, *, fresh: bool = False) -> list[Mailbox]:
+    """Every mailbox of the application, named ones first (they are listed even before they exist).
+
+    ``fresh``: look again now (a list request, the poller); otherwise a discovery younger than
+    :data:`CACHE_SECONDS` is reused (per-message lookups of a mailbox by name).
+    """
     cached = ctx.services.get("mailboxes")
-    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+    if not fresh and cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
         found: list[Mailbox] = cached[1]
         return found
     settings = ctx.settings
@@ -65,8 +69,8 @@ def discover(ctx: WebContext) -> list[Mailbox]:
     taken = {m.path for m in named}
     skipped = {ctx.path(settings.spool_dir).resolve(), ctx.path(settings.outbox_dir).resolve()}
     others: list[Mailbox] = []
-    for path in _maildirs_under(run, MAX_DEPTH):
-        if path in taken or any(path == s or s in path.parents for s in skipped):
+    for path in _maildirs_under(run, MAX_DEPTH, skipped):
+        if path in taken:
             continue
         name = path.relative_to(run).as_posix()
         kind = "spam" if "spam" in name.lower() else "queue"
@@ -77,8 +81,9 @@ def discover(ctx: WebContext) -> list[Mailbox]:
     return mailboxes
 
 
-def _maildirs_under(top: Path, depth: int) -> list[Path]:
-    """Maildirs below ``top`` (not ``top`` itself), at most ``depth`` levels down, symlinks not followed."""
+def _maildirs_under(top: Path, depth: int, skipped: set[Path]) -> list[Path]:
+    """Maildirs below ``top`` (not ``top`` itself), at most ``depth`` levels down, symlinks not followed,
+    the ``skipped`` folders not entered."""
     found: list[Path] = []
     if depth <= 0:
         return found
@@ -90,9 +95,11 @@ def _maildirs_under(top: Path, depth: int) -> list[Path]:
         if entry.name in ("new", "cur", "tmp"):
             continue
         path = Path(entry.path)
+        if path in skipped:
+            continue
         if is_maildir(path):
             found.append(path)
-        found.extend(_maildirs_under(path, depth - 1))
+        found.extend(_maildirs_under(path, depth - 1, skipped))
     return found
 
 

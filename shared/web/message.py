@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from html.parser import HTMLParser
@@ -46,10 +46,24 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def parse(data: bytes) -> email.message.Message:
-    """The message's structure (the first :data:`PARSE_LIMIT` bytes), never raising: an empty message if all fails."""
+    """The message's structure (the first :data:`PARSE_LIMIT` bytes), never raising.
+
+    MIME nested deeper than the parser's recursion allows (thousands of levels) raises inside the
+    standard library: the message is then its headers and its body as one text part, and when
+    even the headers cannot be read, an empty message.
+    """
     try:
         return BytesParser(policy=compat32).parsebytes(data[:PARSE_LIMIT])
     except Exception:  # noqa: BLE001 - hostile input: a parse error must not become a 500
+        pass
+    try:
+        head, _, body = data[:PARSE_LIMIT].partition(b"\r\n\r\n" if b"\r\n\r\n" in data[:65536] else b"\n\n")
+        msg = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
+        for name in ("Content-Type", "Content-Transfer-Encoding"):
+            del msg[name]
+        msg.set_payload(body.decode("utf-8", "replace"), "utf-8")
+        return msg
+    except Exception:  # noqa: BLE001
         return email.message.Message()
 
 
