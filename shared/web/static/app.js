@@ -302,7 +302,7 @@
       h("span", { class: "snippet" }, m.reason ? "Parked: " + m.reason : m.snippet || "")),
     h("span", { class: "tags" },
       showMailbox ? h("span", { class: "tag" }, m.mailbox) : null,
-      m.attachments ? h("span", { class: "tag", title: m.attachments + " attachment(s)" }, "📎 " + m.attachments) : null,
+      m.attachments ? h("span", { class: "tag", title: "attachments" }, m.attachments + (m.attachments > 1 ? " files" : " file")) : null,
       m.has_html ? h("span", { class: "tag" }, "html") : null),
     h("span", { class: "age", "data-ts": m.timestamp, title: formatDate(m) }, ago(m.timestamp)));
   }
@@ -833,7 +833,7 @@
         h("tr", { testid: "parked-row", "data-id": m.id },
           h("td", {}, h("a", { href: messageHref(m) }, m.subject || "(no subject)")),
           h("td", {}, m.from || ""), h("td", {}, m.to || ""),
-          h("td", { class: "reason" }, m.reason || ""), h("td", {}, m.group || "–"), h("td", {}, duration(m.age)),
+          h("td", { class: "why" }, m.reason || ""), h("td", {}, m.group || "–"), h("td", {}, duration(m.age)),
           h("td", {}, h("button", {
             type: "button", class: "button small", testid: "requeue",
             onclick: (ev) => action(ev.currentTarget, "/api/pipeline/parked/" + segs(m.mailbox, m.key) + "/requeue",
@@ -939,7 +939,8 @@
   }
 
   function formatRate(v) {
-    return v >= 10 || v === 0 ? String(Math.round(v)) : v.toFixed(v >= 1 ? 1 : 2);
+    if (Number.isInteger(v) || v >= 10) return String(Math.round(v));
+    return v.toFixed(v >= 1 ? 1 : 2);
   }
 
   /* ---------- start ---------- */
