@@ -312,6 +312,12 @@ def timed(client: Client, runs: int, **params: str | int) -> tuple[list[float], 
     return seen, took, data
 
 
+def server_ms(answer: dict[str, Any]) -> str:
+    """The server's own time for an answer, as it reported it."""
+    value = answer.get("took_ms")
+    return f"{value:.1f}" if isinstance(value, int | float) else "?"
+
+
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
@@ -352,7 +358,7 @@ def main() -> None:
         first_total = time.monotonic() - started
         cpu, rss = cpu_and_rss(proc.pid)
         print(f"lamson web: listening after {listening:.2f}s; first page (the index built) "
-              f"{first_ms / 1000:.2f}s, {first_total:.2f}s from start; took_ms {first.get('took_ms', '?')}; "
+              f"{first_ms / 1000:.2f}s, {first_total:.2f}s from start; server took_ms {server_ms(first)}; "
               f"web process so far {cpu:.2f}s CPU, peak RSS {rss / 1024:.0f} MB; total {first.get('total')}",
               flush=True)
 
@@ -412,7 +418,7 @@ def main() -> None:
         print(f"| {label} | {data.get('total')}{note} | {statistics.median(seen):.1f} | {worst:.1f} | "
               f"{statistics.median(took):.1f} | < {target:.0f} ms | {'met' if worst < target else 'NOT MET'} |")
     print(f"| first page after the start (index built) | {first.get('total')} | {first_ms:.0f} | | "
-          f"{first.get('took_ms', '?')} | < {TARGETS['list']:.0f} ms | "
+          f"{server_ms(first)} | < {TARGETS['list']:.0f} ms | "
           f"{'met' if first_ms < TARGETS['list'] else 'not met (one-time indexing)'} |")
     print(f"\n100 new messages shown in the list after {shown * 1000:.0f} ms" if shown else
           "\n100 new messages NOT shown in the list within 60 s")
