@@ -18,6 +18,14 @@ What is read, and why:
   them would learn the other filter, or feed our own verdict back to us.
   Recipient addresses and dates are never read either: they say who
   collected the mail and when, not what it is.
+* **Mailing lists' marks, as one fact each**: a list's footer (a short
+  block after a separator naming its subscription machinery) is removed
+  from the text and noted as ``text:list-footer``; a ``[tag]`` opening the
+  Subject is ``subject:list-tag``. A list carries spam too, and its footer's
+  words learnt from its ham made that spam look like ham (issue 25).
+* **Header order**: the order in which the sender's software wrote From, To,
+  Cc, Subject, Date, Message-Id, MIME-Version, Content-Type, Reply-To and
+  X-Mailer (``header:order:ftsd``): mail programs have habits.
 * **MIME structure**: the content type of every part, attachment file
   extensions, encodings.
 * **Text bodies** (text/plain and text/html), decoded with their charset
@@ -78,6 +86,16 @@ _HOSTLIKE = re.compile(r"^[a-z0-9-]+(?:\.[a-z0-9-]+)+$")
 _FACT_HEADERS = ("in-reply-to", "references", "organization", "mime-version", "content-disposition",
                  "x-mimeole", "x-originating-ip", "thread-index", "mail-followup-to")
 _VALUE_HEADERS = ("x-priority", "x-msmail-priority", "importance", "precedence")
+#: A list footer starts at a signature separator or a rule of underscores, dashes or equals signs...
+_FOOTER_START = re.compile(r"^(?:-- ?|[_=*-]{10,})[ \t]*$", re.M)
+#: ... and says what list it is and how to leave it (Mailman's, ezmlm's, SourceForge's sponsor blocks).
+_FOOTER_WORDS = re.compile(r"(?i)listinfo|unsubscri|mailing list|list maintainer|subscription|sponsored by"
+                           r"|-request@|list archive")
+#: A list's tag at the start of a subject, after any Re:/Fwd: ("Re: [ILUG] ...").
+_SUBJECT_TAG = re.compile(r"(?i)^\s*(?:(?:re|fwd?|aw)\s*:\s*)*\[[^\]\s]{1,30}\]")
+#: Headers the sending software writes, whose order is a fact about that software (a letter each).
+_ORDERED = {"from": "f", "to": "t", "cc": "c", "subject": "s", "date": "d", "message-id": "i",
+            "mime-version": "m", "content-type": "y", "reply-to": "r", "x-mailer": "x"}
 #: HTML tags worth a token of their own: what spam uses and plain mail rarely does.
 _NOTED_TAGS = frozenset({"img", "font", "table", "form", "input", "script", "iframe", "object", "embed",
                          "map", "area", "style", "center", "b", "u", "blink", "marquee", "base", "meta"})
@@ -203,8 +221,13 @@ class _Headers:
             items = message.items()
         except Exception:  # noqa: BLE001
             items = []
+        #: The sender's own headers in the order they came (first of each): mail software has a habit.
+        self.order: list[str] = []
         for name, value in items:
-            self._raw.setdefault(str(name).lower(), []).append(value)
+            lowered = str(name).lower()
+            if lowered not in self._raw and lowered in _ORDERED:
+                self.order.append(_ORDERED[lowered])
+            self._raw.setdefault(lowered, []).append(value)
         self._decoded: dict[str, list[str]] = {}
 
     def __contains__(self, name: str) -> bool:
@@ -252,6 +275,8 @@ def _header_tokens(parsed: Message, tokens: _Tokens) -> None:
         for value in message.get(name)[:1]:
             tokens.add(f"header:{name}:{value.split('(')[0].strip().lower()[:20]}")
     tokens.add(f"header:recipients:{_recipients(message)}")
+    if message.order:
+        tokens.add("header:order:" + "".join(message.order))
     for index, received in enumerate(message.get("received")[-2:]):
         tokens.update(_received_tokens(received, index))
 
@@ -267,6 +292,11 @@ def _recipients(message: _Headers) -> str:
 
 
 def _subject_tokens(subject: str) -> Iterator[str]:
+    tag = _SUBJECT_TAG.match(subject)
+    if tag:
+        # The list's tag says which list carried it, and lists carry spam too: one fact, not the list's name.
+        yield "subject:list-tag"
+        subject = subject[: tag.end()].split("[", 1)[0] + subject[tag.end():]
     letters = [ch for ch in subject if ch.isalpha()]
     if len(letters) >= 8 and sum(ch.isupper() for ch in letters) > 0.7 * len(letters):
         yield "subject:shouting"
@@ -405,6 +435,9 @@ def _text_tokens(text: str, ctype: str, config: SpamConfig, budget: _Budget) -> 
     if ctype == "text/html" or (ctype == "text/plain" and "<html" in text[:2000].lower()):
         text, facts = _strip_html(text)
         found += facts
+    text, footers = _strip_list_footers(text)
+    if footers:
+        found.append("text:list-footer")
     if _MONEY.search(text):
         found.append("text:money")
     if "!!" in text:
@@ -422,6 +455,28 @@ def _text_tokens(text: str, ctype: str, config: SpamConfig, budget: _Budget) -> 
                   for match in _EMAIL.finditer(text)]
     found += _words(text.lower(), config.min_word_length, config.max_word_length, summarise=True)
     return found
+
+
+def _strip_list_footers(text: str) -> tuple[str, int]:
+    """The text without the footers mailing lists append, and how many there were (up to 3).
+
+    A list adds the same footer to every message it carries, spam included: learnt as words,
+    it makes spam sent through a list whose mail is mostly ham look like ham (and the reverse).
+    A footer is a short block (at most 15 lines, in the last 2000 characters) after a separator
+    line that names the list's subscription machinery (see ``_FOOTER_WORDS``); an ordinary
+    signature after ``-- `` does not, and stays.
+    """
+    count = 0
+    while count < 3:
+        starts = list(_FOOTER_START.finditer(text, max(0, len(text) - 2000)))
+        if not starts:
+            break
+        block = text[starts[-1].end():]
+        if block.count("\n") > 15 or not _FOOTER_WORDS.search(block):
+            break
+        text = text[: starts[-1].start()]
+        count += 1
+    return text, count
 
 
 def _strip_html(text: str) -> tuple[str, list[str]]:

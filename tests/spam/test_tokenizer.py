@@ -126,3 +126,37 @@ def test_hostile_input_is_bounded() -> None:
         assert len(tokens) <= 200, name
         assert elapsed < 5.0, (name, elapsed)
     assert tokenize(b"") == {"header:no-message-id", "header:no-date", "header:recipients:0", "mime:text/plain"}
+
+
+MAILMAN_FOOTER = ("\n-- \nIrish Linux Users' Group: ilug@linux.ie\n"
+                  "http://www.linux.ie/mailman/listinfo/ilug for (un)subscription information.\n"
+                  "List maintainer: listmaster@linux.ie\n")
+SPONSOR_FOOTER = ("\n\n-------------------------------------------------------\nThis sf.net email is sponsored by: "
+                  "a phone\nhttps://www.inphonic.com/r.asp?r=sourceforge1\n"
+                  "_______________________________________________\nSpamassassin-talk mailing list\n"
+                  "https://lists.sourceforge.net/lists/listinfo/spamassassin-talk\n")
+
+
+def test_list_footers_are_one_fact_not_the_lists_words() -> None:
+    """A list's footer is on its spam as on its ham (issue 25): its words must not vouch for either."""
+    for footer in (MAILMAN_FOOTER, SPONSOR_FOOTER):
+        tokens = tokenize(msg("Subject: [ILUG] cheap offer", "Buy cheap pills today\n" + footer))
+        assert {"text:list-footer", "buy", "cheap", "pills", "subject:list-tag", "subject:cheap"} <= tokens
+        assert not tokens & {"irish", "maintainer", "url:host:linux", "url:path:ilug", "subject:ilug", "sponsored",
+                             "url:host:inphonic", "mailing", "url:path:listinfo"}, tokens
+    # An ordinary signature is the sender's own: kept, and no footer noted.
+    signed = tokenize(msg("Subject: Re: [SAtalk] a question", "Thanks\n-- \nJohn Smith, Example Ltd\n"
+                                                             "http://www.example.com/\n"))
+    assert {"smith", "url:domain:example.com", "subject:list-tag", "subject:question"} <= signed
+    assert "text:list-footer" not in signed and "subject:satalk" not in signed
+    # A separator with list words far from the end (a quoted footer) is the message's own text.
+    quoted = tokenize(msg("Subject: x", MAILMAN_FOOTER + "\n".join(f"line {n} of my reply" for n in range(20))))
+    assert "text:list-footer" not in quoted and "irish" in quoted
+
+
+def test_the_order_of_the_senders_headers_is_a_token() -> None:
+    one = tokenize(msg("From: a@example.org\nTo: b@example.org\nSubject: x\nDate: Mon, 2 Sep 2002 10:00:00 +0000\n"
+                       "Received: from x by y; Mon, 2 Sep 2002 10:00:00 +0000", "body"))
+    other = tokenize(msg("Date: Mon, 2 Sep 2002 10:00:00 +0000\nSubject: x\nFrom: a@example.org\nX-Mailer: m\n"
+                         "To: b@example.org\nTo: c@example.org", "body"))
+    assert "header:order:ftsd" in one and "header:order:dsfxt" in other
