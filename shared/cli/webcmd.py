@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import time
 from pathlib import Path
+from types import FrameType
 
 from lamson.cli.framework import Command, CommandError, Parser, app_options, option, port_number
 
@@ -63,6 +65,25 @@ def _listening_socket(host: str, port: int, wait: bool) -> socket.socket:
                 log.error("web: cannot listen on %s:%d (%s); trying again", host, port, exc.strerror or exc)
                 last_logged = time.monotonic()
             time.sleep(2.0)
+
+
+def _server_class() -> type:
+    """uvicorn's Server, ending with exit status 0 after a TERM or INT.
+
+    uvicorn shuts down gracefully on those signals and then raises the signal again, so the
+    process dies by it (status -15): the metrics exporter and the other programs exit 0 when
+    asked to stop, and so does this one. A second INT still forces the exit, as in uvicorn.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            else:
+                self.should_exit = True
+
+    return Server
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(create_app(ctx, bind_host=host), log_config=None, log_level="info", access_log=False,
                             timeout_graceful_shutdown=3, lifespan="on", server_header=False,
                             proxy_headers=False)
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     shown = f"[{host}]" if ":" in host else host
     log.info("web: the inbox and pipeline of %s on http://%s:%d/ (pid %d)", ctx.services["app_name"], shown,
              sock.getsockname()[1], os.getpid())
