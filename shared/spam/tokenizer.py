@@ -16,8 +16,11 @@ What is read, and why:
   us are our own and say nothing about the sender). Other filters' verdicts
   (``X-Spam-*``, our own ``X-Spam-Classification``) are never read: learning
   them would learn the other filter, or feed our own verdict back to us.
-  Recipient addresses and dates are never read either: they say who
-  collected the mail and when, not what it is.
+  Recipient addresses are never read either, nor when the mail came: they
+  say who collected it and when, not what it is. Only whether the
+  sender's Date agrees with the arrival the first Received line stamps
+  (``date:skew:hour`` ... ``date:skew:years``, ``date:future``): ratware
+  forges dates.
 * **Mailing lists' marks, as one fact each**: a list's footer (a short
   block after a separator naming its subscription machinery) is removed
   from the text and noted as ``text:list-footer``; a ``[tag]`` opening the
@@ -260,6 +263,8 @@ def _header_tokens(parsed: Message, tokens: _Tokens) -> None:
                                                  "host" if _HOSTLIKE.match(domain) else "odd"))
     if not message.get("date"):
         tokens.add("header:no-date")
+    else:
+        tokens.add(_date_skew(message.get("date")[0], message.get("received")[:1]))
     for name in ("content-type",):
         for value in message.get(name)[:1]:
             tokens.add(f"content-type:{value.split(';')[0].strip().lower()[:60]}")
@@ -279,6 +284,31 @@ def _header_tokens(parsed: Message, tokens: _Tokens) -> None:
         tokens.add("header:order:" + "".join(message.order))
     for index, received in enumerate(message.get("received")[-2:]):
         tokens.update(_received_tokens(received, index))
+
+
+def _date_skew(date: str, received: list[str]) -> str:
+    """How far the sender's Date is from the arrival stamped by the first Received line.
+
+    Not when the mail came (that is the collection's fact) but whether the sender's clock
+    agrees with ours: ratware forges dates, days or years off, or in the future.
+    """
+    try:
+        sent = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return "date:unreadable"
+    if not received or ";" not in received[0]:
+        return "date:no-arrival"
+    try:
+        arrived = email.utils.parsedate_to_datetime(received[0].rsplit(";", 1)[1].strip())
+        if sent.tzinfo is None or arrived.tzinfo is None:
+            sent, arrived = sent.replace(tzinfo=None), arrived.replace(tzinfo=None)
+        hours = (arrived - sent).total_seconds() / 3600
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return "date:no-arrival"
+    if hours < -1:
+        return "date:future"
+    return "date:skew:" + ("hour" if hours < 1 else "day" if hours < 24 else "week" if hours < 168
+                           else "year" if hours < 8760 else "years")
 
 
 def _recipients(message: _Headers) -> str:

@@ -160,3 +160,17 @@ def test_the_order_of_the_senders_headers_is_a_token() -> None:
     other = tokenize(msg("Date: Mon, 2 Sep 2002 10:00:00 +0000\nSubject: x\nFrom: a@example.org\nX-Mailer: m\n"
                          "To: b@example.org\nTo: c@example.org", "body"))
     assert "header:order:ftsd" in one and "header:order:dsfxt" in other
+
+
+def test_the_senders_clock_against_the_arrival() -> None:
+    """Ratware forges dates: how far Date is from the first Received line's stamp is a token."""
+    arrived = "Received: from a by b; Mon, 2 Sep 2002 12:00:00 +0000\n"
+    cases = {"Mon, 2 Sep 2002 11:30:00 +0000": "date:skew:hour", "Mon, 2 Sep 2002 09:00:00 -0500": "date:future",
+             "Sun, 1 Sep 2002 14:00:00 +0000": "date:skew:day", "Tue, 27 Aug 2002 12:00:00 +0000": "date:skew:week",
+             "Mon, 2 Sep 1980 12:00:00 +0000": "date:skew:years", "Mon, 2 Sep 102 12:00:00 +0000": "date:skew:years",
+             "yesterday at noon": "date:unreadable"}
+    for date, token in cases.items():
+        tokens = tokenize(msg(f"{arrived}Date: {date}\nSubject: x", "body"))
+        assert token in tokens, (date, sorted(t for t in tokens if t.startswith("date:")))
+        assert len([t for t in tokens if t.startswith("date:")]) == 1
+    assert "date:no-arrival" in tokenize(msg("Date: Mon, 2 Sep 2002 11:30:00 +0000\nSubject: x", "body"))
