@@ -234,6 +234,9 @@ class Index:
         self._db = self._open()
         #: The mailboxes the index has rows of (a mailbox no longer found loses its rows).
         self._known = {r[0] for r in self._db.execute("SELECT DISTINCT mailbox FROM messages")}
+        #: Per mailbox, what its rows say of its files (key -> id, file name, subfolder): the rows,
+        #: kept in memory so that a scan compares listings instead of reading 10,000 rows again.
+        self._files: dict[str, dict[str, tuple[int, str, str]]] = {}
 
     def _open(self) -> sqlite3.Connection:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -287,6 +290,7 @@ class Index:
         self._delete(ids)
         self._db.execute("COMMIT")
         self._stamps.pop(name, None)
+        self._files.pop(name, None)
 
     def _stamp(self, mailbox: Mailbox) -> tuple[int, int] | None:
         try:
@@ -299,35 +303,46 @@ class Index:
         if stamp is not None and self._stamps.get(mailbox.name) == stamp \
                 and time.time() - max(stamp) / 1e9 > SETTLE_SECONDS:
             return 0
-        files: dict[str, tuple[str, str, int, float]] = {}
+        files: dict[str, tuple[str, str]] = {}
         if stamp is not None:
             for sub in ("new", "cur"):
                 try:
-                    entries = list(os.scandir(mailbox.path / sub))
+                    with os.scandir(mailbox.path / sub) as entries:
+                        for entry in entries:
+                            try:
+                                if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+                                    files[key_of(entry.name)] = (sub, entry.name)
+                            except OSError:
+                                continue
                 except OSError:
                     continue
-                for entry in entries:
-                    if entry.name.startswith("."):
-                        continue
-                    try:
-                        if not entry.is_file(follow_symlinks=False):
-                            continue
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    files[key_of(entry.name)] = (sub, entry.name, st.st_size, st.st_mtime)
-        known = {r[0]: (r[1], r[2], r[3]) for r in self._db.execute(
-            "SELECT key, id, fname, sub FROM messages WHERE mailbox = ?", (mailbox.name,))}
-        gone = [row[0] for key, row in known.items() if key not in files]
-        moved = [(files[key][1], files[key][0], row[0]) for key, row in known.items()
-                 if key in files and (files[key][1], files[key][0]) != (row[1], row[2])]
-        new = [(key, info) for key, info in files.items() if key not in known]
+        known = self._files.get(mailbox.name)
+        if known is None:
+            known = {r[0]: (r[1], r[2], r[3]) for r in self._db.execute(
+                "SELECT key, id, fname, sub FROM messages WHERE mailbox = ?", (mailbox.name,))}
+            self._files[mailbox.name] = known
+        gone = [key for key in known if key not in files]
+        moved = [key for key, row in known.items() if key in files and (files[key][1], files[key][0]) != row[1:]]
+        new: list[tuple[str, tuple[str, str, int, float]]] = []
+        for key, (sub, fname) in files.items():
+            if key in known:
+                continue
+            try:
+                st = os.stat(mailbox.path / sub / fname, follow_symlinks=False)
+            except OSError:
+                continue  # moved or removed since the listing: the next refresh sees where it went
+            new.append((key, (sub, fname, st.st_size, st.st_mtime)))
         added = 0
         if gone or moved:
             self._db.execute("BEGIN")
-            self._delete(gone)
-            self._db.executemany("UPDATE messages SET fname = ?, sub = ? WHERE id = ?", moved)
+            self._delete([known[key][0] for key in gone])
+            self._db.executemany("UPDATE messages SET fname = ?, sub = ? WHERE id = ?",
+                                 [(files[key][1], files[key][0], known[key][0]) for key in moved])
             self._db.execute("COMMIT")
+            for key in gone:
+                del known[key]
+            for key in moved:
+                known[key] = (known[key][0], files[key][1], files[key][0])
         new.sort(key=lambda item: arrival(item[1][1], item[1][3]))
         for start in range(0, len(new), 200):
             batch = []
@@ -347,7 +362,8 @@ class Index:
                      f["has_html"], f["attachments"], f["reason"]))
                 if not cur.rowcount:
                     continue
-                rowid = cur.lastrowid
+                rowid = int(cur.lastrowid or 0)
+                known[key] = (rowid, fname, sub)
                 self._db.execute("INSERT INTO fts (rowid, sender, recipients, subject, body) VALUES (?, ?, ?, ?, ?)",
                                  (rowid, f["sender"], " ".join(filter(None, (f["recipients"], f["cc"]))),
                                   f["subject"], parsed.body))
