@@ -736,17 +736,17 @@
   function pipelineView() {
     const section = (title, testid) => {
       const body = h("div", { class: "section-body", testid });
-      const el = h("section", { class: "card" }, h("h2", {}, title), body);
+      const el = h("section", { class: "card card-" + testid }, h("h2", {}, title), body);
       return { el, body, last: null };
     };
     const notice = h("p", { class: "notice", testid: "pipeline-notice", "aria-live": "polite", hidden: true });
     const sections = {
-      rates: section("Rates (per second, last 10 minutes)", "rates"),
+      rates: section("Messages per second", "rates"),
       programs: section("Programs", "programs"),
       stages: section("Spool and outbox", "stages"),
       queues: section("Wake-up queues and workers", "queues"),
-      parked: section("Parked mail", "parked"),
       states: section("Conversation states", "states"),
+      parked: section("Parked mail", "parked"),
     };
     view.appendChild(h("div", { class: "page wide" },
       h("div", { class: "toolbar" }, h("h1", {}, "Pipeline"), h("span", { class: "stats", testid: "pipeline-updated" })),
@@ -829,7 +829,9 @@
     }
 
     function drawParked(data) {
-      return table("parked-table", ["Subject", "From", "To", "Reason", "Origin", "Age", ""], data.parked.map((m) =>
+      const more = data.truncated
+        ? h("p", { class: "muted", testid: "parked-truncated" }, "Showing " + data.parked.length + " of " + data.total + ".") : null;
+      return [more, table("parked-table", ["Subject", "From", "To", "Reason", "Origin", "Age", ""], data.parked.map((m) =>
         h("tr", { testid: "parked-row", "data-id": m.id },
           h("td", {}, h("a", { href: messageHref(m) }, m.subject || "(no subject)")),
           h("td", {}, m.from || ""), h("td", {}, m.to || ""),
@@ -838,7 +840,7 @@
             type: "button", class: "button small", testid: "requeue",
             onclick: (ev) => action(ev.currentTarget, "/api/pipeline/parked/" + segs(m.mailbox, m.key) + "/requeue",
               (res) => "Requeued “" + (m.subject || m.key) + "” to " + res.to + "."),
-          }, "Requeue")))), "Nothing is parked.");
+          }, "Requeue")))), "Nothing is parked.")];
     }
 
     function drawStates(data) {
@@ -850,7 +852,8 @@
           h("tr", { testid: "state-row" }, h("td", {}, h("code", {}, st.module)), h("td", {}, st.sender), h("td", {}, st.state))),
         "No conversation has a state yet."),
         data.truncated || (data.states || []).length > 200
-          ? h("p", { class: "muted" }, "Only the first " + Math.min(200, (data.states || []).length) + " are shown.") : null,
+          ? h("p", { class: "muted", testid: "states-truncated" }, "Showing " + Math.min(200, (data.states || []).length) +
+            " of " + (data.total || (data.states || []).length) + " senders.") : null,
       ];
     }
 
@@ -902,13 +905,15 @@
       t0 = now - 600;
     }
     if (t1 - t0 < 60) t0 = t1 - 60;
-    const top = niceMax(ymax);
+    const step = niceStep(ymax / 4);
+    const top = Math.max(step, Math.ceil(ymax / step - 1e-9) * step);
+    const ticks = Math.round(top / step);
     const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
     const y = (v) => T + (1 - v / top) * (H - T - B);
     const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", testid: "rates-chart",
       "aria-label": "Messages per second accepted, routed and delivered" });
-    for (let i = 0; i <= 4; i++) {
-      const v = (top * i) / 4;
+    for (let i = 0; i <= ticks; i++) {
+      const v = step * i;
       svg.appendChild(s("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "gridline" }));
       svg.appendChild(s("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, formatRate(v)));
     }
@@ -922,19 +927,24 @@
     for (const n of names) {
       const points = series[n] || [];
       if (points.length) {
-        const d = points.map(([t, v], i) => (i ? "L" : "M") + x(t).toFixed(1) + " " + y(v).toFixed(1)).join(" ");
+        // A sample Redis did not answer leaves no point: the line breaks there instead of bridging it.
+        const gap = 2.5 * (data.interval || 2);
+        const d = points.map(([t, v], i) => (i && t - points[i - 1][0] <= gap ? "L" : "M") +
+          x(t).toFixed(1) + " " + y(v).toFixed(1)).join(" ");
         svg.appendChild(s("path", { d, class: "line line-" + n, testid: "rate-" + n }));
       }
       const last = points.length ? points[points.length - 1][1] : 0;
       legend.appendChild(h("li", { class: "key-" + n }, h("span", { class: "swatch" }), n + " " + formatRate(last) + "/s"));
     }
-    return [svg, legend];
+    const note = data.sampler_error || (data.sampling === false ? "The rate sampler is not running." : null);
+    return [note ? h("p", { class: "muted", testid: "rates-error" }, "Rates: " + note) : null, svg, legend];
   }
 
-  function niceMax(v) {
-    if (!(v > 0)) return 1;
+  /** The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``v``: a gridline step people read. */
+  function niceStep(v) {
+    if (!(v > 0)) return 0.25;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v - 1e-12) return m * p;
     return 10 * p;
   }
 
