@@ -116,13 +116,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log.warning("web: redis_url is unusable (%s): the pipeline page will say so", exc)
         conn = None
-    supervisor_socket = root / "run" / "supervisor.sock"
+    from lamson.cli.supervision import Project
+
+    # Where `lamson status` asks supervisord (LAMSON_SUPERVISORD_CONF honoured); it may start later.
+    supervisor_socket = Project(root).socket
     receiver = (str(settings.receiver_config.get("host", "127.0.0.1")),
                 int(settings.receiver_config.get("port", 8823)))
     if receiver[0] in ("", "0.0.0.0", "::"):
         receiver = ("127.0.0.1", receiver[1])
     ctx = WebContext(settings=settings, root=root, conn=conn,
-                     supervisor_socket=supervisor_socket if supervisor_socket.exists() else None,
+                     supervisor_socket=supervisor_socket,
                      receiver=receiver, password=password)
     ctx.services["app_name"] = lsettings.app_root(args.root).name
     ctx.services["bind_host"] = host

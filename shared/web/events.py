@@ -120,8 +120,8 @@ def stream(hub: Hub, request: Request) -> StreamingResponse:
                 try:
                     event = await asyncio.wait_for(sub.queue.get(), timeout=PING_SECONDS)
                 except TimeoutError:
-                    if await request.is_disconnected():
-                        break
+                    # A client that went away makes this write fail: Starlette then ends the
+                    # generator (it also watches for the disconnect itself).
                     yield "event: ping\ndata: {}\n\n"
                     continue
                 if event is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -176,8 +177,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
                     return error(400, "in_reply_to must be a message id such as queue/KEY")
                 original = await run_in_threadpool(read_head, box, key)
                 fields = mime.reply_fields(original)
-                draft = compose.Draft(**{**draft.__dict__, "in_reply_to": fields["in_reply_to"],
-                                         "references": fields["references"]})
+                draft = replace(draft, in_reply_to=fields["in_reply_to"], references=fields["references"])
             sent_dir = ctx.path(ctx.settings.run_dir) / mailboxes.SENT_DIR
             result = await run_in_threadpool(compose.send, draft, ctx.receiver, sent_dir)
         except compose.ComposeError as exc:
