@@ -70,9 +70,8 @@ def create_app(ctx: WebContext, *, bind_host: str = "127.0.0.1") -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            rates = _optional("pipeline_rates")
-            if rates is not None and hasattr(rates, "lifespan"):
-                await stack.enter_async_context(rates.lifespan(ctx))
+            if pipeline_api is not None and hasattr(pipeline_api, "lifespan"):  # the rate sampler
+                await stack.enter_async_context(pipeline_api.lifespan(ctx))
             hub = mail_api.hub(ctx)
             hub.start()
             stack.push_async_callback(hub.stop)

@@ -273,3 +273,52 @@ def test_converse_with_the_demo_application(web_pipeline: WebPipeline) -> None:
     wait_for(lambda: len(reply()) == 2, 60, 0.3, "the second reply")
     thread = web.get_json(f"/api/messages/{again['id']}")["thread"]
     assert [m["mailbox"] for m in thread] == ["sent", "queue", "sent", "queue"]
+
+
+def test_event_clients_that_go_away_are_dropped(tmp_path: Path) -> None:
+    """In-process (uvicorn in a thread) so the hub's subscribers can be counted: one poller, many
+    clients, and each client's subscription ends when it disconnects."""
+    import threading
+    from types import SimpleNamespace
+
+    import uvicorn
+
+    from lamson.settings import DEFAULTS
+    from lamson.typed_settings import Settings
+    from lamson.web.app import create_app
+    from lamson.web.context import WebContext
+    from tests.support import free_port
+
+    ctx = WebContext(settings=Settings.of(SimpleNamespace(**DEFAULTS)), root=tmp_path, conn=None)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    conns: list[http.client.HTTPConnection] = []
+    responses: list[http.client.HTTPResponse] = []
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), 30, what="uvicorn to start")
+        hub = ctx.services["events"]
+        for _ in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/api/events")
+            response = conn.getresponse()
+            assert response.readline().startswith(b"retry:")
+            conns.append(conn)
+            responses.append(response)
+        assert len(hub.subscribers) == 3
+        maildir.write(maildir.ensure(tmp_path / "run" / "queue"), plain("a@test.com", "b@example.org", "x", "y\n"))
+        for response in responses:  # every client gets it, from the one poller
+            lines = [response.readline() for _ in range(3)]  # ": connected", "", then the event
+            assert lines[1:] == [b"\n", b"event: message\n"], lines
+        for conn in conns[:2]:
+            conn.close()
+        wait_for(lambda: len(hub.subscribers) == 1, 20, 0.1, "the two closed clients to be dropped")
+    finally:
+        for conn in conns:
+            conn.close()
+        server.should_exit = True
+        thread.join(30)
+    assert not thread.is_alive()
+    assert "mail_index" not in ctx.services  # closed with the application
