@@ -268,3 +268,18 @@ def test_requeue_a_parked_message_from_the_pipeline_page(page: Page, web_pipelin
     # Back in the pipeline: the application answers it as it would have the first time.
     wait_for(lambda: any(f"Re: Parked {word}".encode() in (web_pipeline.queue / "new" / k).read_bytes()
                          for k in maildir.keys(web_pipeline.queue)), 30, 0.1, "the requeued message's reply")
+
+
+def test_restart_a_program_from_the_pipeline_page(page: Page, web_pipeline: WebPipeline) -> None:
+    page.goto("/#/pipeline")
+    metrics = page.locator("[data-testid=program-row][data-name=metrics]")
+    expect(metrics.get_by_test_id("program-state")).to_have_text("RUNNING")
+    before = metrics.get_by_test_id("program-pid").inner_text()
+    assert before.isdigit()
+    metrics.get_by_test_id("restart-metrics").click()
+
+    expect(page.get_by_test_id("pipeline-notice")).to_have_text("metrics restarted.")
+    # supervisord started it again: a new process, running, shown by the page's own refresh.
+    expect(metrics.get_by_test_id("program-pid")).not_to_have_text(before)
+    expect(metrics.get_by_test_id("program-state")).to_have_text("RUNNING")
+    assert web_pipeline.supervised.ctl("pid", "metrics").strip() != before

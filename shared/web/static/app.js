@@ -62,6 +62,35 @@
     while (el.firstChild) el.removeChild(el.firstChild);
   }
 
+  /** Makes ``old``'s children look like ``fresh``'s, reusing the nodes that can stay (see morph). */
+  function morphChildren(old, fresh) {
+    const olds = [...old.childNodes];
+    const news = [...fresh.childNodes];
+    if (olds.length !== news.length) {
+      clear(old);
+      append(old, news);
+      return;
+    }
+    olds.forEach((o, i) => {
+      if (!morph(o, news[i])) old.replaceChild(news[i], o);
+    });
+  }
+
+  /** True when ``old`` could be kept (same kind, tag and attributes), its text and children updated. */
+  function morph(old, fresh) {
+    if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) return false;
+    if (old.nodeType === Node.TEXT_NODE) {
+      if (old.data !== fresh.data) old.data = fresh.data;
+      return true;
+    }
+    if (old.nodeType !== Node.ELEMENT_NODE || old.attributes.length !== fresh.attributes.length) return false;
+    for (const attr of fresh.attributes) {
+      if (old.getAttribute(attr.name) !== attr.value) return false;
+    }
+    morphChildren(old, fresh);
+    return true;
+  }
+
   function debounce(fn, ms) {
     let timer = null;
     const wrapped = (...args) => {
@@ -761,14 +790,17 @@
       notice.hidden = false;
     }
 
-    /** Redraws one section only when its data changed, so a button is not replaced under the pointer. */
+    /** Redraws one section when its data changed, keeping every element whose tag and attributes are
+     * unchanged (only its text is updated): a button is not replaced under the pointer every time an
+     * age or an uptime ticks. Rows and buttons carry their identity in attributes (data-id, data-name,
+     * data-testid), so an element kept is one for the same thing. */
     function put(name, data, draw) {
       const key = JSON.stringify(data);
       const sec = sections[name];
       if (key === sec.last) return;
       sec.last = key;
-      clear(sec.body);
-      append(sec.body, [draw(data)]);
+      const fresh = h("div", {}, draw(data));
+      morphChildren(sec.body, fresh);
     }
 
     const failed = (e) => h("p", { class: "empty error" }, e.message);
@@ -798,9 +830,9 @@
         : table("programs-table", ["Program", "State", "Uptime", "PID", ""], p.programs.map((g) =>
           h("tr", { testid: "program-row", "data-name": g.name },
             h("td", { title: g.description || "" }, g.name),
-            h("td", {}, h("span", { class: "state state-" + String(g.state).toLowerCase() }, g.state)),
-            h("td", {}, g.uptime === null ? "–" : duration(g.uptime)),
-            h("td", {}, g.pid === null ? "–" : String(g.pid)),
+            h("td", {}, h("span", { class: "state state-" + String(g.state).toLowerCase(), testid: "program-state" }, g.state)),
+            h("td", { testid: "program-uptime" }, g.uptime === null ? "–" : duration(g.uptime)),
+            h("td", { testid: "program-pid" }, g.pid === null ? "–" : String(g.pid)),
             h("td", {}, h("button", {
               type: "button", class: "button small", testid: "restart-" + g.name,
               onclick: (ev) => action(ev.currentTarget, "/api/pipeline/programs/" + encodeURIComponent(g.name) + "/restart",
