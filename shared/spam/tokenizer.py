@@ -518,27 +518,36 @@ def _strip_html(text: str) -> tuple[str, list[str]]:
     if _SCRIPT_STYLE.search(text):
         text = _SCRIPT_STYLE.sub(" ", text)
     seen: set[str] = set()
+    # One pass over the tags gives both the facts and the visible text (what _TAG.sub(" ", text) gives);
+    # the hidden-text pattern is looked for in each tag only if the whole text has it somewhere.
+    hidden = _HIDDEN.search(text) is not None
+    visible: list[str] = []
+    last = 0
     for match in _TAG.finditer(text):
+        visible.append(text[last:match.start()])
+        visible.append(" ")
+        last = match.end()
         name = match.group(2).lower()
         attrs = match.group(3)
         if name in _NOTED_TAGS and name not in seen:
             seen.add(name)
             facts.append(f"html:{name}")
-        if attrs:
-            if _HIDDEN.search(attrs):
-                facts.append("html:hidden-text")
-            lowered = attrs.lower()
-            if name == "font" and ("color=\"#ffffff\"" in lowered or "color=white" in lowered or
-                                   "color=\"white\"" in lowered or "color=#ffffff" in lowered):
-                facts.append("html:white-font")
+        if hidden and attrs and _HIDDEN.search(attrs):
+            facts.append("html:hidden-text")
+        if attrs and "=" in attrs:  # white fonts and URLs are attribute values
+            if name == "font":
+                lowered = attrs.lower()
+                if ("color=\"#ffffff\"" in lowered or "color=white" in lowered or
+                        "color=\"white\"" in lowered or "color=#ffffff" in lowered):
+                    facts.append("html:white-font")
             for url in _ATTR_URL.finditer(attrs):
                 value = html.unescape(url.group(1))
                 if value.lower().startswith(("http:", "https:", "ftp:", "www.")):
                     facts.extend(_url_tokens(value))
                 elif value.lower().startswith("mailto:"):
                     facts.append("url:mailto")
-    visible = _TAG.sub(" ", text)
-    return html.unescape(visible), facts
+    visible.append(text[last:])
+    return html.unescape("".join(visible)), facts
 
 
 def _url_tokens(url: str) -> Iterator[str]:
