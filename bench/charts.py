@@ -47,7 +47,7 @@ matplotlib.use("Agg")
 
 from matplotlib.axes import Axes  # noqa: E402 - after the backend is chosen
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
 
 #: Names of the files written, by chart.
 FILES = {"throughput": "bench-throughput.svg", "latency": "bench-latency.svg", "cpu": "bench-cpu.svg"}
@@ -107,7 +107,7 @@ def session_axis(ax: Axes, sessions: list[int]) -> None:
 
 
 def new_figure(figures: Figures, title: str) -> tuple[Figure, Axes]:
-    fig = Figure(figsize=(7.2, 4.2))
+    fig = Figure(figsize=(7.2, 4.2), layout="constrained")  # titles, labels and legends never overlap
     ax = fig.add_subplot()
     fig.suptitle(title, fontsize=12, fontweight="bold")
     ax.set_title(subtitle(figures), fontsize=8, color="#555555")
@@ -119,17 +119,18 @@ def throughput(figures: Figures) -> Figure:
     fig, ax = new_figure(figures, "End-to-end throughput (replies at the sink per second)")
     points = figures["points"]
     sessions = [p["sessions"] for p in points]
-    for name, key, colour, note in (("Lamson (durable)", "lamson", LAMSON, ""),
-                                    ("Salmon 3.3 (not durable)", "salmon", SALMON, "")):
+    # Lamson's values under its points, Salmon's above: the lines are often close.
+    for name, key, colour, below in (("Lamson (durable)", "lamson", LAMSON, True),
+                                     ("Salmon 3.3 (not durable)", "salmon", SALMON, False)):
         done = [(p["sessions"], p[key]["rate"]) for p in points if p.get(key) and p[key]["complete"]]
         cut = [(p["sessions"], p[key]["rate"]) for p in points if p.get(key) and not p[key]["complete"]]
         stalled = [(p["sessions"], p[key]) for p in points if p.get(key) and not p[key]["complete"]]
         if done:
             xs, ys = zip(*done, strict=True)
-            ax.plot(xs, ys, marker="o", color=colour, label=name + note, linewidth=2)
+            ax.plot(xs, ys, marker="o", color=colour, label=name, linewidth=2)
             for x, y in done:
-                ax.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(0, 7), ha="center",
-                            fontsize=8, color=colour)
+                ax.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(0, -14 if below else 7),
+                            ha="center", fontsize=8, color=colour)
         if cut:
             xs, ys = zip(*cut, strict=True)
             ax.plot(xs, ys, linestyle="none", marker="x", markersize=9, color=colour,
@@ -159,8 +160,10 @@ def latency(figures: Figures) -> Figure:
     ax.set_xticks(range(len(points)))
     ax.set_xticklabels([f"{p['sessions']}\nat {p['latency'].get('paced_rate', 0):.0f} msg/s" for p in points])
     ax.set_xlabel("concurrent SMTP sessions, paced at half the throughput measured (smtplib client)")
-    ax.set_ylabel("milliseconds")
-    ax.grid(axis="y", alpha=0.3)
+    ax.set_yscale("log")  # tens of ms when idle, seconds near saturation: both readable
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set_ylabel("milliseconds (log scale)")
+    ax.grid(axis="y", alpha=0.3, which="both")
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     if not points:
         ax.text(0.5, 0.5, "no latency runs in this sweep (bench/compare.py --latency)", ha="center",
@@ -207,21 +210,22 @@ def cpu(figures: Figures) -> Figure:
     ax.set_xlabel("concurrent SMTP sessions (left: Lamson by stage; right: Salmon)")
     ax.set_ylabel("CPU milliseconds per message")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    fig.subplots_adjust(right=0.72)
-    if cut:
-        fig.text(0.735, 0.4, "* did not finish:\nCPU per reply that arrived", ha="left", va="top", fontsize=7,
-                 color="#555555")
+    handles, names = ax.get_legend_handles_labels()
+    if cut:  # a note at the end of the legend (an empty line of the plot: no marker)
+        handles.append(ax.plot([], [], " ")[0])
+        names.append("* did not finish:\n  CPU per reply that arrived")
+    ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     return fig
 
 
-def draw(figures: Figures, out: Path) -> list[Path]:
-    """Write the three charts of ``figures`` into ``out``; returns the files written."""
+def draw(figures: Figures, out: Path, which: tuple[str, ...] = tuple(FILES)) -> list[Path]:
+    """Write the charts ``which`` (all three by default) of ``figures`` into ``out``; returns the files."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    makers = {"throughput": throughput, "latency": latency, "cpu": cpu}
     with matplotlib.rc_context(STYLE):
-        for chart, make in (("throughput", throughput), ("latency", latency), ("cpu", cpu)):
-            fig = make(figures)
+        for chart in which:
+            fig = makers[chart](figures)
             path = out / FILES[chart]
             fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
             written.append(path)
