@@ -25,8 +25,8 @@ the targets (a page < 1 s, a search < 300 ms), and ends the process by its pid.
 
     .venv/bin/python bench/web.py [--messages 10000] [--runs 20] [--generated]
 
-The API is docs/web.md's (``GET /api/messages?mailbox=&q=&limit=&before=``).
-Nothing is asserted: the figures are for the README and docs/web.md.
+The API is the one the pages use (lamson.web.mail_api: ``GET /api/messages?mailbox=&q=&limit=&before=``).
+Nothing is asserted: the figures are for the README and the web docs.
 """
 
 from __future__ import annotations
