@@ -45,6 +45,7 @@ WAIT = 20_000
 def browser() -> Iterator[Browser]:
     """Debian's Chromium, headless, for the whole module. Missing, the tests fail: they never skip."""
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run bash scripts/setup --test (apt-get install chromium)"
+    expect.set_options(timeout=WAIT)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
@@ -61,11 +62,12 @@ def page(browser: Browser, web_pipeline: WebPipeline) -> Iterator[Page]:
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
     try:
         yield tab
     finally:
         context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert errors == [], f"errors on the page (JavaScript, or the Content-Security-Policy refusing it): {errors}"
 
 
 def token() -> str:
@@ -196,6 +198,7 @@ def test_html_runs_no_script_and_fetches_no_remote_image_until_asked(page: Page,
         assert "SCRIPT RAN" not in page.title()
         # The frame has loaded, images included: the tracker was never asked for anything.
         assert pixel.requests == []
+        expect(page.get_by_test_id("blocked-images")).to_contain_text("1 remote image is blocked")
 
         # The reader asks for remote images: now (and only now) the image is fetched, still without scripts.
         page.get_by_test_id("load-images").click()
@@ -206,6 +209,15 @@ def test_html_runs_no_script_and_fetches_no_remote_image_until_asked(page: Page,
         expect(body).to_contain_text(f"Hello {word}")
         expect(body).not_to_contain_text("SCRIPT RAN")
         assert page.evaluate("window.__scriptRan") is None
+
+    # The MIME tree: multipart/alternative and its two parts, each to download.
+    page.get_by_test_id("tab-parts").click()
+    links = page.get_by_test_id("part-link")
+    expect(links).to_have_count(2)
+    expect(page.get_by_test_id("panel-parts")).to_contain_text("multipart/alternative")
+    with page.expect_download() as download:
+        links.filter(has_text="text/html").click()
+    assert f"Hello {word}".encode() in Path(download.value.path()).read_bytes()
 
 
 def test_converse_with_the_application_from_the_browser(page: Page, web_pipeline: WebPipeline) -> None:

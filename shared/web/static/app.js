@@ -445,7 +445,12 @@
         reload();
         return;
       }
-      // The index may take a moment to see a file the event announced: ask a few times.
+      if (ev.summary) {
+        place(ev.summary, true);
+        showStats(0);
+        return;
+      }
+      // An event without its summary: ask for the message (the index may take a moment to see it).
       for (let attempt = 0; attempt < 5; attempt++) {
         try {
           const m = await api(apiMessage(ev.mailbox, ev.key));
@@ -545,7 +550,7 @@
         headers: () => h("table", { class: "headers", testid: "headers-table" },
           h("tbody", {}, (m.headers || []).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v))))),
         source: () => sourcePanel(base),
-        parts: () => partsPanel(m.parts || [], base),
+        parts: () => partsPanel(m, base),
       };
       function show(name) {
         for (const tab of tabs.children) {
@@ -648,14 +653,22 @@
       src: base + "/html?images=0", testid: "html-frame",
     });
     const button = h("button", { type: "button", class: "button", testid: "load-images" }, "Load remote images");
+    const note = h("span", { class: "muted", testid: "blocked-images" },
+      "Shown sanitised, without scripts; remote images are blocked until you ask.");
+    // How many remote images the sanitiser held back (a header of the HTML answer), to say so.
+    fetch(base + "/html?images=0", { credentials: "same-origin", cache: "no-store" }).then((res) => {
+      const n = Number(res.headers.get("X-Lamson-Blocked-Images"));
+      if (!res.ok || !isFinite(n) || button.disabled) return;
+      note.textContent = n === 0 ? "Shown sanitised, without scripts. It asks for no remote image."
+        : "Shown sanitised, without scripts; " + n + (n === 1 ? " remote image is" : " remote images are") + " blocked until you ask.";
+    }).catch(() => {});
     button.addEventListener("click", () => {
       frame.setAttribute("src", base + "/html?images=1");
       button.disabled = true;
       button.textContent = "Remote images loaded";
+      note.textContent = "Shown sanitised, without scripts; remote images loaded (their servers now know you read it).";
     });
-    return [h("div", { class: "html-bar" },
-      h("span", { class: "muted" }, "Shown sanitised, without scripts; remote images are blocked until you ask."), button),
-    frame];
+    return [h("div", { class: "html-bar" }, note, button), frame];
   }
 
   function sourcePanel(base) {
@@ -667,7 +680,11 @@
     return pre;
   }
 
-  function partsPanel(parts, base) {
+  /** The MIME tree under the message itself (its own Content-Type first), each leaf a download. */
+  function partsPanel(m, base) {
+    const parts = m.parts || [];
+    const header = (m.headers || []).find(([k]) => k.toLowerCase() === "content-type");
+    const own = header ? header[1].split(";")[0].trim().toLowerCase() : "text/plain";
     function tree(list) {
       return h("ul", { class: "parts" }, list.map((p) => {
         const leaf = !p.children || p.children.length === 0;
@@ -683,7 +700,9 @@
           leaf ? null : tree(p.children));
       }));
     }
-    return parts.length ? tree(parts) : h("p", { class: "muted" }, "No parts.");
+    return h("ul", { class: "parts" }, h("li", {},
+      h("span", { class: "part" }, h("strong", {}, "message"), " ", h("span", { class: "muted" }, own + " · " + size(m.size))),
+      parts.length ? tree(parts) : null));
   }
 
   /* ---------- compose ---------- */
