@@ -206,20 +206,28 @@ def parse_bytes(data: bytes, fname: str, size: int, mtime: float) -> Parsed:
             reason = None
     msg = mime.parse(data)
     ts = arrival(fname, mtime)
-    body = mime.text_of(msg, BODY_LIMIT)
+    found = mime.survey(msg)
+    if found.plain is not None:
+        body = mime.part_text(found.plain, BODY_LIMIT)
+    elif found.rich is not None:
+        body = mime.quick_html_text(mime.part_text(found.rich, BODY_LIMIT * 2), BODY_LIMIT)
+    else:
+        body = ""
+    heads = mime.first_headers(msg)
+
+    def head(name: str) -> str:
+        return mime.header_text(heads.get(name))
+
     snippet = " ".join(body[: SNIPPET * 4].split())[:SNIPPET]
-    mid = (mime.message_ids(mime.header(msg, "Message-ID")) or [""])[0]
-    reply = (mime.message_ids(mime.header(msg, "In-Reply-To")) or [""])[0]
-    refs = mime.message_ids(mime.header(msg, "References"))
+    mid = (mime.message_ids(head("message-id")) or [""])[0]
+    reply = (mime.message_ids(head("in-reply-to")) or [""])[0]
+    refs = mime.message_ids(head("references"))
     if reply and reply not in refs:
         refs.append(reply)
-    recipients = mime.header(msg, "To")
-    cc = mime.header(msg, "Cc")
-    fields = {"size": size, "timestamp": ts, "date": header_date(mime.header(msg, "Date"), ts),
-              "sender": mime.header(msg, "From"), "recipients": recipients, "cc": cc,
-              "subject": mime.header(msg, "Subject"), "snippet": snippet, "message_id": mid,
-              "in_reply_to": reply, "has_html": int(mime.first_body(msg, "text/html") is not None),
-              "attachments": mime.attachment_count(msg), "reason": reason}
+    fields = {"size": size, "timestamp": ts, "date": header_date(head("date"), ts), "sender": head("from"),
+              "recipients": head("to"), "cc": head("cc"), "subject": head("subject"), "snippet": snippet,
+              "message_id": mid, "in_reply_to": reply, "has_html": int(found.rich is not None),
+              "attachments": found.attachments, "reason": reason}
     return Parsed(fields, body, refs)
 
 

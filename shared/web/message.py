@@ -53,6 +53,10 @@ def parse(data: bytes) -> email.message.Message:
     even the headers cannot be read, an empty message.
     """
     try:
+        # Most mail is one part: its headers parsed, the body kept as it is, is all there is to it.
+        head = BytesParser(policy=compat32).parsebytes(data[:PARSE_LIMIT], headersonly=True)
+        if head.get_content_maintype() not in ("multipart", "message"):
+            return head
         return BytesParser(policy=compat32).parsebytes(data[:PARSE_LIMIT])
     except Exception:  # noqa: BLE001 - hostile input: a parse error must not become a 500
         pass
@@ -287,6 +291,60 @@ def text_of(msg: email.message.Message, limit: int = MAX_TEXT) -> str:
 
 def attachment_count(msg: email.message.Message) -> int:
     return sum(1 for _, part in walk(msg) if is_attachment(part))
+
+
+_SCRIPTS = re.compile(r"(?is)<(script|style|head|title)\b[^>]*>.*?(?:</\1\s*>|$)")
+_BREAKS = re.compile(r"(?i)<(?:br|/?p|/?div|/?tr|/?li|/?h[1-6]|/?table|/?blockquote|hr)\b[^>]*>")
+_TAGS = re.compile(r"<[^>]*>")
+
+
+def quick_html_text(source: str, limit: int) -> str:
+    """The words of an HTML body, by regular expressions: for the search index, where thousands of
+    messages are read at once and :func:`html_to_text`'s parser would cost most of the time.
+
+    Linear in the input (each pattern's matches are disjoint and scanned once; an unclosed
+    ``<script`` ends the text). Good enough for search and snippets, not for display.
+    """
+    text = _SCRIPTS.sub(" ", source[: limit * 2])
+    text = _TAGS.sub(" ", _BREAKS.sub("\n", text))
+    return " ".join(html.unescape(text).split())[:limit]
+
+
+@dataclass(frozen=True)
+class Survey:
+    """One walk's findings: the first text and HTML bodies, and the attachments counted."""
+
+    plain: email.message.Message | None
+    rich: email.message.Message | None
+    attachments: int
+
+
+def survey(msg: email.message.Message) -> Survey:
+    """:func:`first_body` for text/plain and text/html and :func:`attachment_count`, in one walk."""
+    plain = rich = None
+    attachments = 0
+    for _, part in walk(msg):
+        if is_attachment(part):
+            attachments += 1
+            continue
+        ctype = content_type(part)
+        if ctype == "text/plain" and plain is None:
+            plain = part
+        elif ctype == "text/html" and rich is None:
+            rich = part
+    return Survey(plain, rich, attachments)
+
+
+def first_headers(msg: email.message.Message) -> dict[str, str]:
+    """The first value of every header, by lower-case name (one pass instead of one scan per name)."""
+    found: dict[str, str] = {}
+    try:
+        items = msg.items()
+    except Exception:  # noqa: BLE001
+        return found
+    for name, value in items:
+        found.setdefault(str(name).lower(), value if isinstance(value, str) else str(value))
+    return found
 
 
 # --- sanitised HTML --------------------------------------------------------------------------------

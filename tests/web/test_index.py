@@ -197,3 +197,20 @@ def test_a_rebuilt_index_finds_the_same_messages(tmp_path: Path, boxes: dict[str
         assert again.query(None).total == 20
     finally:
         again.close()
+
+
+def test_html_only_mail_is_searched_by_its_visible_words(boxes: dict[str, Mailbox], index: Index) -> None:
+    msg = EmailMessage()
+    msg["From"] = "news@example.org"
+    msg["Subject"] = "HTML only"
+    msg.set_content("<html><head><title>titleword</title><style>p{color:red}</style></head><body>"
+                    "<p>Visible&nbsp;paragraphword</p><script>var scriptword = 1;</script>"
+                    "<div>caf&eacute; second</div><script>unclosed endword", subtype="html")
+    maildir.write(boxes["queue"].path, msg.as_bytes(), sync=False)
+    index.refresh(boxes.values())
+    assert index.query(None, "paragraphword").total == 1
+    assert index.query(None, "café").total == 1
+    assert index.query(None, "scriptword").total == 0 and index.query(None, "titleword").total == 0
+    assert index.query(None, "endword").total == 0
+    (row,) = index.query(None).rows
+    assert row.has_html and row.snippet == "Visible paragraphword café second"
