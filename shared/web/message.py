@@ -54,9 +54,9 @@ def parse(data: bytes) -> email.message.Message:
     """
     try:
         # Most mail is one part: its headers parsed, the body kept as it is, is all there is to it.
-        head = BytesParser(policy=compat32).parsebytes(data[:PARSE_LIMIT], headersonly=True)
-        if head.get_content_maintype() not in ("multipart", "message"):
-            return head
+        top = BytesParser(policy=compat32).parsebytes(data[:PARSE_LIMIT], headersonly=True)
+        if top.get_content_maintype() not in ("multipart", "message"):
+            return top
         return BytesParser(policy=compat32).parsebytes(data[:PARSE_LIMIT])
     except Exception:  # noqa: BLE001 - hostile input: a parse error must not become a 500
         pass
