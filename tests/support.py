@@ -93,10 +93,12 @@ def pipeline_env(ports: dict[str, int], **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAMSON_")}
     env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
     names = {"redis": "LAMSON_REDIS_URL", "receiver": "LAMSON_RECEIVER_PORT", "relay": "LAMSON_RELAY_PORT",
-             "metrics": "LAMSON_METRICS_PORT"}
+             "metrics": "LAMSON_METRICS_PORT", "web": "LAMSON_WEB_PORT"}
     for what, port in ports.items():
         env[names[what]] = f"redis://127.0.0.1:{port}/0" if what == "redis" else str(port)
     env["LAMSON_AUTH_RESULTS"] = "0"  # no DNS query leaves loopback
+    if "web" not in ports:  # the development deploy files run `lamson web`: never on a fixed port in tests
+        env["LAMSON_WEB_PORT"] = str(free_port())
     env.update(extra)
     return env
 

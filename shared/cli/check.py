@@ -75,7 +75,8 @@ def log_port(command: str, module: Any) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from lamson import settings as lsettings
-    from lamson.settings_check import ERROR, NOTE, Finding, check, check_identity, check_services
+    from lamson.settings_check import ERROR, NOTE, WARNING, Finding, check, check_identity, check_services
+    from lamson.web.security import exposure_findings
 
     quiet = logging.getLogger("lamson.settings")
     was = quiet.disabled
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
             module = None
         else:
             findings = check(module) + check_identity(module)
+            findings += [Finding(WARNING, "web_config", text)
+                         for text in exposure_findings(module, lsettings.project_root(args.root))]
     finally:
         quiet.disabled = was
     if module is not None and not args.offline:

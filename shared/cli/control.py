@@ -117,6 +117,7 @@ def listeners(args: argparse.Namespace, proj: supervision.Project) -> list[tuple
          "relay_config, the log program's port (LAMSON_RELAY_PORT)"),
         ("redis", redis_url.hostname or "127.0.0.1", redis_url.port or 6379,
          "redis_url (LAMSON_REDIS_URL; or remove [program:redis] to use the Redis already there)"),
+        ("web", conf.web_config["host"], conf.web_config["port"], "web_config, lamson web's port (LAMSON_WEB_PORT)"),
     ]
     return [entry for entry in found if f"[program:{entry[0]}]" in text]
 

@@ -25,6 +25,8 @@ def base_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("PYTEST")}
     env["PATH"] = f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"
     env["HOME"] = str(home)
+    # Generated projects run `lamson web` under supervisord: never on its fixed default port in tests.
+    env["LAMSON_WEB_PORT"] = str(free_port())
     env.update(extra)
     return env
 

@@ -147,7 +147,7 @@ def test_the_guide_session(generated: Path, project_env: dict[str, str], tracker
     assert direct.returncode == 0, direct.stderr.decode()
     wait_for(lambda: (root / "run" / "supervisord.pid").exists(), 20, what="supervisord.pid")
     tracker.add_pidfiles(root / "run")
-    wait_all_running(lambda: lamson("status").stdout.decode(), 7, root / "logs")
+    wait_all_running(lambda: lamson("status").stdout.decode(), 8, root / "logs")
     tracker.add_programs(root)
 
     restarted = lamson("restart", timeout=200)

@@ -27,14 +27,14 @@ SYNTAX_ERROR = "\ndef broken(:\n"
 
 @pytest.fixture
 def broken(tmp_path: Path) -> Iterator[Pipeline]:
-    """The pipeline of seven programs, started with app/handlers/sample.py unimportable (boot_retry = 1)."""
+    """The pipeline of eight programs, started with app/handlers/sample.py unimportable (boot_retry = 1)."""
     root, env, ports = deploy_tree(tmp_path)
     demo = root / "examples" / "demo"
     sample = demo / "app" / "handlers" / "sample.py"
     sample.write_text(sample.read_text() + SYNTAX_ERROR)
     settings = demo / "config" / "settings.py"
     settings.write_text(settings.read_text() + "\nboot_retry = 1\n")
-    with supervised(root, env, 7, (ports["redis"], ports["receiver"], ports["relay"], ports["metrics"])):
+    with supervised(root, env, 8, (ports["redis"], ports["receiver"], ports["relay"], ports["metrics"])):
         yield Pipeline(root, env, ports)
 
 
@@ -54,7 +54,7 @@ def health(p: Pipeline) -> tuple[int, dict]:
 def test_status_and_health_name_a_handler_that_fails_to_import_until_it_is_fixed(broken: Pipeline) -> None:
     p = broken
     # Every program RUNNING, as supervisord sees it: the router workers wait to try their import again.
-    assert p.ctl("status").count("RUNNING") == 7
+    assert p.ctl("status").count("RUNNING") == 8
 
     def reported() -> subprocess.CompletedProcess[str] | None:
         found = status(p)

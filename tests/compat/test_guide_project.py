@@ -336,7 +336,7 @@ def test_guide_project_runs_under_plain_supervisord(guide_app: tuple[Path, dict[
         return subprocess.run([*ctl, "status"], cwd=root, env=env, capture_output=True, text=True, timeout=30).stdout
 
     # redis, receiver, 2 routers, relay, metrics, log (queue: off)
-    wait_all_running(status, 7, root / "logs")
+    wait_all_running(status, 8, root / "logs")
     conversation(root, ports["receiver"], "reader@localhost")
 
     def start_queue() -> None:

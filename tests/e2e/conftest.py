@@ -40,5 +40,5 @@ def deploy_tree(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, int]]:
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     root, env, ports = deploy_tree(tmp_path)
-    with supervised(root, env, 7, (ports["redis"], ports["receiver"], ports["relay"])):
+    with supervised(root, env, 8, (ports["redis"], ports["receiver"], ports["relay"])):
         yield Pipeline(root, env, ports)

@@ -80,7 +80,7 @@ def list_pipeline(short_tmp: Path) -> Iterator[ListPipeline]:
     ports = {"redis": free_port(), "receiver": free_port(), "metrics": free_port()}
     with smtp_sink() as sink:
         env = pipeline_env(ports, LAMSON_RELAY_PORT=str(sink.port))
-        with supervised(root, env, 6, (ports["receiver"],)):
+        with supervised(root, env, 7, (ports["receiver"],)):
             yield ListPipeline(root, env, ports, sink)
 
 

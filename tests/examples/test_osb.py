@@ -105,7 +105,7 @@ def blog(short_tmp: Path) -> Iterator[Blog]:
     ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port(), "metrics": free_port()}
     env = pipeline_env(ports)
     # redis, receiver, two routers, relay, metrics, the queue worker (autostart here) and log
-    with supervised(root, env, 8, (ports["receiver"],)):
+    with supervised(root, env, 9, (ports["receiver"],)):
         yield Blog(root, env, ports)
 
 

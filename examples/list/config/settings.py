@@ -23,6 +23,7 @@ relay_config = {"host": "127.0.0.1", "port": 8835}
 
 # Prometheus metrics (`lamson metrics`).
 metrics_config = {"host": "127.0.0.1", "port": 9118}
+web_config = {"host": "127.0.0.1", "port": 8881}
 
 # The lists this server runs: name -> description (the phrase of the List-Id header).
 # A name is lowercase letters, digits and dots; only these names are routed, so mail

@@ -17,6 +17,7 @@ relay_config = {"host": "127.0.0.1", "port": 8845}
 
 # Prometheus metrics (`lamson metrics`, the metrics program).
 metrics_config = {"host": "127.0.0.1", "port": 9128}
+web_config = {"host": "127.0.0.1", "port": 8882}
 
 # The router workers' handlers: posting (and deleting), and comments.
 handlers = ["app.handlers.post", "app.handlers.comment"]
