@@ -14,6 +14,7 @@ its own addresses and subjects, so they do not see each other's mail.
 
 from __future__ import annotations
 
+import email.utils
 import http.server
 import re
 import smtplib
@@ -139,6 +140,27 @@ def test_inbox_shows_the_reply_arriving_live_and_search_finds_it(page: Page, web
     expect(page.get_by_test_id("source")).to_contain_text(f"Subject: Re: Hello {word}")
     page.get_by_test_id("tab-headers").click()
     expect(page.get_by_test_id("headers-table")).to_contain_text("Message-ID")
+
+
+def test_inbox_pages_older_messages_and_lists_other_maildirs(page: Page, web_pipeline: WebPipeline) -> None:
+    word = token()
+    # A Maildir of the application's own (a lamson.queue.Queue folder under run/), 60 messages, a minute apart.
+    for i in range(60):
+        msg = plain(f"{word}@example.org", "archive@test.com", f"Archived {i:02d} {word}", "kept")
+        msg["Date"] = email.utils.formatdate(1_700_000_000 + 60 * i)
+        web_pipeline.project.deliver(f"archive-{word}", msg.as_bytes())
+
+    page.goto("/#/inbox")
+    page.get_by_test_id(f"mailbox-archive-{word}").click()
+    expect(page.get_by_test_id(f"mailbox-count-archive-{word}")).to_have_text("60")
+    rows = page.get_by_test_id("row-subject")
+    expect(rows).to_have_count(50)
+    expect(rows.first).to_have_text(f"Archived 59 {word}")  # newest first
+    expect(rows.last).to_have_text(f"Archived 10 {word}")
+    page.get_by_test_id("older").click()
+    expect(rows).to_have_count(60)
+    expect(rows.last).to_have_text(f"Archived 00 {word}")
+    expect(page.get_by_test_id("older")).to_be_hidden()
 
 
 class PixelServer:
