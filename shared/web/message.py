@@ -34,6 +34,8 @@ PARSE_LIMIT = 8 * 1024 * 1024
 #: Deepest MIME nesting walked, and most parts listed.
 MAX_DEPTH = 24
 MAX_PARTS = 400
+#: Most ``boundary`` parameters a message may hold to be parsed as MIME (see :func:`parse`).
+MAX_BOUNDARIES = 500
 #: Longest header value kept (characters).
 MAX_HEADER = 8 * 1024
 #: Longest text shown (characters) and HTML sanitised (characters).
@@ -49,7 +51,8 @@ def parse(data: bytes) -> email.message.Message:
     """The message's structure (the first :data:`PARSE_LIMIT` bytes), never raising.
 
     MIME nested deeper than the parser's recursion allows (thousands of levels) raises inside the
-    standard library: the message is then its headers and its body as one text part, and when
+    standard library, after seconds of work: a message with more than :data:`MAX_BOUNDARIES`
+    boundaries, or one the parser fails on, is its headers and its body as one text part, and when
     even the headers cannot be read, an empty message.
     """
     try:
@@ -57,7 +60,10 @@ def parse(data: bytes) -> email.message.Message:
         top = BytesParser(policy=compat32).parsebytes(data[:PARSE_LIMIT], headersonly=True)
         if top.get_content_maintype() not in ("multipart", "message"):
             return top
-        return BytesParser(policy=compat32).parsebytes(data[:PARSE_LIMIT])
+        # Each multipart level names a boundary: past MAX_BOUNDARIES the standard parser would spend
+        # seconds recursing before it gives up, so such a message is read as headers and text at once.
+        if data[:PARSE_LIMIT].lower().count(b"boundary") <= MAX_BOUNDARIES:
+            return BytesParser(policy=compat32).parsebytes(data[:PARSE_LIMIT])
     except Exception:  # noqa: BLE001 - hostile input: a parse error must not become a 500
         pass
     try:

@@ -200,3 +200,36 @@ def test_the_command_is_in_the_cli(web_project: WebProject) -> None:
     done = run_lamson("help", "-for", "web", cwd=web_project.root, env=web_env())
     assert done.returncode == 0 and b"lamson web" in done.stdout and b"-wait-for-port" in done.stdout
     assert (BIN / "lamson").exists()
+
+
+def test_hostile_mail_never_breaks_the_api(web: WebServer) -> None:
+    deep = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(3000))
+    nested = b"".join(b'--o\r\nContent-Type: multipart/mixed; boundary="o"\r\n\r\n' for _ in range(60))
+    samples = [
+        b"From: a@b.c\r\nSubject: =?x-bogus?q?hi?=\r\nContent-Type: text/html; charset=x-bogus\r\n\r\n<p>\xff\xfe</p>\r\n",
+        b"From: a@b.c\r\nSubject: " + b"y" * 300_000 + b"\r\n\r\nhuge header\r\n",
+        b"From: a@b.c\r\nSubject: deep\r\n" + deep,
+        b'From: a@b.c\r\nContent-Type: multipart/mixed; boundary="o"\r\n\r\n' + nested,
+        bytes(range(256)) * 50,
+        b"",
+        b"From: a@b.c\r\nContent-Type: image/svg+xml\r\nContent-ID: <s>\r\n\r\n<svg onload=alert(1)/>\r\n",
+        b"From: a@b.c\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n!!notbase64\r\n",
+    ]
+    keys = [web.project.deliver("queue", data) for data in samples]
+    assert web.get_json("/api/messages?mailbox=queue")["total"] == len(samples)
+    for key in keys:
+        detail = web.get(f"/api/messages/queue/{key}")
+        assert detail.status == 200, (key, detail.body[:300])
+        parts = detail.json()["parts"]
+        for path in ("1", "1.1", "2"):
+            assert web.get(f"/api/messages/queue/{key}/parts/{path}").status in (200, 404)
+        assert web.get(f"/api/messages/queue/{key}/html").status in (200, 404)
+        assert web.get(f"/api/messages/queue/{key}/raw").status == 200
+        assert isinstance(parts, list)
+    # Nesting is walked to a bound, not to the bottom.
+    nested_detail = web.get_json(f"/api/messages/queue/{keys[3]}")
+
+    def depth(nodes: list[dict[str, object]]) -> int:
+        return 1 + max((depth(n["children"]) for n in nodes), default=0)  # type: ignore[arg-type]
+
+    assert depth(nested_detail["parts"]) <= 26
