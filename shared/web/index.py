@@ -368,7 +368,11 @@ class Index:
                     (mailbox.name, key, fname, sub, f["size"], f["timestamp"], f["date"], f["sender"],
                      f["recipients"], f["cc"], f["subject"], f["snippet"], f["message_id"], f["in_reply_to"],
                      f["has_html"], f["attachments"], f["reason"]))
-                if not cur.rowcount:
+                if not cur.rowcount:  # another web process on the same project indexed it first
+                    other = self._db.execute("SELECT id, fname, sub FROM messages WHERE mailbox = ? AND key = ?",
+                                             (mailbox.name, key)).fetchone()
+                    if other is not None:
+                        known[key] = (int(other[0]), str(other[1]), str(other[2]))
                     continue
                 rowid = int(cur.lastrowid or 0)
                 known[key] = (rowid, fname, sub)

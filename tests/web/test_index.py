@@ -214,3 +214,19 @@ def test_html_only_mail_is_searched_by_its_visible_words(boxes: dict[str, Mailbo
     assert index.query(None, "endword").total == 0
     (row,) = index.query(None).rows
     assert row.has_html and row.snippet == "Visible paragraphword café second"
+
+
+def test_two_processes_sharing_one_index(tmp_path: Path, boxes: dict[str, Mailbox]) -> None:
+    """Two web servers on one project (supervisord's and one started by hand) share run/web-index.sqlite."""
+    one = Index(tmp_path / "run" / "web-index.sqlite")
+    two = Index(tmp_path / "run" / "web-index.sqlite")
+    try:
+        for i in range(5):
+            maildir.write(boxes["queue"].path, make(i), key=key_at(1_760_000_000 + i, i), sync=False)
+        assert one.refresh(boxes.values()) == 5
+        assert two.refresh(boxes.values()) == 0  # already there: taken over, not parsed again and again
+        assert two._files["queue"].keys() == one._files["queue"].keys()
+        assert two.query(None).total == 5 and two.query(None, "message 3 about").total == 1
+    finally:
+        one.close()
+        two.close()
