@@ -1,4 +1,4 @@
-"""What keeps ``lamson web`` from becoming a way into the application (docs/design.md, "lamson web").
+"""What keeps ``lamson web`` from becoming a way into the application (docs/web.md, docs/security.md).
 
 The web process reads every message the application received and sent, and sends mail as anyone to
 its receiver: whoever reaches it can do both. So:
