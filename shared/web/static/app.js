@@ -1,4 +1,4 @@
-/* lamson web: the pages (docs/web.md).
+/* lamson web: the pages (docs/design.md, "lamson web"; the API they use is in docs/web.md).
  *
  * One page, hash routes, plain JavaScript with no build step and nothing fetched from elsewhere: the
  * server's Content-Security-Policy is default-src 'self', so there is no inline script, no inline
