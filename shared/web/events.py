@@ -66,17 +66,17 @@ class Hub:
             self._task = None
 
     async def _run(self) -> None:
+        # The rows before this id were indexed by an earlier run; what the first scan adds is
+        # news only if it arrived after the start (``added_since`` judges: lamson.web.mail_api.hub).
         last: int | None = None
         while True:
             try:
-                if last is None:  # the first indexing: what is there already is no news
-                    await run_in_threadpool(self.refresh)
+                if last is None:
                     last = await run_in_threadpool(self.last_id)
-                else:
-                    await run_in_threadpool(self.refresh)
-                    last, events = await run_in_threadpool(self.added_since, last)
-                    for event in events:
-                        self.publish(event)
+                await run_in_threadpool(self.refresh)
+                last, events = await run_in_threadpool(self.added_since, last)
+                for event in events:
+                    self.publish(event)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a bad scan must not end live updates for good

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from lamson.web.mailboxes import Mailbox
 from lamson.web.security import csrf_cookie
 
 MAX_LIMIT = 500
+#: Seconds before the server's start that still count as news for the event stream.
+NEWS_MARGIN = 2.0
 
 #: The frame policy of a message's sanitised HTML: no script, nothing fetched (``data:`` images only).
 HTML_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
@@ -83,11 +86,15 @@ def hub(ctx: WebContext) -> events.Hub:
     """The process's event poller (lamson.web.events), created on first use."""
     found = ctx.services.get("events")
     if found is None:
+        # News is mail that arrived after the server started: the first indexing of a full Maildir
+        # (or of what came while the server was down) announces nothing, however long it takes.
+        news_since = time.time() - NEWS_MARGIN
+
         def added_since(last: int) -> tuple[int, list[dict[str, Any]]]:
             rows = get_index(ctx).since(last)
             return (rows[-1].id if rows else last,
                     [{"id": f"{r.mailbox}/{r.key}", "mailbox": r.mailbox, "key": r.key, "summary": summary(ctx, r)}
-                     for r in rows])
+                     for r in rows if r.timestamp >= news_since])
 
         found = events.Hub(lambda: refresh(ctx), added_since, lambda: get_index(ctx).last_id())
         ctx.services["events"] = found
