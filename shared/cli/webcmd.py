@@ -99,14 +99,15 @@ def run(args: argparse.Namespace) -> int:
     from lamson.web.security import check_bind, password_for
 
     module = lsettings.load(args.config, args.root)
-    keep_private(module)  # umask 077: the index holds the text of every message (lamson.private)
-    logs.setup(settings=module)
     settings = Settings.of(module)
-    host = args.host or str(settings.web_config.get("host", "127.0.0.1"))
-    port = args.port if args.port is not None else int(settings.web_config.get("port", 8880))
     # Relative folders in the settings are the current directory's, as every stage reads them;
     # -root names the project explicitly.
     root = Path(args.root).resolve() if args.root else Path.cwd().resolve()
+    # umask 077, run/ and logs/ 0700: the index holds the text of every message (lamson.private).
+    keep_private(run_dir=root / settings.run_dir, log_dir=root / settings.log_dir)
+    logs.setup(settings=module)
+    host = args.host or str(settings.web_config.get("host", "127.0.0.1"))
+    port = args.port if args.port is not None else int(settings.web_config.get("port", 8880))
     password = password_for(settings, root)
     check_bind(host, password)
 

@@ -103,3 +103,13 @@ def test_two_projects_two_servers(tmp_path: Path, redis_url: str) -> None:
         assert second.get_json("/api/messages")["total"] == 0
         assert first.csrf != second.csrf
         assert first.get_json("/api/session")["app"] == "one"
+
+
+def test_root_names_the_project_from_elsewhere(tmp_path: Path, web_project: WebProject) -> None:
+    web_project.deliver("queue", b"From: a@b.example\r\nSubject: from the project\r\n\r\nx\r\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with start_web(web_project, args=("-root", str(web_project.root)), cwd=elsewhere) as server:
+        assert [m["subject"] for m in server.get_json("/api/messages")["messages"]] == ["from the project"]
+    assert (web_project.root / "run" / "web-index.sqlite").exists()
+    assert not (elsewhere / "run").exists()
