@@ -17,6 +17,7 @@ change rebuilds it too (``PRAGMA user_version``).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -32,6 +33,8 @@ from typing import Any
 from lamson import maildir
 from lamson.web import message as mime
 from lamson.web.mailboxes import Mailbox
+
+log = logging.getLogger("lamson.web")
 
 SCHEMA_VERSION = 3
 INDEX_FILE = "web-index.sqlite"
@@ -246,24 +249,34 @@ class Index:
         #: kept in memory so that a scan compares listings instead of reading 10,000 rows again.
         self._files: dict[str, dict[str, tuple[int, str, str]]] = {}
 
-    def _open(self) -> sqlite3.Connection:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+    def _connect(self) -> sqlite3.Connection:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # created private before SQLite opens it
         os.close(fd)
         db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            db.close()
+        db.execute("PRAGMA synchronous=NORMAL")  # a cache: losing the last commits costs a re-scan
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        """The index, rebuilt from nothing when it is of another schema or not a database any more."""
+        db: sqlite3.Connection | None = None
+        try:
+            db = self._connect()
+            current = db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            if current:
+                db.execute("SELECT count(*) FROM messages").fetchone()
+        except sqlite3.DatabaseError as exc:
+            log.warning("lamson web: rebuilding the mail index %s (%s)", self.path, exc)
+            current = False
+        if db is None or not current:
+            if db is not None:
+                db.close()
             for suffix in ("", "-wal", "-shm"):
                 try:
                     os.unlink(f"{self.path}{suffix}")
                 except FileNotFoundError:
                     pass
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db = self._connect()
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         for suffix in ("", "-wal", "-shm"):

@@ -230,3 +230,14 @@ def test_two_processes_sharing_one_index(tmp_path: Path, boxes: dict[str, Mailbo
     finally:
         one.close()
         two.close()
+
+
+def test_a_broken_index_file_is_rebuilt(tmp_path: Path, boxes: dict[str, Mailbox]) -> None:
+    maildir.write(boxes["queue"].path, make(1), sync=False)
+    path = tmp_path / "run" / "web-index.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    rebuilt = Index(path)
+    try:
+        assert rebuilt.refresh(boxes.values()) == 1 and rebuilt.query(None).total == 1
+    finally:
+        rebuilt.close()
