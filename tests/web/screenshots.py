@@ -6,12 +6,13 @@ Not part of the suite (its name does not start with ``test_``); run it when the 
 
 It starts the same pipeline and browser as tests/web/test_browser.py, gives the demo application a
 little traffic (a few correspondents, a conversation held from the page, a parked message, a short
-burst for the rates chart), then photographs the three pages. Each PNG is checked to stay under
+stream of messages for the rates chart), then photographs the three pages. Each PNG is checked to stay under
 300 KB, so the repository does not grow with every re-take.
 """
 
 from __future__ import annotations
 
+import math
 import smtplib
 import time
 from pathlib import Path
@@ -55,11 +56,11 @@ def test_take_screenshots(browser: Browser, web_pipeline: WebPipeline) -> None: 
     page.on("pageerror", lambda exc: problems.append(f"error: {exc}"))
     page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type != "log" else None)
     try:
-        # First a burst, so the rates chart has a shape: a message every ~0.3 s for about 15 s.
+        # First some traffic, so the rates chart has a shape: 120 messages over about 40 s, in waves.
         with smtplib.SMTP("127.0.0.1", web_pipeline.receiver_port, timeout=30) as smtp:
-            for i in range(50):
+            for i in range(120):
                 smtp.send_message(plain(f"load{i % 7}@example.com", "hello@test.com", f"Load {i}", "load"))
-                time.sleep(0.05 + 0.25 * (i % 3))
+                time.sleep(0.1 + 0.4 * (0.5 + 0.5 * math.sin(i / 9)))
         for sender, to, subject in CORRESPONDENTS:
             send(web_pipeline.receiver_port, sender, to, subject, "Hello,\n\nplease tell me more.\n")
 

@@ -202,6 +202,7 @@
       session.app = data.app || "";
       session.version = data.version || "";
       document.querySelector("[data-testid=app-name]").textContent = session.app;
+      document.querySelector("[data-testid=brand]").title = "Lamson " + session.version;
       document.title = session.app ? "Lamson · " + session.app : "Lamson";
     } catch (e) {
       showError("Could not start a session: " + e.message);
@@ -941,7 +942,7 @@
   function drawRates(data) {
     const names = ["accepted", "routed", "delivered"];
     const series = data.series || {};
-    const W = 720, H = 220, L = 44, R = 12, T = 12, B = 26;
+    const W = 720, H = 270, L = 44, R = 12, T = 12, B = 26;
     let t0 = Infinity, t1 = -Infinity, ymax = 0;
     for (const n of names) {
       for (const [t, v] of series[n] || []) {
