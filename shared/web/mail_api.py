@@ -35,6 +35,8 @@ from lamson.web.mailboxes import Mailbox
 from lamson.web.security import csrf_cookie
 
 MAX_LIMIT = 500
+#: Largest JSON body ``POST /api/send`` reads (the body text is limited by lamson.web.compose too).
+MAX_SEND_BYTES = 12 * 1024 * 1024
 #: Seconds before the server's start that still count as news for the event stream.
 NEWS_MARGIN = 2.0
 
@@ -169,8 +171,13 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             return error(exc.status, str(exc))
 
     async def send(request: Request) -> Response:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_SEND_BYTES:
+                return error(413, f"the message is larger than {MAX_SEND_BYTES // (1024 * 1024)} MB")
         try:
-            payload = json.loads(await request.body())
+            payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return error(400, "the body must be JSON")
         try:

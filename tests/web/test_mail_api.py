@@ -198,6 +198,8 @@ def test_send_refuses_bad_input_and_reports_the_receiver(web: WebServer) -> None
         bad_json = web.request("POST", "/api/send", b"{not json", {"X-CSRF-Token": web.csrf,
                                                                   "Content-Type": "application/json"})
         assert bad_json.status == 400
+        huge = web.post("/api/send", {**good, "body": "x" * (13 * 1024 * 1024)})
+        assert huge.status == 413 and huge.json()["error"]
         assert sink.messages == [] and sink.attempts == 0
     assert not (web.project.root / "run" / "web-sent" / "new").exists() or \
         maildir.keys(web.project.root / "run" / "web-sent") == []
