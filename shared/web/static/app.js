@@ -101,6 +101,25 @@
     return wrapped;
   }
 
+  /** ``fn`` at most once per ``ms``, at the end of the window: unlike a debounce it still runs while
+   * calls keep coming (live events under steady traffic). */
+  function throttle(fn, ms) {
+    let timer = null;
+    const wrapped = () => {
+      if (timer === null) {
+        timer = setTimeout(() => {
+          timer = null;
+          fn();
+        }, ms);
+      }
+    };
+    wrapped.cancel = () => {
+      clearTimeout(timer);
+      timer = null;
+    };
+    return wrapped;
+  }
+
   const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   /** A mailbox name (which may hold "/", a folder under run/) and key as URL path segments. */
@@ -305,16 +324,16 @@
       try {
         const data = await api("/api/mailboxes");
         const total = data.mailboxes.reduce((n, m) => n + (m.count || 0), 0);
-        clear(list);
-        list.appendChild(item("all", "All mail", total, null));
-        for (const m of data.mailboxes) list.appendChild(item(m.name, m.title || m.name, m.count, m.kind));
+        const fresh = h("ul", {}, item("all", "All mail", total, null),
+          data.mailboxes.map((m) => item(m.name, m.title || m.name, m.count, m.kind)));
+        morphChildren(list, fresh); // only the counts change as mail arrives: the links stay put
       } catch (e) {
         clear(list);
         list.appendChild(h("li", { class: "muted" }, e.message));
       }
     }
     refresh();
-    return { element: aside, refresh: debounce(refresh, 300) };
+    return { element: aside, refresh: throttle(refresh, 500) };
   }
 
   function messageRow(m, showMailbox) {
@@ -373,8 +392,13 @@
             break;
           }
         }
-        list.insertBefore(row, before);
         total += 1;
+        // Older than every row shown while older pages exist: it belongs to one of those pages.
+        if (before === null && next) {
+          shown.delete(m.id);
+          return;
+        }
+        list.insertBefore(row, before);
       } else {
         list.appendChild(row);
       }
@@ -464,7 +488,7 @@
         }
       }
     }
-    const reload = debounce(() => load(false), 300);
+    const reload = throttle(() => load(false), 500);
 
     const ticker = setInterval(() => {
       for (const el of list.querySelectorAll(".age[data-ts]")) el.textContent = ago(Number(el.dataset.ts));
@@ -615,20 +639,24 @@
 
     // A new message anywhere may belong to this thread: ask again (now, and once more a little later
     // in case the index had not seen it yet) and redraw the thread if it changed.
-    const again = debounce(async () => {
+    const again = throttle(async () => {
       try {
         const m = await refresh();
         if (m) renderThread(m.thread || [m]);
       } catch (e) {
         /* the message view stays as it was */
       }
-    }, 250);
+    }, 400);
     let later = null;
     return {
       onMessage: () => {
         again();
-        clearTimeout(later);
-        later = setTimeout(again, 2000);
+        if (later === null) {
+          later = setTimeout(() => {
+            later = null;
+            again();
+          }, 2000);
+        }
       },
       onReconnect: () => again(),
       cleanup: () => {
