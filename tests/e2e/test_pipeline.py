@@ -62,7 +62,7 @@ def test_fifty_messages_five_clients_fifty_replies(pipeline: Pipeline) -> None:
 
 def test_shutdown_leaves_no_process(pipeline: Pipeline) -> None:
     children = pipeline.pids()
-    assert len(children) == 7  # redis, receiver, 2 routers, relay, metrics, log
+    assert len(children) == 8  # redis, receiver, 2 routers, relay, metrics, log, web
     sup = pipeline.supervisord_pid()
     pipeline.ctl("shutdown")
     wait_for(lambda: not alive(sup), 90, 0.2, "supervisord to exit")

@@ -64,7 +64,7 @@ def test_lamson_stop_and_stop_all_are_quick(pipeline: Pipeline) -> None:
 
     started = run_lamson("start", cwd=root, env=env, timeout=120)
     assert started.returncode == 0, started.stdout.decode() + started.stderr.decode()
-    wait_all_running(lambda: pipeline.ctl("status"), 7, root / "logs")
+    wait_all_running(lambda: pipeline.ctl("status"), 8, root / "logs")
     converse(root, pipeline.ports["receiver"], 2)
     children = pipeline.pids()
     began = time.monotonic()
@@ -81,7 +81,7 @@ def test_sigterm_to_supervisord_in_the_foreground_is_quick(tmp_path: Path) -> No
     children: list[int] = []
     try:
         wait_port(ports["receiver"], timeout=60)
-        wait_all_running(lambda: sup.ctl("status"), 7, root / "logs")
+        wait_all_running(lambda: sup.ctl("status"), 8, root / "logs")
         children = sup.pids()
         converse(root, ports["receiver"], 1)
         began = time.monotonic()

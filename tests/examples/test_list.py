@@ -76,11 +76,11 @@ def list_pipeline(short_tmp: Path) -> Iterator[ListPipeline]:
     root = copy_example("list", short_tmp)
     conf = root / "deploy" / "supervisord.conf"
     # The capturing sink takes the relay's port: the logging server is not started.
-    conf.write_text(conf.read_text().split("; Development only: the logging server")[0])
+    conf.write_text(conf.read_text().split("; Development only: the logging server")[0])  # and lamson web after it
     ports = {"redis": free_port(), "receiver": free_port(), "metrics": free_port()}
     with smtp_sink() as sink:
         env = pipeline_env(ports, LAMSON_RELAY_PORT=str(sink.port))
-        with supervised(root, env, 7, (ports["receiver"],)):
+        with supervised(root, env, 6, (ports["receiver"],)):
             yield ListPipeline(root, env, ports, sink)
 
 

@@ -1,6 +1,6 @@
 """examples/osb, the one-shot blog: its own tests, and a blog written by mail through the real pipeline.
 
-The pipeline is the example's own deploy/supervisord.conf (all eight programs,
+The pipeline is the example's own deploy/supervisord.conf (all nine programs,
 the queue worker and the logging server included), started in a copy of the
 example on free ports (``tmp/examples/osb``, with ``tmp/.venv`` linking to this
 repository's virtualenv so the copy's PATH line finds ``lamson``). Replies are
