@@ -3,8 +3,8 @@
 Debian's headless Chromium, driven by Playwright, against a real pipeline: supervisord running the
 demo application (receiver, router workers, relay, the logging server on the relay port) and
 ``lamson web`` over the same project. The browser does what a developer does: watches mail arrive,
-opens it, looks at hostile HTML, searches, writes to the application and answers its reply, and
-requeues a parked message. No test sleeps: every wait is one of Playwright's expectations (or
+opens it, looks at hostile HTML, searches, pages through a Maildir, writes to the application and
+answers its reply, requeues a parked message and restarts a program. No test sleeps: every wait is one of Playwright's expectations (or
 ``wait_for``) with a deadline. Without ``/usr/bin/chromium`` the tests fail, never skip
 (``scripts/setup --test`` installs it).
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from lamson import maildir, parked
 from lamson.envelope import Envelope
@@ -97,7 +97,7 @@ def plain(sender: str, to: str, subject: str, body: str) -> EmailMessage:
     return msg
 
 
-def row(page: Page, testid: str, text: str) -> Any:
+def row(page: Page, testid: str, text: str) -> Locator:
     """The list rows (``message-row``, ``thread-row``, ...) holding ``text``."""
     return page.get_by_test_id(testid).filter(has_text=text)
 

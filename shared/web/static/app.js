@@ -771,7 +771,7 @@
         append(context, [
           h("p", {}, "In reply to ", h("a", { href: messageHref(m), testid: "compose-in-reply-to" }, m.subject || "(no subject)"),
             " from " + (m.from || "?")),
-          h("details", {}, h("summary", {}, "The message you answer"), h("pre", { class: "text" }, m.text || "")),
+          h("details", { testid: "compose-original" }, h("summary", {}, "The message you answer"), h("pre", { class: "text" }, m.text || "")),
         ]);
         body.focus();
       }).catch((e) => {
@@ -913,7 +913,7 @@
         ? h("p", { class: "muted", testid: "parked-truncated" }, "Showing " + data.parked.length + " of " + data.total + ".") : null;
       return [more, table("parked-table", ["Subject", "From", "To", "Reason", "Origin", "Age", ""], data.parked.map((m) =>
         h("tr", { testid: "parked-row", "data-id": m.id },
-          h("td", {}, h("a", { href: messageHref(m) }, m.subject || "(no subject)")),
+          h("td", {}, h("a", { href: messageHref(m), testid: "parked-open" }, m.subject || "(no subject)")),
           h("td", {}, m.from || ""), h("td", {}, m.to || ""),
           h("td", { class: "why" }, m.reason || ""), h("td", {}, m.group || "–"), h("td", {}, duration(m.age)),
           h("td", {}, h("button", {
