@@ -315,6 +315,14 @@ def test_requeue_a_parked_message_from_the_pipeline_page(page: Page, web_pipelin
     wait_for(lambda: any(f"Re: Parked {word}".encode() in (web_pipeline.queue / "new" / k).read_bytes()
                          for k in maildir.keys(web_pipeline.queue)), 30, 0.1, "the requeued message's reply")
 
+    # A parked message's own page says why it was parked, and requeues it too.
+    other = parked.park(web_pipeline.undeliverable, envelope, "no route matched", data)
+    page.goto(f"/#/m/undeliverable/{other}")
+    expect(page.get_by_test_id("message-reason")).to_have_text("Parked: no route matched")
+    page.get_by_test_id("message-requeue").click()
+    expect(page.get_by_test_id("message-requeue")).to_have_text(re.compile(r"^Requeued to .*incoming"))
+    assert not (Path(web_pipeline.undeliverable) / "new" / other).exists()
+
 
 def test_restart_a_program_from_the_pipeline_page(page: Page, web_pipeline: WebPipeline) -> None:
     page.goto("/#/pipeline")

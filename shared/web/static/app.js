@@ -302,7 +302,7 @@
 
   /* ---------- inbox ---------- */
 
-  function mailboxSidebar(active) {
+  function mailboxSidebar(active, onTitle) {
     const list = h("ul", { class: "mailboxes", testid: "mailboxes" });
     const aside = h("aside", { class: "sidebar" }, h("h2", {}, "Mailboxes"), list);
     const kinds = { log: "Replies", sent: "Sent", parked: "Parked", bounced: "Bounced", spam: "Spam", queue: "Queue" };
@@ -327,6 +327,8 @@
         const fresh = h("ul", {}, item("all", "All mail", total, null),
           data.mailboxes.map((m) => item(m.name, m.title || m.name, m.count, m.kind)));
         morphChildren(list, fresh); // only the counts change as mail arrives: the links stay put
+        const mine = data.mailboxes.find((m) => m.name === active);
+        if (mine && onTitle) onTitle(mine.title || mine.name);
       } catch (e) {
         clear(list);
         list.appendChild(h("li", { class: "muted" }, e.message));
@@ -358,7 +360,8 @@
 
   function inboxView(mailbox, params) {
     let query = params.get("q") || "";
-    const sidebar = mailboxSidebar(mailbox);
+    const heading = h("h1", { testid: "list-title" }, mailbox === "all" ? "All mail" : mailbox);
+    const sidebar = mailboxSidebar(mailbox, (title) => (heading.textContent = title));
     const search = h("input", {
       type: "search", class: "search", placeholder: "Search: words, from:x to:x subject:x",
       value: query, testid: "search", "aria-label": "Search mail",
@@ -369,7 +372,7 @@
     const older = h("button", { type: "button", class: "older", testid: "older", hidden: true }, "Older messages");
     view.appendChild(h("div", { class: "layout" }, sidebar.element,
       h("section", { class: "content" },
-        h("div", { class: "toolbar" }, h("h1", {}, mailbox === "all" ? "All mail" : mailbox), search, stats),
+        h("div", { class: "toolbar" }, heading, search, stats),
         list, empty, older)));
 
     let next = null;
@@ -561,6 +564,20 @@
           class: "button primary", href: "#/compose?reply=" + segs(m.mailbox, m.key), testid: "reply",
         }, "Reply as " + m.reply.mail_from));
       }
+      if (m.reason) {
+        const requeue = h("button", { type: "button", class: "button primary", testid: "message-requeue" }, "Requeue");
+        requeue.addEventListener("click", async () => {
+          requeue.disabled = true;
+          try {
+            const res = await api("/api/pipeline/parked/" + segs(m.mailbox, m.key) + "/requeue", { method: "POST", body: {} });
+            requeue.textContent = "Requeued to " + res.to;
+          } catch (e) {
+            requeue.disabled = false;
+            showError(e.message);
+          }
+        });
+        actions.appendChild(requeue);
+      }
       actions.appendChild(h("a", { class: "button", href: base + "/raw?download=1", testid: "download-raw" }, "Download .eml"));
       actions.appendChild(h("a", { class: "button", href: "#/inbox/" + segs(m.mailbox), testid: "back" }, "Back to " + m.mailbox));
 
@@ -741,7 +758,7 @@
     const field = (label, input) => h("label", { class: "field" }, h("span", {}, label), input);
     const from = h("input", { type: "email", name: "mail_from", required: true, testid: "compose-from",
       placeholder: "you@example.com", autocomplete: "email", value: localStorage.getItem("lamson.from") || "" });
-    const to = h("input", { type: "text", name: "to", required: true, testid: "compose-to", placeholder: "hello@test.com" });
+    const to = h("input", { type: "text", name: "to", required: true, testid: "compose-to", placeholder: "hello@test.com (several: comma separated)" });
     const subject = h("input", { type: "text", name: "subject", testid: "compose-subject", placeholder: "Subject" });
     const body = h("textarea", { name: "body", rows: 12, testid: "compose-body", placeholder: "Write to the application…" });
     const send = h("button", { type: "submit", class: "button primary", testid: "compose-send" }, "Send");
@@ -787,7 +804,9 @@
       send.disabled = true;
       status.className = "status";
       status.textContent = "Sending…";
-      const payload = { mail_from: from.value.trim(), to: to.value.trim(), subject: subject.value, body: body.value };
+      // Several recipients, comma separated (a comma inside a quoted name does not count).
+      const rcpts = to.value.split(/,(?=(?:[^"]*"[^"]*")*[^"]*$)/).map((x) => x.trim()).filter(Boolean);
+      const payload = { mail_from: from.value.trim(), to: rcpts.length === 1 ? rcpts[0] : rcpts, subject: subject.value, body: body.value };
       if (inReplyTo) payload.in_reply_to = inReplyTo;
       try {
         const res = await api("/api/send", { method: "POST", body: payload });
