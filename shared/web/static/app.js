@@ -777,6 +777,7 @@
     let gone = false;
 
     if (replyTo) {
+      send.disabled = true; // until the form holds the answer's fields (and knows what it answers)
       const cut = replyTo.lastIndexOf("/");
       api(apiMessage(replyTo.slice(0, cut), replyTo.slice(cut + 1))).then((m) => {
         if (gone) return;
@@ -790,10 +791,12 @@
             " from " + (m.from || "?")),
           h("details", { testid: "compose-original" }, h("summary", {}, "The message you answer"), h("pre", { class: "text" }, m.text || "")),
         ]);
+        send.disabled = false;
         body.focus();
       }).catch((e) => {
         status.textContent = "Could not load the message to answer: " + e.message;
         status.className = "status error";
+        send.disabled = false;
       });
     } else {
       (from.value ? to : from).focus();
