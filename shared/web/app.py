@@ -11,13 +11,10 @@ lifespan starts the background tasks, one each per process: the mail poller behi
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -27,7 +24,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lamson.web import mail_api
+from lamson.web import mail_api, pipeline_api
 from lamson.web.context import WebContext
 from lamson.web.security import SecurityMiddleware, csrf_cookie, is_loopback
 
@@ -36,24 +33,13 @@ log = logging.getLogger("lamson.web")
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def _optional(name: str) -> Any:
-    """The module ``lamson.web.NAME`` when it exists (import errors inside it are raised, not hidden)."""
-    full = f"lamson.web.{name}"
-    if importlib.util.find_spec(full) is None:
-        return None
-    return importlib.import_module(full)
-
-
 def create_app(ctx: WebContext, *, bind_host: str = "127.0.0.1") -> Starlette:
     """The web application for ``ctx``'s project.
 
     ``bind_host``: the address the server listens on; on a loopback address without a password,
     requests must name a loopback host (lamson.web.security: DNS rebinding).
     """
-    routes: list[BaseRoute] = list(mail_api.routes(ctx))
-    pipeline_api = _optional("pipeline_api")
-    if pipeline_api is not None:
-        routes += pipeline_api.routes(ctx)
+    routes: list[BaseRoute] = [*mail_api.routes(ctx), *pipeline_api.routes(ctx)]
 
     async def page(request: Request) -> Response:
         response = FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
@@ -70,8 +56,7 @@ def create_app(ctx: WebContext, *, bind_host: str = "127.0.0.1") -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            if pipeline_api is not None and hasattr(pipeline_api, "lifespan"):  # the rate sampler
-                await stack.enter_async_context(pipeline_api.lifespan(ctx))
+            await stack.enter_async_context(pipeline_api.lifespan(ctx))  # the rate sampler
             hub = mail_api.hub(ctx)
             hub.start()
             stack.push_async_callback(hub.stop)

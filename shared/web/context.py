@@ -10,6 +10,7 @@ run two web applications (two projects) in one process.
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ class WebContext:
     password: str | None = None
     #: Things the parts keep between requests (the mail index, the rate sampler), by name.
     services: dict[str, Any] = field(default_factory=dict)
+    #: Held while a part creates one of its ``services`` (requests run in several threads at once).
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def path(self, setting_value: str) -> Path:
         """A folder named in the settings, relative ones resolved against the project root."""

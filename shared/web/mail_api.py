@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -45,9 +44,6 @@ HTML_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data
 HTML_CSP_IMAGES = ("sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data: http: https:; "
                    "frame-ancestors 'self'")
 
-_index_lock = threading.Lock()
-
-
 class ApiError(Exception):
     def __init__(self, status: int, text: str) -> None:
         super().__init__(text)
@@ -60,7 +56,7 @@ def error(status: int, text: str) -> JSONResponse:
 
 def get_index(ctx: WebContext) -> Index:
     """The process's mail index (``run/web-index.sqlite``), opened on first use."""
-    with _index_lock:
+    with ctx.lock:
         found = ctx.services.get("mail_index")
         if found is None:
             found = Index(index_path(ctx.path(ctx.settings.run_dir)))
