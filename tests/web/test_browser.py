@@ -31,7 +31,7 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from lamson import maildir, parked
 from lamson.envelope import Envelope
 from tests.support import wait_for
-from tests.web.conftest import WebPipeline
+from tests.web.conftest import WebPipeline, WebProject, start_web
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -337,3 +337,29 @@ def test_restart_a_program_from_the_pipeline_page(page: Page, web_pipeline: WebP
     expect(metrics.get_by_test_id("program-pid")).not_to_have_text(before)
     expect(metrics.get_by_test_id("program-state")).to_have_text("RUNNING")
     assert web_pipeline.supervised.ctl("pid", "metrics").strip() != before
+
+
+def test_pages_behind_a_password(browser: Browser, web_project: WebProject) -> None:
+    """With a password (run/web.token) the browser asks once; the pages, their API calls and the live
+    event stream all go through with it, and nothing without it."""
+    (web_project.root / "run" / "web.token").write_text("s3cret-for-the-test\n")
+    with start_web(web_project, password="s3cret-for-the-test") as server:
+        stranger = browser.new_context(base_url=server.url)
+        try:
+            assert stranger.request.get("/").status == 401
+            assert stranger.request.get("/api/events").status == 401
+        finally:
+            stranger.close()
+
+        context = browser.new_context(base_url=server.url, http_credentials={"username": "dev",
+                                                                              "password": "s3cret-for-the-test"})
+        context.set_default_timeout(WAIT)
+        try:
+            tab = context.new_page()
+            tab.goto("/#/inbox")
+            expect(tab.get_by_test_id("list-stats")).to_have_text("0 messages")
+            expect(tab.get_by_test_id("live-status")).to_have_text("live")
+            web_project.deliver("queue", plain("hello@test.com", "me@example.org", "Behind the password", "hi").as_bytes())
+            expect(tab.get_by_test_id("row-subject")).to_have_text(["Behind the password"])
+        finally:
+            context.close()
