@@ -25,7 +25,8 @@ the Agg backend is selected so that nothing looks for a display).
 The JSON (schema 1), written by bench/compare.py::
 
     {"schema": 1, "when": "2026-12-08 01:00 UTC", "cores": 2,
-     "settings": {"messages": 2000, "size": 1000, "client": "smtp-source", "senders": 100, "routers": 2},
+     "settings": {"messages": 2000, "size": 1000, "client": "smtp-source", "senders": 100, "routers": 2,
+                  "config": "shipped"},
      "points": [{"sessions": 1, "lamson": LOAD, "salmon": LOAD | null, "latency": LOAD | null}, ...]}
 
 where LOAD is ``{"messages", "sessions", "client", "replies", "seconds", "rate", "complete",
@@ -55,7 +56,7 @@ LAMSON = "#1f5fa8"
 SALMON = "#e07b22"
 #: Stages of the CPU chart: (label, colour). A program belongs to the first stage whose test it passes.
 STAGES = [("receiver", "#1f5fa8"), ("routers", "#5b9bd5"), ("relay", "#70ad47"), ("Redis", "#c00000"),
-          ("other (metrics, supervisord)", "#a5a5a5")]
+          ("other (metrics, web, supervisord)", "#a5a5a5")]
 #: Programs that are not the pipeline: the smart host and the logging server (the load client is apart).
 NOT_OURS = {"sink", "log"}
 #: matplotlib settings while drawing: a fixed salt for generated ids, text as text (see the docstring).
@@ -81,7 +82,7 @@ def stage(program: str) -> str:
         return "relay"
     if program == "redis":
         return "Redis"
-    return "other (metrics, supervisord)"
+    return "other (metrics, web, supervisord)"
 
 
 def subtitle(figures: Figures) -> str:
@@ -89,6 +90,8 @@ def subtitle(figures: Figures) -> str:
     s = figures.get("settings", {})
     text = (f"{s.get('messages', '?')} messages of ~{s.get('size', '?')} B per point, client {s.get('client', '?')}, "
             f"{s.get('routers', '?')} router workers; {figures.get('cores', '?')} shared cores, {figures.get('when', '')}")
+    if s.get("config"):  # which configuration ran (bench/pipeline.py's Config.label: "shipped" or the flags)
+        text += f"\nconfiguration: {s['config']}"
     other = [p["lamson"]["other_work"] for p in figures["points"] if p.get("lamson", {}).get("other_work") is not None]
     if other:  # a shared machine: say how much of it other work took while ours was measured
         low, high = round(100 * min(other)), round(100 * max(other))

@@ -29,15 +29,18 @@ machine (2 shared cores here); run it more than once and report ranges.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -57,20 +60,14 @@ ORDER = ["receiver", "router_00", "router_01", "relay", "redis", "metrics", "sup
 
 
 def run_lamson(sessions: int, args: argparse.Namespace, client: str, messages: int, rate: float = 0.0,
-               senders: int | None = None) -> pipeline.Load:
-    """One load on a freshly started pipeline (scratch copy, free ports, smtp-sink), stopped afterwards."""
+               senders: int | None = None, config: pipeline.Config | None = None) -> pipeline.Load:
+    """One load on a freshly started pipeline (scratch copy, free ports, smtp-sink), stopped afterwards:
+    the shipped configuration, or ``config``, or what the flags ask for."""
     root = Path(tempfile.mkdtemp(prefix="lamson-compare-"))
-    env: dict[str, str] = {}
-    try:
-        env, ports = pipeline.start(root, args.routers, "smtp-sink")
-        return pipeline.run_load(ports["receiver"], pipeline.replies(root, "smtp-sink"), pipeline.programs(root, env),
-                                 messages=messages, sessions=sessions, size=args.size,
-                                 senders=senders or args.senders, client=client, rate=rate,
-                                 timeout=args.timeout, redis_conn=pipeline.redis_client(root, env))
-    finally:
-        if env:
-            pipeline.stop(root, env)
-        SCRATCH.append(root)
+    SCRATCH.append(root)
+    return pipeline.measure(root, config or pipeline.config_from(args), messages=messages, sessions=sessions,
+                            size=args.size, senders=senders or args.senders, client=client, rate=rate,
+                            timeout=args.timeout, settle=not args.no_settle)
 
 
 def run_salmon(sessions: int, args: argparse.Namespace, python: Path, client: str) -> pipeline.Load:
@@ -84,16 +81,21 @@ def run_salmon(sessions: int, args: argparse.Namespace, python: Path, client: st
                SALMON_ECHO_RELAY_PORT=str(ports["relay"]), PYTHONDONTWRITEBYTECODE="1")
     sink_pid = root / "run" / "smtp-sink.pid"
     proc: subprocess.Popen[bytes] | None = None
+    config = pipeline.config_from(args)  # for the sink's folder: the same as ours
+    cost = pipeline.creation_cost(root / "probe")
     try:
-        sink = pipeline.start_sink(pipeline.replies(root, "smtp-sink"), ports["relay"], sink_pid)
+        sink = pipeline.start_sink(pipeline.sink_folder(root, config), ports["relay"], sink_pid)
         with open(root / "run" / "salmon.log", "wb") as log:
             proc = subprocess.Popen([str(python.parent / "salmon"), "start", "--no-daemon",
                                      "--pid", str(root / "run" / "salmon.pid")],
                                     cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT)
         pipeline.wait_port(ports["receiver"])
-        return pipeline.run_load(ports["receiver"], pipeline.replies(root, "smtp-sink"), {"salmon": proc.pid, "sink": sink.pid},
-                                 messages=args.messages, sessions=sessions, size=args.size, senders=args.senders,
-                                 client=client, timeout=args.salmon_timeout)
+        load = pipeline.run_load(ports["receiver"], pipeline.replies(root, "smtp-sink"),
+                                 {"salmon": proc.pid, "sink": sink.pid}, messages=args.messages, sessions=sessions,
+                                 size=args.size, senders=args.senders, client=client, timeout=args.salmon_timeout)
+        load.config = f"Salmon 3.3 echo app, Postfix's smtp-sink writing to {config.sink_dir}"
+        load.disk_us = cost
+        return load
     finally:
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
@@ -103,6 +105,7 @@ def run_salmon(sessions: int, args: argparse.Namespace, python: Path, client: st
                 proc.kill()
                 proc.wait()
         pipeline.kill_sink(sink_pid)
+        pipeline.remove_sink_folder(root)
         SCRATCH.append(root)
 
 
@@ -136,6 +139,7 @@ def as_json(load: pipeline.Load, paced_rate: float | None = None) -> dict[str, o
         "other_work": round(max(0.0, load.machine[0] - sum(load.cpu.values()) - load.client_cpu) / load.machine[1], 3)
         if load.machine[1] else None,
         "failures": sorted(set(load.failures))[:5],
+        "when": load.when, "config": load.config, "disk_us": round(load.disk_us, 1),
         "latency_ms": {"p50": round(pipeline.percentile(load.latencies, 0.5) * 1000, 1),
                        "p90": round(pipeline.percentile(load.latencies, 0.9) * 1000, 1),
                        "p99": round(pipeline.percentile(load.latencies, 0.99) * 1000, 1)} if load.latencies else None,
@@ -153,7 +157,8 @@ def save(args: argparse.Namespace, points: list[int], ours: dict[int, pipeline.L
     figures: dict[str, object] = {
         "schema": 1, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
         "settings": {"messages": args.messages, "size": args.size, "client": args.client,
-                     "senders": args.senders, "routers": args.routers},
+                     "senders": args.senders, "routers": args.routers, "config": pipeline.config_from(args).label(),
+                     "config_changes": pipeline.config_from(args).changes()},
         "points": [{
             "sessions": s,
             "lamson": as_json(ours[s]),
@@ -184,8 +189,12 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=100,
                         help="distinct envelope senders (smtp-source: one per process, at most one per session)")
     parser.add_argument("--client", choices=["smtp-source", "smtplib"], default="smtp-source")
-    parser.add_argument("--routers", type=int, default=2)
     parser.add_argument("--size", type=int, default=1000, help="approximate body size in bytes")
+    pipeline.add_config_flags(parser)
+    parser.add_argument("--differences", action="store_true",
+                        help="instead of the sweep: the shipped configuration, each difference from the bench's "
+                             "old settings alone, and all of them together, at each --sessions (default 1,10)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --differences (alternating)")
     parser.add_argument("--timeout", type=float, default=180, help="seconds per point for this project")
     parser.add_argument("--salmon-timeout", type=float, default=30, help="seconds per point for Salmon")
     parser.add_argument("--no-salmon", action="store_true", help="measure this project only")
@@ -200,7 +209,10 @@ def main() -> None:
     args = parser.parse_args()
     pipeline.terminate_cleanly()
     try:
-        sweep(args)
+        if args.differences:
+            differences(args)
+        else:
+            sweep(args)
     finally:
         for root in SCRATCH:
             shutil.rmtree(root, ignore_errors=True)
@@ -243,7 +255,8 @@ def sweep(args: argparse.Namespace) -> None:
                if args.client == "smtp-source" else f"{args.senders}, round robin")
     print(f"\n{args.messages} messages of ~{args.size} B per point, client {args.client}, senders {senders}; "
           f"sink: Postfix's smtp-sink for both; {args.routers} router workers; "
-          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(pipeline.config_from(args).describe() + "\n")
     header = ["sessions", "Lamson msg/s (durable)", "Salmon 3.3 msg/s (not durable)", "ratio",
               "Lamson CPU ms/msg", "Salmon CPU ms/msg", "Redis cmds/msg"]
     if paced:
@@ -309,20 +322,96 @@ def sweep(args: argparse.Namespace) -> None:
     print(f"\nRedis commands per message over all points: {sum(calls.values()) / max(1, replies):.1f}; top: "
           + ", ".join(f"{k} {v / max(1, replies):.2f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:10]))
 
-    print("\nAgainst issue 15's targets (this run):")
-    for sessions in points:
-        if sessions >= 10:
-            rate = ours[sessions].rate
-            print(f"  {sessions} sessions: {rate:.0f} msg/s end to end vs >= 700: {'met' if rate >= 700 else 'not met'}")
-    if 1 in ours and 1 in theirs:
-        a, b = ours[1].rate, retried.get(1, theirs[1]).rate
-        print(f"  1 session: {a:.0f} msg/s vs Salmon's {b:.0f}: {'met' if a >= b else 'not met'}")
-    worst_cpu = max(load.ours_ms() for load in ours.values())
-    worst_redis = max(sum(load.redis.values()) / max(1, load.replies) for load in ours.values())
-    print(f"  CPU, all our processes: up to {worst_cpu:.2f} ms/msg vs <= 3: {'met' if worst_cpu <= 3 else 'not met'}")
-    print(f"  Redis: up to {worst_redis:.1f} commands/msg vs <= 10: {'met' if worst_redis <= 10 else 'not met'}")
+    targets(ours, {s: retried.get(s, load) for s, load in theirs.items()})
     print(f"\ntotal time {time.monotonic() - started:.0f} s")
     save(args, points, ours, theirs, retried, paced)
+
+
+def other_work(load: pipeline.Load) -> float:
+    """Share of all cores busy with processes this run did not start, over the load (0..1)."""
+    busy, total = load.machine
+    return max(0.0, busy - sum(load.cpu.values()) - load.client_cpu) / total if total else 0.0
+
+
+def targets(ours: dict[int, pipeline.Load], salmon: dict[int, pipeline.Load]) -> None:
+    """Issue 24's targets, from this run's points (Salmon's in the same run)."""
+    print("\nAgainst issue 24's targets (this run; Salmon in the same run):")
+    for sessions, load in ours.items():
+        other = salmon.get(sessions)
+        if other is not None and other.replies:
+            mine, theirs = load.ours_ms(), other.cpu_ms("salmon")
+            print(f"  CPU/msg at {sessions} sessions: {mine:.2f} ms vs Salmon's {theirs:.2f} "
+                  f"({mine / theirs:.2f}x): {'met' if mine <= theirs else 'not met'}")
+    for sessions in (1, 10):
+        mine_load, other = ours.get(sessions), salmon.get(sessions)
+        if mine_load is not None and other is not None and other.rate and other.replies >= other.messages:
+            ratio = mine_load.rate / other.rate
+            print(f"  end to end at {sessions} sessions: {mine_load.rate:.0f} vs Salmon's {other.rate:.0f} msg/s "
+                  f"({ratio:.2f}x, target >= 2x): {'met' if ratio >= 2 else 'not met'}")
+    if 10 in ours and 200 in ours and ours[10].rate:
+        ratio = ours[200].rate / ours[10].rate
+        print(f"  200 sessions within 10 % of 10: {ours[200].rate:.0f} vs {ours[10].rate:.0f} msg/s "
+              f"({100 * (ratio - 1):+.0f} %): {'met' if ratio >= 0.9 else 'not met'}")
+
+
+#: The differences between the shipped configuration and the bench's settings before issue 24, each
+#: measured alone by ``--differences``: (name, the Config fields that differ from the shipped one).
+DIFFERENCES: list[tuple[str, dict[str, Any]]] = [
+    ("shipped (INFO logs, metrics, web; sink on tmpfs)", {}),
+    ("log level WARNING", {"log_level": "WARNING"}),
+    ("no web program", {"web": False}),
+    ("no metrics program", {"metrics": False}),
+    ("sink writes its files on the spool's disk", {"sink_dir": "disk"}),
+    ("best: WARNING, no web, no metrics", {"log_level": "WARNING", "web": False, "metrics": False}),
+]
+
+
+def differences(args: argparse.Namespace) -> None:
+    """Each difference alone at each session count, in alternating order (shipped first, then each
+    variant, and again), printed as one table: what each one costs per message and in msg/s."""
+    points = [int(s) for s in args.sessions.split(",")] if args.sessions != "1,10,50,200" else [1, 10]
+    base = pipeline.config_from(args)
+    started = time.monotonic()
+    found: dict[tuple[str, int], list[pipeline.Load]] = {}
+    for round_ in range(args.rounds):
+        for sessions in points:
+            for name, fields in DIFFERENCES:
+                config = dataclasses.replace(base, **fields)
+                load = run_lamson(sessions, args, args.client, args.messages, config=config)
+                found.setdefault((name, sessions), []).append(load)
+                print(f"[{time.monotonic() - started:5.0f}s] round {round_ + 1}, {sessions:>3} sessions, {name}: "
+                      f"{outcome(load)} msg/s, {load.ours_ms():.2f} ms CPU/msg, supervisord "
+                      f"{load.cpu_ms('supervisord'):.2f}, other work {100 * other_work(load):.0f} %, "
+                      f"disk {load.disk_us:.0f} µs/file{errors(load)}", flush=True)
+    print(f"\n{args.messages} messages of ~{args.size} B per point, client {args.client}, {args.senders} senders; "
+          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.rounds} round(s), "
+          "range over the rounds")
+    print(base.describe() + "\n")
+
+    def span(values: list[float], fmt: str) -> str:
+        low, high = min(values), max(values)
+        return fmt.format(low) if fmt.format(low) == fmt.format(high) else fmt.format(low) + "–" + fmt.format(high)
+
+    rows = [["difference from shipped", *(f"{s} session{'s' * (s > 1)}: CPU ms/msg (ours)" for s in points),
+             *(f"{s}: msg/s" for s in points), *(f"{s}: supervisord ms/msg" for s in points), "other work"]]
+    for name, _ in DIFFERENCES:
+        loads = [found[(name, s)] for s in points]
+        rows.append([name, *(span([x.ours_ms() for x in group], "{:.2f}") for group in loads),
+                     *(span([x.rate for x in group], "{:.0f}") for group in loads),
+                     *(span([x.cpu_ms("supervisord") for x in group], "{:.2f}") for group in loads),
+                     span([100 * other_work(x) for group in loads for x in group], "{:.0f} %")])
+    table(rows)
+    best = "best: WARNING, no web, no metrics"
+    print("\nShipped within 10 % of the best configuration (medians over the rounds):")
+    for sessions in points:
+        shipped = statistics.median(x.rate for x in found[(DIFFERENCES[0][0], sessions)])
+        top = statistics.median(x.rate for x in found[(best, sessions)])
+        cpu_a = statistics.median(x.ours_ms() for x in found[(DIFFERENCES[0][0], sessions)])
+        cpu_b = statistics.median(x.ours_ms() for x in found[(best, sessions)])
+        print(f"  {sessions} sessions: {shipped:.0f} vs {top:.0f} msg/s ({100 * (shipped / top - 1):+.0f} %), "
+              f"CPU {cpu_a:.2f} vs {cpu_b:.2f} ms/msg ({100 * (cpu_a / cpu_b - 1):+.0f} %): "
+              f"{'met' if shipped >= 0.9 * top else 'not met'}")
+    print(f"\ntotal time {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

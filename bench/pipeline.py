@@ -88,45 +88,180 @@ def start_sink(queue: Path, port: int, pidfile: Path) -> subprocess.Popen[bytes]
     return proc
 
 
-def replies(root: Path, sink: str) -> Path:
+#: Where a sink may write its files without touching the disk the pipeline's spool is on.
+TMPFS = Path("/dev/shm")
+
+
+@dataclass(frozen=True)
+class Config:
+    """What runs: deploy/supervisord.conf as shipped unless a field says otherwise.
+
+    The defaults are the shipped configuration with only what a one-host load needs changed
+    (:meth:`changes` names each); the other fields are the flags of ``main`` (:meth:`departures`).
+    """
+
+    routers: int = 2  # router workers (numprocs; shipped: 2)
+    log_level: str = "INFO"  # LAMSON_LOG_LEVEL (shipped: unset, so INFO)
+    metrics: bool = True  # [program:metrics] kept
+    web: bool = True  # [program:web] kept
+    auth: bool = False  # SPF/DKIM/DMARC lookups (shipped: on; this machine has no DNS)
+    sink: str = "smtp-sink"  # the smart host: Postfix's smtp-sink instead of [program:log], or "log" (shipped)
+    sink_dir: str = "tmpfs"  # where smtp-sink writes the replies: "tmpfs" (/dev/shm) or "disk" (the scratch folder)
+
+    def changes(self) -> list[str]:
+        """The changes to the shipped files every load needs on one host (printed with every figure)."""
+        found = ["reply_rate_limit = 0 (a load is not a mail loop)",
+                 "max_connections = max_connections_per_ip = 1000 (every session comes from 127.0.0.1)",
+                 "free ports for redis, receiver, relay, metrics, web"]
+        if not self.auth:
+            found.insert(1, "auth_results = False (no DNS on this machine)")
+        if self.sink == "smtp-sink":
+            found.insert(0, f"[program:log] replaced by Postfix's smtp-sink (replies to files on {self.sink_dir})")
+        return found
+
+    def departures(self) -> list[str]:
+        """Where this run differs from the shipped configuration beyond :meth:`changes` (the flags)."""
+        found = []
+        if self.routers != 2:
+            found.append(f"routers={self.routers}")
+        if self.log_level.upper() != "INFO":
+            found.append(f"log level {self.log_level.upper()}")
+        if not self.metrics:
+            found.append("no metrics program")
+        if not self.web:
+            found.append("no web program")
+        if self.auth:
+            found.append("auth_results on (DNS lookups)")
+        return found
+
+    def label(self) -> str:
+        """A short name for tables and charts: "shipped" or the departures."""
+        return ", ".join(self.departures()) or "shipped"
+
+    def describe(self) -> str:
+        """The configuration as printed above every figure."""
+        return (f"configuration: {self.label()} (deploy/supervisord.conf; for a one-host load: "
+                + "; ".join(self.changes()) + ")")
+
+
+def replies(root: Path, sink: str | Config) -> Path:
     """The Maildir the smart host writes the replies into: the logging server's run/queue, or, for smtp-sink
-    (which writes as nobody), a folder beside run/, which the programs keep private (0700)."""
-    return root / "sink" if sink == "smtp-sink" else root / "run" / "queue"
+    (which writes as nobody), a folder beside run/, which the programs keep private (0700); with
+    ``sink_dir="tmpfs"`` that folder is a link to one on /dev/shm (see :func:`sink_folder`)."""
+    name = sink.sink if isinstance(sink, Config) else sink
+    return root / "sink" if name == "smtp-sink" else root / "run" / "queue"
 
 
-def start(root: Path, routers: int, sink: str = "log", auth: bool = False) -> tuple[dict[str, str], dict[str, int]]:
+def sink_folder(root: Path, config: Config) -> Path:
+    """Make the folder smtp-sink writes into and return it: ``root``/sink, on tmpfs unless ``sink_dir`` is disk.
+
+    On tmpfs the sink's thousands of file creations (and their deletion afterwards) never touch the
+    disk the spool is on: on this machine's ext4 without a journal a creation right after many
+    deletions costs up to 0.9 ms of CPU (README, "A measuring pitfall"), which the next point would
+    pay in the spool. The replies are still files, so they can be counted and timed."""
+    folder = root / "sink"
+    if config.sink_dir == "tmpfs" and TMPFS.is_dir():
+        target = Path(tempfile.mkdtemp(prefix="lamson-sink-", dir=TMPFS))
+        folder.symlink_to(target)
+    return folder
+
+
+def remove_sink_folder(root: Path) -> None:
+    """Delete the tmpfs folder a ``root``/sink link points to (the scratch folder itself is the caller's)."""
+    link = root / "sink"
+    if link.is_symlink():
+        shutil.rmtree(link.resolve(), ignore_errors=True)
+
+
+def drop_program(text: str, name: str) -> str:
+    """``text`` (a supervisord.conf) without the section ``[program:name]`` and the comment lines just above it."""
+    lines = text.splitlines(keepends=True)
+    begin = next((i for i, line in enumerate(lines) if line.strip() == f"[program:{name}]"), None)
+    if begin is None:
+        return text
+    end = next((i for i in range(begin + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    while end > begin + 1 and (lines[end - 1].startswith(";") or not lines[end - 1].strip()):
+        end -= 1  # the next section's comment block belongs to the next section
+    while begin > 0 and lines[begin - 1].startswith(";"):
+        begin -= 1
+    return "".join(lines[:begin] + lines[end:])
+
+
+def creation_cost(folder: Path, files: int = 200) -> float:
+    """CPU microseconds to create one empty file in ``folder`` (the files stay: deleting them would
+    make the state this measures). Tens of µs on a quiet disk; hundreds right after thousands of
+    deletions on ext4 without a journal (README, "A measuring pitfall")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    before = time.process_time()
+    for i in range(files):
+        os.close(os.open(folder / f"p{i}", os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600))
+    return (time.process_time() - before) * 1e6 / files
+
+
+def settle_disk(root: Path, limit_us: float = 60.0, wait: float = 90.0) -> tuple[float, float]:
+    """Wait (at most ``wait`` seconds) until creating a file in ``root``'s file system costs at most
+    ``limit_us`` µs of CPU, so that a point does not measure the recently-deleted-inode state another
+    run left behind. Returns (the last cost measured, seconds waited)."""
+    began = time.monotonic()
+    probe = 0
+    while True:
+        cost = creation_cost(root / "probe" / str(probe))
+        probe += 1
+        waited = time.monotonic() - began
+        if cost <= limit_us or waited >= wait:
+            return cost, waited
+        time.sleep(5)
+
+
+def start(root: Path, routers: int | Config = 2, sink: str = "", auth: bool = False
+          ) -> tuple[dict[str, str], dict[str, int]]:
+    """Start ``config`` (or the shipped configuration with ``routers``/``sink``/``auth``, the older
+    call) in ``root``: a scratch copy of deploy/ and examples/; returns the environment and the ports."""
+    if isinstance(routers, Config):
+        config = routers
+    else:
+        config = Config(routers=routers, sink=sink or "smtp-sink", auth=auth)
     shutil.copytree(REPO / "deploy", root / "deploy")
-    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("__pycache__", "run", "logs"))
     conf = root / "deploy" / "supervisord.conf"
-    text = conf.read_text().replace("numprocs=2", f"numprocs={routers}")
-    if sink == "smtp-sink":
-        # Postfix's smtp-sink (C) as the smart host instead of the Python logging server.
-        text = text.split("[program:log]")[0]
+    text = conf.read_text().replace("numprocs=2", f"numprocs={config.routers}")
+    if config.sink == "smtp-sink":
+        text = drop_program(text, "log")  # Postfix's smtp-sink (C) as the smart host instead
+    if not config.metrics:
+        text = drop_program(text, "metrics")
+    if not config.web:
+        text = drop_program(text, "web")
     conf.write_text(text)
-    # A benchmark sends hundreds of messages a second from a few addresses: lift the per-address
-    # reply rate limit (a loop guard, docs/security.md) that would otherwise park most replies.
+    # What a load on one host needs (Config.changes prints each): the per-address reply rate limit
+    # (a loop guard, docs/security.md) would park most replies of a few hundred messages a second
+    # from a few addresses; every session comes from 127.0.0.1, so the per-client session limit
+    # (20, a defence for the Internet) would refuse the 21st with 421; and this machine may have no
+    # DNS, so SPF/DKIM/DMARC lookups would time out and be measured instead of the pipeline.
     settings = root / "examples" / "demo" / "config" / "settings.py"
-    # Sender authentication (SPF/DKIM/DMARC lookups) is measured apart: this machine may have no DNS at all,
-    # and a lookup that times out would be measured instead of the pipeline. --auth turns it on.
-    extra = "\nreply_rate_limit = 0\n" + ("" if auth else "auth_results = False\n")
-    # Every session of the load comes from 127.0.0.1: the per-client session limit (20, a defence for
-    # the Internet) would refuse the 21st with 421, and a 200-session point needs more than 200 in all.
+    extra = "\nreply_rate_limit = 0\n" + ("" if config.auth else "auth_results = False\n")
     extra += "max_connections = 1000\nmax_connections_per_ip = 1000\n"
     settings.write_text(settings.read_text() + extra)
     (root / "run").mkdir()
     (root / "logs").mkdir()
-    ports = {"redis": free_port(), "receiver": free_port(), "relay": free_port()}
+    names = ["redis", "receiver", "relay"] + ["metrics"] * config.metrics + ["web"] * config.web
+    ports = {name: free_port() for name in names}
     env = dict(os.environ)
+    env.pop("LAMSON_LOG_LEVEL", None)  # the shipped level unless asked
     env.update({
         "PATH": f"{BIN}:{env.get('PATH', '')}",
         "LAMSON_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
         "LAMSON_RECEIVER_PORT": str(ports["receiver"]),
         "LAMSON_RELAY_PORT": str(ports["relay"]),
-        "LAMSON_LOG_LEVEL": "WARNING",
     })
+    if config.metrics:
+        env["LAMSON_METRICS_PORT"] = str(ports["metrics"])
+    if config.web:
+        env["LAMSON_WEB_PORT"] = str(ports["web"])
+    if config.log_level.upper() != "INFO":
+        env["LAMSON_LOG_LEVEL"] = config.log_level.upper()
     try:
-        if sink == "smtp-sink":
-            start_sink(replies(root, sink), ports["relay"], root / "run" / "smtp-sink.pid")
+        if config.sink == "smtp-sink":
+            start_sink(sink_folder(root, config), ports["relay"], root / "run" / "smtp-sink.pid")
         subprocess.run([str(BIN / "supervisord"), "-c", str(conf)], cwd=root, env=env, check=True)
         for port in ports.values():
             wait_port(port)
@@ -147,6 +282,7 @@ def stop(root: Path, env: dict[str, str]) -> None:
     if pidfile.exists():
         os.kill(int(pidfile.read_text()), signal.SIGKILL)
     kill_sink(root / "run" / "smtp-sink.pid")
+    remove_sink_folder(root)
 
 
 def kill_sink(pidfile: Path) -> None:
@@ -385,6 +521,9 @@ class Load:
     redis: dict[str, int] = field(default_factory=dict)  # calls per command over the load
     machine: tuple[float, float] = (0.0, 0.0)  # busy and total CPU seconds of the machine over the load
     jobs: dict[str, int] = field(default_factory=dict)  # rq jobs done over the load, by stage
+    config: str = ""  # Config.describe() of the run, or what else ran (Salmon)
+    disk_us: float = 0.0  # CPU µs to create a file on the scratch disk just before the load (settle_disk)
+    when: str = ""  # UTC time the load began
 
     @property
     def rate(self) -> float:
@@ -411,6 +550,7 @@ def run_load(port: int, queue: Path, pids: dict[str, int], *, messages: int, ses
     usage = resource.RUSAGE_CHILDREN if client == "smtp-source" else resource.RUSAGE_SELF
     client_before = resource.getrusage(usage)
     t0 = time.time()
+    load.when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t0))
     acked: dict[str, float] = {}
     if client == "smtp-source":
         load.failures = send_smtp_source(port, messages, sessions, size, senders, timeout)
@@ -461,6 +601,10 @@ def report(load: Load, title: str = "") -> None:
     """Print one load's figures: rates, latency, CPU per program, Redis commands, peak RSS."""
     if title:
         print(title)
+    if load.config:
+        print(load.config)
+    if load.when:
+        print(f"taken {load.when}; creating a file on the scratch disk cost {load.disk_us:.0f} µs of CPU just before")
     if load.accept_seconds > 0 and load.accepted:
         print(f"accepted: {load.accepted} in {load.accept_seconds:.2f}s = {load.accepted / load.accept_seconds:.0f} msg/s")
     print(f"replies arrived: {load.replies} in {load.seconds:.2f}s = {load.rate:.0f} msg/s end to end")
@@ -503,43 +647,81 @@ def terminate_cleanly() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that depart from the shipped configuration (bench/compare.py takes the same)."""
+    parser.add_argument("--routers", type=int, default=2, help="router worker processes (numprocs; shipped: 2)")
+    parser.add_argument("--log-level", default="INFO",
+                        help="LAMSON_LOG_LEVEL of every program (shipped: INFO), e.g. WARNING")
+    parser.add_argument("--no-metrics", action="store_true", help="leave out [program:metrics]")
+    parser.add_argument("--no-web", action="store_true", help="leave out [program:web] (lamson web)")
+    parser.add_argument("--auth", action="store_true",
+                        help="keep SPF/DKIM/DMARC checks of incoming mail on (needs a reachable DNS)")
+    parser.add_argument("--sink-dir", choices=["tmpfs", "disk"], default="tmpfs",
+                        help="where smtp-sink writes the replies: /dev/shm (default) or the scratch folder on "
+                             "the spool's disk (as before: adds thousands of file creations and deletions there)")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="start the load at once, even while creating a file on the scratch disk is slow "
+                             "(by default the bench waits up to 90 s for it; README, 'A measuring pitfall')")
+
+
+def config_from(args: argparse.Namespace, sink: str = "smtp-sink") -> Config:
+    """The Config the flags of :func:`add_config_flags` ask for."""
+    return Config(routers=args.routers, log_level=args.log_level, metrics=not args.no_metrics, web=not args.no_web,
+                  auth=args.auth, sink=sink, sink_dir=args.sink_dir)
+
+
+def measure(root: Path, config: Config, *, messages: int, sessions: int, size: int, senders: int, client: str,
+            rate: float = 0.0, timeout: float = 600, settle: bool = True) -> Load:
+    """Start ``config`` in ``root`` (after waiting for a quiet disk unless ``settle`` is off), run one load,
+    stop it. The scratch folder ``root`` is left for the caller to delete (README, 'A measuring pitfall')."""
+    root.mkdir(parents=True, exist_ok=True)
+    cost = settle_disk(root)[0] if settle else creation_cost(root / "probe" / "0")
+    env: dict[str, str] = {}
+    try:
+        env, ports = start(root, config)
+        load = run_load(ports["receiver"], replies(root, config), programs(root, env), messages=messages,
+                        sessions=sessions, size=size, senders=senders, client=client, rate=rate, timeout=timeout,
+                        redis_conn=redis_client(root, env))
+    finally:
+        if env:
+            stop(root, env)
+        remove_sink_folder(root)
+    load.config = config.describe()
+    load.disk_us = cost
+    return load
+
+
 def main() -> None:
     terminate_cleanly()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--sessions", type=int, default=10)
-    parser.add_argument("--routers", type=int, default=2, help="router worker processes (numprocs)")
     parser.add_argument("--size", type=int, default=1000, help="approximate body size in bytes")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--rate", type=float, default=0.0,
                         help="pace the sessions to this many messages/s in all (default: as fast as possible)")
-    parser.add_argument("--auth", action="store_true",
-                        help="keep SPF/DKIM/DMARC checks of incoming mail on (needs a reachable DNS)")
-    parser.add_argument("--senders", type=int, default=1,
+    parser.add_argument("--senders", type=int, default=100,
                         help="distinct envelope senders, round robin (1: one conversation, handled in order)")
-    parser.add_argument("--sink", choices=["log", "smtp-sink"], default="log",
-                        help="smart host: the logging server (default) or Postfix's smtp-sink")
+    parser.add_argument("--sink", choices=["log", "smtp-sink"], default="smtp-sink",
+                        help="smart host: Postfix's smtp-sink (default) or the shipped logging server ([program:log])")
     parser.add_argument("--client", choices=["smtplib", "smtp-source"], default="smtplib",
                         help="load client: Python threads (default; per-message latency) or Postfix's smtp-source "
                              "(cheaper; one sender per process, no latency figures, --rate not supported)")
+    add_config_flags(parser)
     args = parser.parse_args()
     if args.client == "smtp-source" and args.rate:
         parser.error("--rate needs --client smtplib")
 
     root = Path(tempfile.mkdtemp(prefix="lamson-bench-"))
-    env: dict[str, str] = {}
     try:
-        env, ports = start(root, args.routers, args.sink, args.auth)
-        load = run_load(ports["receiver"], replies(root, args.sink), programs(root, env), messages=args.messages,
-                        sessions=args.sessions, size=args.size, senders=args.senders, client=args.client,
-                        rate=args.rate, timeout=args.timeout, redis_conn=redis_client(root, env))
+        load = measure(root, config_from(args, args.sink), messages=args.messages, sessions=args.sessions,
+                       size=args.size, senders=args.senders, client=args.client, rate=args.rate,
+                       timeout=args.timeout, settle=not args.no_settle)
         senders = (f"{max(1, min(args.sessions, args.senders))} (smtp-source: one per process)"
                    if args.client == "smtp-source" else args.senders)
-        report(load, f"messages={args.messages} sessions={args.sessions} routers={args.routers} size~{args.size}B "
+        report(load, f"messages={args.messages} sessions={args.sessions} size~{args.size}B "
                      f"senders={senders} sink={args.sink} client={args.client} rate={args.rate or 'max'}")
     finally:
-        if env:
-            stop(root, env)
         shutil.rmtree(root, ignore_errors=True)
 
 
