@@ -140,6 +140,7 @@ def as_json(load: pipeline.Load, paced_rate: float | None = None) -> dict[str, o
         if load.machine[1] else None,
         "failures": sorted(set(load.failures))[:5],
         "when": load.when, "config": load.config, "disk_us": round(load.disk_us, 1),
+        "log_lines_per_message": round(sum(load.log_lines.values()) / max(1, load.replies), 2),
         "latency_ms": {"p50": round(pipeline.percentile(load.latencies, 0.5) * 1000, 1),
                        "p90": round(pipeline.percentile(load.latencies, 0.9) * 1000, 1),
                        "p99": round(pipeline.percentile(load.latencies, 0.99) * 1000, 1)} if load.latencies else None,
@@ -393,12 +394,13 @@ def differences(args: argparse.Namespace) -> None:
         return fmt.format(low) if fmt.format(low) == fmt.format(high) else fmt.format(low) + "–" + fmt.format(high)
 
     rows = [["difference from shipped", *(f"{s} session{'s' * (s > 1)}: CPU ms/msg (ours)" for s in points),
-             *(f"{s}: msg/s" for s in points), *(f"{s}: supervisord ms/msg" for s in points), "other work"]]
+             *(f"{s}: msg/s" for s in points), *(f"{s}: supervisord ms/msg" for s in points), "log lines/msg", "other work"]]
     for name, _ in DIFFERENCES:
         loads = [found[(name, s)] for s in points]
         rows.append([name, *(span([x.ours_ms() for x in group], "{:.2f}") for group in loads),
                      *(span([x.rate for x in group], "{:.0f}") for group in loads),
                      *(span([x.cpu_ms("supervisord") for x in group], "{:.2f}") for group in loads),
+                     span([sum(x.log_lines.values()) / max(1, x.replies) for group in loads for x in group], "{:.1f}"),
                      span([100 * other_work(x) for group in loads for x in group], "{:.0f} %")])
     table(rows)
     best = "best: WARNING, no web, no metrics"

@@ -524,6 +524,8 @@ class Load:
     config: str = ""  # Config.describe() of the run, or what else ran (Salmon)
     disk_us: float = 0.0  # CPU µs to create a file on the scratch disk just before the load (settle_disk)
     when: str = ""  # UTC time the load began
+    log_lines: dict[str, int] = field(default_factory=dict)  # lines each log file grew by over the load
+    syscalls: dict[str, int] = field(default_factory=dict)  # file system calls over the load (--trace-files)
 
     @property
     def rate(self) -> float:
@@ -633,6 +635,14 @@ def report(load: Load, title: str = "") -> None:
         top = sorted(load.redis.items(), key=lambda kv: -kv[1])[:8]
         print(f"Redis commands per message: {total / max(1, load.replies):.1f}  ("
               + ", ".join(f"{k} {v / max(1, load.replies):.2f}" for k, v in top) + ")")
+    if load.log_lines:
+        print(f"log lines per message: {sum(load.log_lines.values()) / max(1, load.replies):.2f}  ("
+              + ", ".join(f"{k} {v / max(1, load.replies):.2f}" for k, v in sorted(load.log_lines.items())) + ")")
+    if load.syscalls:
+        top = sorted(load.syscalls.items(), key=lambda kv: -kv[1])
+        print(f"file system calls per message (receiver, routers, relay; strace, so the rates above are not "
+              f"figures): {sum(load.syscalls.values()) / max(1, load.replies):.1f}  ("
+              + ", ".join(f"{k} {v / max(1, load.replies):.2f}" for k, v in top) + ")")
     if load.jobs.get("routing") or load.jobs.get("relay"):
         print("rq jobs: " + ", ".join(f"{n} {stage} ({load.replies / n:.1f} messages each)"
                                        for stage, n in sorted(load.jobs.items()) if n and stage != "other"))
@@ -664,6 +674,52 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                              "(by default the bench waits up to 90 s for it; README, 'A measuring pitfall')")
 
 
+#: System calls that touch the spool's file system (what a shared one, NFS, serves over the network).
+FILE_CALLS = "%file,fsync,fdatasync,getdents64"
+
+
+def trace_start(pids: dict[str, int], out: Path) -> subprocess.Popen[bytes] | None:
+    """``strace -c`` on the receiver, the routers and the relay (every thread, every child), counting
+    the file system calls :data:`FILE_CALLS`; None without strace. Slows them down: a traced load's
+    rates and CPU are not figures, its counts per message are."""
+    if shutil.which("strace") is None:
+        return None
+    targets = [str(pid) for name, pid in pids.items() if name in ("receiver", "relay") or name.startswith("router")]
+    command = ["strace", "-c", "-f", "-e", f"trace={FILE_CALLS}", "-o", str(out)]
+    for pid in targets:
+        command += ["-p", pid]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(1)  # attached
+    return proc
+
+
+def trace_stop(proc: subprocess.Popen[bytes] | None, out: Path) -> dict[str, int]:
+    """Detach strace and read its summary: system call -> calls."""
+    if proc is None:
+        return {}
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    calls = {}
+    for line in out.read_text().splitlines() if out.exists() else []:
+        fields = line.split()
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+            calls[fields[-1]] = int(fields[3])
+    return calls
+
+
+def log_lines(root: Path) -> dict[str, int]:
+    """Lines in each of the programs' log files under ``root``/logs (supervisord writes what they print)."""
+    found = {}
+    for path in (root / "logs").glob("*.log"):
+        with open(path, "rb") as f:
+            found[path.stem] = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 16), b""))
+    return found
+
+
 def config_from(args: argparse.Namespace, sink: str = "smtp-sink") -> Config:
     """The Config the flags of :func:`add_config_flags` ask for."""
     return Config(routers=args.routers, log_level=args.log_level, metrics=not args.no_metrics, web=not args.no_web,
@@ -671,7 +727,7 @@ def config_from(args: argparse.Namespace, sink: str = "smtp-sink") -> Config:
 
 
 def measure(root: Path, config: Config, *, messages: int, sessions: int, size: int, senders: int, client: str,
-            rate: float = 0.0, timeout: float = 600, settle: bool = True) -> Load:
+            rate: float = 0.0, timeout: float = 600, settle: bool = True, trace: bool = False) -> Load:
     """Start ``config`` in ``root`` (after waiting for a quiet disk unless ``settle`` is off), run one load,
     stop it. The scratch folder ``root`` is left for the caller to delete (README, 'A measuring pitfall')."""
     root.mkdir(parents=True, exist_ok=True)
@@ -679,9 +735,20 @@ def measure(root: Path, config: Config, *, messages: int, sessions: int, size: i
     env: dict[str, str] = {}
     try:
         env, ports = start(root, config)
-        load = run_load(ports["receiver"], replies(root, config), programs(root, env), messages=messages,
-                        sessions=sessions, size=size, senders=senders, client=client, rate=rate, timeout=timeout,
-                        redis_conn=redis_client(root, env))
+        pids = programs(root, env)
+        tracer = trace_start(pids, root / "strace.txt") if trace else None
+        lines_before = log_lines(root)
+        try:
+            load = run_load(ports["receiver"], replies(root, config), pids, messages=messages,
+                            sessions=sessions, size=size, senders=senders, client=client, rate=rate,
+                            timeout=timeout, redis_conn=redis_client(root, env))
+        finally:
+            calls = trace_stop(tracer, root / "strace.txt")
+        load.syscalls = calls
+        time.sleep(0.5)  # supervisord has written what the programs logged at the end
+        lines_after = log_lines(root)
+        load.log_lines = {name: n - lines_before.get(name, 0) for name, n in lines_after.items()
+                          if n - lines_before.get(name, 0)}
     finally:
         if env:
             stop(root, env)
@@ -707,6 +774,8 @@ def main() -> None:
     parser.add_argument("--client", choices=["smtplib", "smtp-source"], default="smtplib",
                         help="load client: Python threads (default; per-message latency) or Postfix's smtp-source "
                              "(cheaper; one sender per process, no latency figures, --rate not supported)")
+    parser.add_argument("--trace-files", action="store_true",
+                        help="count the spool's file system calls per message with strace (slows the load down)")
     add_config_flags(parser)
     args = parser.parse_args()
     if args.client == "smtp-source" and args.rate:
@@ -716,7 +785,7 @@ def main() -> None:
     try:
         load = measure(root, config_from(args, args.sink), messages=args.messages, sessions=args.sessions,
                        size=args.size, senders=args.senders, client=args.client, rate=args.rate,
-                       timeout=args.timeout, settle=not args.no_settle)
+                       timeout=args.timeout, settle=not args.no_settle, trace=args.trace_files)
         senders = (f"{max(1, min(args.sessions, args.senders))} (smtp-source: one per process)"
                    if args.client == "smtp-source" else args.senders)
         report(load, f"messages={args.messages} sessions={args.sessions} size~{args.size}B "
