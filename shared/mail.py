@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import binascii
 import copy
+import email.quoprimime as quoprimime
 import email.utils
 import functools
 import mimetypes
@@ -1042,12 +1043,7 @@ class MailResponse:
         """
         if self.Html is not None or self.attachments or self.parts or self._forwarded:
             return None
-        body = self.Body or ""
-        if not body.isascii():
-            return None
-        lines = body.encode("ascii").splitlines()
-        if any(len(line) > _MAX_LINE for line in lines):
-            return None
+        # Headers first: a header that needs the stdlib makes the body's encoding wasted work.
         self._stamp()
         head = []
         for name, value in self._headers:
@@ -1055,8 +1051,12 @@ class MailResponse:
             if line is None:
                 return None
             head.append(line)
-        head.extend(_PLAIN_CONTENT_HEADERS)
-        text = b"\r\n".join(lines) + (b"\r\n" if body.endswith(("\n", "\r")) else b"")
+        encoded = _text_body(self.Body or "")
+        if encoded is None:
+            return None
+        cte, text = encoded
+        head.extend(('Content-Type: text/plain; charset="utf-8"', f"Content-Transfer-Encoding: {cte}",
+                     "MIME-Version: 1.0"))
         return "\r\n".join(head).encode("ascii") + b"\r\n\r\n" + text
 
     def __bytes__(self) -> bytes:
@@ -1071,9 +1071,42 @@ class MailResponse:
 
 #: The longest line the write policy leaves alone (header lines and 7bit body lines).
 _MAX_LINE = WRITE_POLICY.max_line_length or 78
-#: What ``set_content(text)`` adds for an ASCII text body, in the stdlib's order.
-_PLAIN_CONTENT_HEADERS = ('Content-Type: text/plain; charset="utf-8"', "Content-Transfer-Encoding: 7bit",
-                          "MIME-Version: 1.0")
+#: Bytes per base64 line the stdlib writes (four characters per three bytes, lines of at most _MAX_LINE).
+_BASE64_STEP = _MAX_LINE // 4 * 3
+
+
+def _text_body(body: str) -> tuple[str, bytes] | None:
+    """``(transfer encoding, wire bytes)`` of a text body as ``set_content(body)`` and :func:`_as_given`
+    write it under :data:`WRITE_POLICY`; None for text the stdlib should handle (lone surrogates).
+
+    The stdlib's rule: 7bit when the text is ASCII in lines of at most 78
+    octets; else whichever of quoted-printable and base64 is shorter on the
+    first ten lines (CRLF-terminated), the UTF-8 bytes encoded with the same
+    encoders it uses. Templated replies usually have a line over 78 octets or a
+    quoted non-ASCII word, so this is what keeps them off ``email.message``
+    (tests/shared/test_mail_plain.py compares the two on random text).
+    """
+    try:
+        data = body.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    ends = body.endswith(("\n", "\r"))
+    lines = data.splitlines()
+    if body.isascii() and all(len(line) <= _MAX_LINE for line in lines):
+        return "7bit", b"\r\n".join(lines) + (b"\r\n" if ends else b"")
+    sniff = b"\r\n".join(lines[:10]) + b"\r\n"
+    sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)
+    if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+        data = b"\r\n".join(lines) + (b"\r\n" if ends else b"")
+        payload = "".join(binascii.b2a_base64(data[i:i + _BASE64_STEP]).decode("ascii")
+                          for i in range(0, len(data), _BASE64_STEP))
+        return "base64", payload.replace("\n", "\r\n").encode("ascii")
+    if len(lines) > 10:
+        sniff_qp = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _MAX_LINE)
+    if not ends and sniff_qp.endswith("\n"):
+        sniff_qp = sniff_qp[:-2] if sniff_qp.endswith("\r\n") else sniff_qp[:-1]
+    return "quoted-printable", _LINE_ENDS.sub("\r\n", sniff_qp).encode("ascii")
+
 #: Headers a plain reply must not set itself (the body's content headers come from the renderer).
 _CONTENT_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version", "content-disposition"})
 _PLAIN_TEXT = re.compile(r"[!-~]+(?: +[!-~]+)*")
