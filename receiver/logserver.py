@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP
 
 from lamson import maildir
 from lamson.logs import SafeFormatter
+from lamson.receiver import loop_name, run_loop
 from lamson.settings import DEFAULTS
 
 log = logging.getLogger("lamson.logger")
@@ -87,7 +88,7 @@ async def serve(host: str, port: int, queue_dir: str | Path, stop: asyncio.Event
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    log.info("logging server on %s:%s saving to %s", host, port, handler.queue)
+    log.info("logging server on %s:%s saving to %s (%s event loop)", host, port, handler.queue, loop_name(loop))
     try:
         await stop.wait()
     finally:
@@ -98,4 +99,4 @@ def run(host: str, port: int, queue_dir: str | Path = DEFAULTS["queue_dir"],
         log_dir: str | Path = DEFAULTS["log_dir"]) -> None:
     """Entry point of ``lamson log``: serve in the foreground."""
     configure_logging(log_dir)
-    asyncio.run(serve(host, port, queue_dir))
+    run_loop(serve(host, port, queue_dir))

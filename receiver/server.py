@@ -42,6 +42,7 @@ from lamson import logs
 from lamson.connection import connect, redact
 from lamson.names import names_for
 from lamson.private import keep_private
+from lamson.receiver import loop_name, run_loop
 from lamson.receiver.auth import AuthConfigError, UsersAuthenticator, load_users, tls_context
 from lamson.receiver.authlimit import Policy, RedisLimiter
 from lamson.receiver.checks import BadPath, parse_path, served_domains
@@ -523,9 +524,9 @@ async def serve(settings: Settings | ModuleType, stop: asyncio.Event | None = No
         for each in servers:
             await each.start_serving()
         late = loop.run_in_executor(None, after_listening, settings, handler)
-        log.info("receiver listening on %s:%s%s, spool %r, serving %r", host, port,
+        log.info("receiver listening on %s:%s%s, spool %r, serving %r, %s event loop", host, port,
                  " (STARTTLS required)" if security.require_tls else " (STARTTLS)" if security.context else "",
-                 handler.spool, handler.served)
+                 handler.spool, handler.served, loop_name(loop))
         if security.submission is not None:
             log.info("submission listening on %s:%s (STARTTLS required, AUTH PLAIN LOGIN, %d users)",
                      security.submission["host"], security.submission["port"],
@@ -550,4 +551,4 @@ def run(settings: ModuleType) -> None:
     """Entry point of ``lamson receiver``: serve in the foreground until signalled."""
     keep_private(settings)  # umask 077, run/ and logs/ 0700 even under supervisord -n (lamson.private)
     logs.setup(settings=settings)
-    asyncio.run(serve(settings))
+    run_loop(serve(settings))
