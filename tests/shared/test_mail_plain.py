@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -244,3 +245,49 @@ def test_the_date_of_a_reply_is_the_stdlibs_for_that_second() -> None:
     assert mail._canonical_date(now)
     assert not mail._canonical_date("Mon, 30 Nov 2026 13:17:19 GMT")  # the stdlib writes +0000
     assert not mail._canonical_date("not a date")
+
+
+def _parsed_alike(data: bytes) -> None:
+    """lamson.mail's single-part parse gives what the stdlib's full parse gives, or declines a container."""
+    full = BytesParser(_class=EmailMessage, policy=policy.compat32).parsebytes(data)
+    fast = mail._parse_single_part(data)
+    if fast is None:  # a container, or a "From " line after the first (the parser's own rules for it)
+        assert full.get_content_maintype() in ("multipart", "message") or b"\nFrom " in data or b"\rFrom " in data
+        return
+    assert list(fast.raw_items()) == list(full.raw_items())
+    assert fast.get_payload() == full.get_payload()
+    assert [type(defect) for defect in fast.defects] == [type(defect) for defect in full.defects]
+    assert fast.get_unixfrom() == full.get_unixfrom()
+    assert _rendered(fast) == _rendered(full)
+
+
+def _rendered(message: EmailMessage) -> bytes | type[Exception]:
+    try:
+        return message.as_bytes()
+    except Exception as exc:  # noqa: BLE001 - some parsed text the generator cannot write: both must fail alike
+        return type(exc)
+
+
+_line_ends = st.sampled_from(["\n", "\r\n", "\r", ""])
+_header_lines = st.tuples(st.sampled_from(["Subject: ", "From: ", "X-A:", " ", "\t", "From x ", "Bad line ", "",
+                                           "Content-Type: text/plain; charset=utf-8", "Content-Type: ",
+                                           "Content-Type: multipart/mixed; boundary=b", "Content-Type: message/rfc822",
+                                           ":", "Received:"]),
+                          st.text(st.characters(min_codepoint=0x09, max_codepoint=0xFF), max_size=20),
+                          _line_ends).map("".join)
+
+
+@SETTINGS
+@given(st.lists(_header_lines, max_size=8).map("".join), st.sampled_from(["", "\n", "\r\n", "\r", "x\n"]),
+       st.text(max_size=200))
+def test_a_single_part_parses_as_the_stdlib_parses_it(head: str, separator: str, body: str) -> None:
+    _parsed_alike((head + separator + body).encode("utf-8", "surrogateescape"))
+
+
+def test_single_part_parsing_corner_cases() -> None:
+    for data in (b"", b"\n", b"\r\n", b"body only\nno headers\n", b"From x@y Mon\nSubject: a\n\nb", b"Subject: a",
+                 b"Subject: a\r", b"Subject: a\r\n \r\nx", b"Subject: a\nbad line\nmore\n", b" cont\nSubject: x\n\nbody",
+                 b"A: b\rC: d\r\rbody\r", b"X: \xff\xfe\n\n\xff body", b"Subject: a\n\n" + b"line\n" * 10000):
+        _parsed_alike(data)
+    assert mail._parse_single_part(b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n") is None
+    assert mail._parse_single_part(b"Content-Type: Message/RFC822\n\nA: b\n\nc") is None
