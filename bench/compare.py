@@ -1,8 +1,10 @@
 """Issue 15's figures: this project's pipeline and Salmon 3.3's echo app on the same load, same run.
 
 For each session count (default 1, 10, 50, 200) it starts the real
-``deploy/supervisord.conf`` (bench/pipeline.py) with Postfix's smtp-sink as
-the smart host, sends ``--messages`` messages with the load client, waits for
+``deploy/supervisord.conf`` as shipped (bench/pipeline.py's Config: INFO logs,
+metrics and web on; only what a one-host load needs changed, printed with the
+figures; the same flags as bench/pipeline.py for other configurations) with
+Postfix's smtp-sink as the smart host, sends ``--messages`` messages with the load client, waits for
 every reply at the sink, and stops it; then the same for Salmon 3.3
 (bench/salmon_echo, run by the side virtualenv bench/mailmodel.py makes) with
 its relay pointed at its own smtp-sink. It prints one table: end-to-end msg/s
@@ -12,6 +14,7 @@ with ``--latency``, p50/p99 accept-to-delivered latency of ours at half the
 capacity just measured (smtplib client, paced with ``--rate``).
 
     .venv/bin/python bench/compare.py --messages 2000 --latency
+    .venv/bin/python bench/compare.py --differences --rounds 3   # what each difference from shipped costs
 
 At the end it saves the figures as JSON (``--json``, default
 docs/img/bench-compare.json) and draws them as SVG charts into ``--charts``

@@ -1,23 +1,35 @@
 """Benchmark the whole pipeline: N messages over C concurrent SMTP sessions.
 
-It starts the real ``deploy/supervisord.conf`` in a scratch copy of the
-repository layout on free ports (its own Redis, receiver, router workers,
-relay, logging server or Postfix's smtp-sink), sends the messages with
-smtplib threads or Postfix's smtp-source (``--client``), and waits until
-every reply has arrived at the sink. It prints:
+It runs the configuration a user runs: the real ``deploy/supervisord.conf`` as
+shipped (INFO logs through supervisord, the ``metrics`` and ``web`` programs)
+in a scratch copy of the repository layout, changing only what a load on one
+host needs, each printed with the figures (:meth:`Config.changes`): Postfix's
+smtp-sink instead of the ``log`` program as the smart host (writing the
+replies on tmpfs, not on the spool's disk), ``reply_rate_limit = 0``,
+``auth_results = False`` (no DNS here), the per-client session cap lifted
+(every session comes from 127.0.0.1) and free ports. Other configurations are
+flags (``--log-level WARNING``, ``--no-web``, ``--no-metrics``, ``--auth``,
+``--sink log``, ``--sink-dir disk``, ``--routers``). Before the load it waits
+until creating a file on the scratch disk is cheap again (README, "A measuring
+pitfall"; ``--no-settle`` skips it). It sends the messages with smtplib
+threads or Postfix's smtp-source (``--client``), waits until every reply has
+arrived at the sink, and prints:
 
+* the configuration, when the load ran and what a file creation cost just before;
 * accept rate: messages per second acknowledged with 250 by the receiver;
 * end-to-end rate: replies arrived at the sink per second, first send to last reply;
 * latency p50/p99: from a message's 250 to its reply's file at the sink (smtplib client only);
 * CPU milliseconds per message of every supervised program (its whole process
   tree, from /proc: utime+stime, plus reaped children), between the first send
   and the last reply, and the total of the pipeline's own programs; the sink
-  and the load client apart;
+  and the load client apart; how busy the machine was, and with what else;
 * Redis commands per message (``INFO commandstats``, before and after) and the
-  most frequent ones;
+  most frequent ones; log lines per message; with ``--trace-files``, the
+  spool's file system calls per message (strace; the rates of such a run are
+  not figures);
 * peak RSS (VmHWM) of every program's processes at the end.
 
-    .venv/bin/python bench/pipeline.py --messages 2000 --sessions 10 --routers 2
+    .venv/bin/python bench/pipeline.py --messages 2000 --sessions 10 --client smtp-source
 
 bench/compare.py runs a sweep of session counts against Salmon 3.3 with the
 functions here. Nothing is asserted: the figures are for the README.
