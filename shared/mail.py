@@ -493,21 +493,23 @@ def _parse_single_part(data: bytes) -> EmailMessage | None:
 
     The stdlib's feed parser reads a single-part body line by line through its
     buffered input (several Python calls a line) only to join the lines again:
-    the payload is exactly the text after the header block. So only the header
-    block goes through the parser (headers only; the line that ends the block
-    too, so the same defects are recorded), and the rest of the text becomes
-    the payload in one slice. The header block ends where the feed parser ends
-    it: at the first line its header pattern does not match (a blank line is
-    dropped, another line is the body's first). tests/shared/test_mail_plain.py
+    the payload is exactly the text after the header block. So the rest of the
+    text becomes the payload in one slice, and the header block, when it is
+    made of well-formed fields only, is split into fields by one regular
+    expression (:func:`_header_fields`); any other header block goes through the
+    stdlib's parser alone (headers only; the line that ends the block too, so
+    the same defects are recorded). The header block ends where the feed parser
+    ends it: at the first line its header pattern does not match (a blank line
+    is dropped, another line is the body's first). tests/shared/test_mail_plain.py
     compares the two parses on random input.
     """
     text = data.decode("ascii", "surrogateescape")
-    pos = body = _HEADER_LINES.match(text).end()  # type: ignore[union-attr]  # the pattern matches everywhere
+    lines_end = pos = body = _HEADER_LINES.match(text).end()  # type: ignore[union-attr]  # matches everywhere
     if pos < len(text):
         # The line after the header lines: a last header line without a line end, or the one ending the
         # block, which is dropped when blank, else the body's first line.
         if _HEADER_LINE.match(text, pos):
-            pos = body = len(text)
+            lines_end = pos = body = len(text)
         else:
             pos = _LINE.match(text, pos).end()  # type: ignore[union-attr]
             if text[body] in "\r\n":
@@ -515,10 +517,42 @@ def _parse_single_part(data: bytes) -> EmailMessage | None:
     head = text[:pos]
     if "From " in head[1:] and _LATER_FROM_LINE.search(head):
         return None  # the parser may push a last "From " line back into the body: its rules, not ours
-    message = _HEADER_PARSER.parsestr(head, headersonly=True)
+    message: EmailMessage | None = None
+    if body == pos:  # no line of the body taken for a header line (the parser records a defect then)
+        message = _header_fields(text[:lines_end])
+    if message is None:
+        message = _HEADER_PARSER.parsestr(head, headersonly=True)
     if message.get_content_maintype() in ("multipart", "message"):
         return None
     message.set_payload(text[body:])
+    return message
+
+
+#: One header field as the feed parser reads it: a name, a colon, the value's lines (continuations included).
+_HEADER_FIELD = re.compile(r"([\041-\071\073-\176]+):([^\r\n]*(?:\r\n|\r|\n)?(?:[ \t][^\r\n]*(?:\r\n|\r|\n)?)*)")
+
+
+def _header_fields(block: str) -> EmailMessage | None:
+    """A message holding the fields of ``block`` (complete header lines) as the feed parser stores them
+    under :data:`PARSE_POLICY`; None when ``block`` holds anything the parser records a defect for (a
+    first line that is a continuation, a field without a name, an envelope line out of place).
+
+    The stored form is compat32's ``header_source_parse``: the name as written,
+    the value with the blanks after the colon dropped, continuation lines kept
+    with their line ends, the trailing line end removed. A leading envelope
+    ``From `` line becomes the unix-from, without its line end.
+    """
+    message = EmailMessage(policy=PARSE_POLICY)
+    pos, size = 0, len(block)
+    if block.startswith("From "):
+        pos = _LINE.match(block).end()  # type: ignore[union-attr]
+        message.set_unixfrom(block[:pos].rstrip("\r\n"))  # one line: at most one line end
+    while pos < size:
+        field = _HEADER_FIELD.match(block, pos)
+        if field is None:
+            return None
+        message.set_raw(field[1], field[2].lstrip(" \t").rstrip("\r\n"))
+        pos = field.end()
     return message
 
 

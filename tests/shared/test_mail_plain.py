@@ -287,7 +287,9 @@ def test_a_single_part_parses_as_the_stdlib_parses_it(head: str, separator: str,
 def test_single_part_parsing_corner_cases() -> None:
     for data in (b"", b"\n", b"\r\n", b"body only\nno headers\n", b"From x@y Mon\nSubject: a\n\nb", b"Subject: a",
                  b"Subject: a\r", b"Subject: a\r\n \r\nx", b"Subject: a\nbad line\nmore\n", b" cont\nSubject: x\n\nbody",
-                 b"A: b\rC: d\r\rbody\r", b"X: \xff\xfe\n\n\xff body", b"Subject: a\n\n" + b"line\n" * 10000):
+                 b"A: b\rC: d\r\rbody\r", b"X: \xff\xfe\n\n\xff body", b"Subject: a\n\n" + b"line\n" * 10000,
+                 b"From x\r\nA: b\r\n\r\nc", b"From x", b"From x\n", b"From x\n b\n\nc", b"A:\n \n\nb",
+                 b"A: b\n\tc\n d\n\nbody", b"A:   \t\n\tx\n\n", b"A:b:c\n:d\n\ne", b"A: b\n\n\n\nc\n"):
         _parsed_alike(data)
     assert mail._parse_single_part(b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nx\n--b--\n") is None
     assert mail._parse_single_part(b"Content-Type: Message/RFC822\n\nA: b\n\nc") is None
