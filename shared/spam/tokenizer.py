@@ -261,6 +261,8 @@ def _header_tokens(parsed: Message, tokens: _Tokens) -> None:
         domain = message_id.rsplit("@", 1)[-1].strip(" <>").lower() if "@" in message_id else ""
         tokens.add("message-id:domain-shape:" + ("ip" if _IPV4.match(domain.strip("[]")) else
                                                  "host" if _HOSTLIKE.match(domain) else "odd"))
+        if domain and from_addresses:
+            tokens.add("message-id:from-domain:" + _same_domain(domain, from_addresses))
     if not message.get("date"):
         tokens.add("header:no-date")
     else:
@@ -284,6 +286,17 @@ def _header_tokens(parsed: Message, tokens: _Tokens) -> None:
         tokens.add("header:order:" + "".join(message.order))
     for index, received in enumerate(message.get("received")[-2:]):
         tokens.update(_received_tokens(received, index))
+
+
+def _same_domain(message_id_domain: str, from_addresses: set[str]) -> str:
+    """``same`` when the Message-Id's domain ends like a From address's domain (last two labels), else ``differs``.
+
+    A mail program names the Message-Id after the host or domain it sends from, which is
+    usually the sender's own; ratware makes one up, or takes it from a relay it abuses.
+    """
+    tail = ".".join(message_id_domain.strip("[]").split(".")[-2:])
+    domains = {".".join(address.rpartition("@")[2].split(".")[-2:]) for address in from_addresses}
+    return "same" if tail in domains else "differs"
 
 
 def _date_skew(date: str, received: list[str]) -> str:

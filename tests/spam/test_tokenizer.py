@@ -174,3 +174,15 @@ def test_the_senders_clock_against_the_arrival() -> None:
         assert token in tokens, (date, sorted(t for t in tokens if t.startswith("date:")))
         assert len([t for t in tokens if t.startswith("date:")]) == 1
     assert "date:no-arrival" in tokenize(msg("Date: Mon, 2 Sep 2002 11:30:00 +0000\nSubject: x", "body"))
+
+
+def test_the_message_ids_domain_against_the_senders() -> None:
+    """A mail program names the Message-Id after the sender's domain; ratware makes one up."""
+    def token(headers: str) -> list[str]:
+        return [t for t in tokenize(msg(headers + "Subject: x", "body")) if t.startswith("message-id:from-domain")]
+
+    assert token("From: a@mail.example.com\nMessage-ID: <1.2@smtp.example.com>\n") == ["message-id:from-domain:same"]
+    assert token("From: a@example.com\nMessage-ID: <1.2@EXAMPLE.COM>\n") == ["message-id:from-domain:same"]
+    assert token("From: a@example.com\nMessage-ID: <1.2@bulk-sender.net>\n") == ["message-id:from-domain:differs"]
+    assert token("From: a@example.com\nMessage-ID: <no-domain>\n") == []  # nothing to compare
+    assert token("Message-ID: <1.2@example.com>\n") == []  # no sender
