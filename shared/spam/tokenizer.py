@@ -21,11 +21,15 @@ What is read, and why:
   sender's Date agrees with the arrival the first Received line stamps
   (``date:skew:hour`` ... ``date:skew:years``, ``date:future``): ratware
   forges dates.
-* **Mailing lists' marks, as one fact each**: a list's footer (a short
+* **Mailing lists' marks, as one fact**: a list's footer (a short
   block after a separator naming its subscription machinery) is removed
-  from the text and noted as ``text:list-footer``; a ``[tag]`` opening the
-  Subject is ``subject:list-tag``. A list carries spam too, and its footer's
-  words learnt from its ham made that spam look like ham (issue 25).
+  from the text, a ``[tag]`` opening the Subject is not read as words, and
+  the footer, the tag, List-Id/List-Unsubscribe and Precedence bulk/list
+  all become the one token ``list:carried``. A list carries spam too, and
+  its footer's words learnt from its ham made that spam look like ham; its
+  marks counted one by one said the same thing four or five times (issue 25).
+* **Message-Id**: its domain's shape, and whether it ends like the From
+  address's domain (``message-id:from-domain:same``/``differs``).
 * **Header order**: the order in which the sender's software wrote From, To,
   Cc, Subject, Date, Message-Id, MIME-Version, Content-Type, Reply-To and
   X-Mailer (``header:order:ftsd``): mail programs have habits.
@@ -115,7 +119,24 @@ def tokenize(message: bytes | str | Message | Any, config: SpamConfig | None = N
         tokens.update(_text_tokens(raw_body[: config.max_text_chars], "text/plain", config, budget))
     else:
         _body_tokens(parsed, tokens, config, budget)
-    return tokens.found
+    return _one_list_mark(tokens.found)
+
+
+#: The marks a mailing list leaves: its headers, its Precedence, its Subject tag, its footer.
+_LIST_MARKS = frozenset({"header:list", "header:precedence:bulk", "header:precedence:list", "subject:list-tag",
+                         "text:list-footer"})
+
+
+def _one_list_mark(found: set[str]) -> set[str]:
+    """The list's marks as one token, ``list:carried``: they are one fact, that a list carried the mail.
+
+    Fisher's method treats every token as independent evidence; a list stamps all of its
+    marks on every message it carries, spam included, so counted one by one the same fact
+    spoke four or five times for whatever the list mostly carries (issue 25, docs/spam.md).
+    """
+    if found.isdisjoint(_LIST_MARKS):
+        return found
+    return (found - _LIST_MARKS) | {"list:carried"}
 
 
 class _Tokens:

@@ -140,18 +140,38 @@ SPONSOR_FOOTER = ("\n\n-------------------------------------------------------\n
 def test_list_footers_are_one_fact_not_the_lists_words() -> None:
     """A list's footer is on its spam as on its ham (issue 25): its words must not vouch for either."""
     for footer in (MAILMAN_FOOTER, SPONSOR_FOOTER):
-        tokens = tokenize(msg("Subject: [ILUG] cheap offer", "Buy cheap pills today\n" + footer))
-        assert {"text:list-footer", "buy", "cheap", "pills", "subject:list-tag", "subject:cheap"} <= tokens
+        tokens = tokenize(msg("Subject: cheap offer", "Buy cheap pills today\n" + footer))
+        assert {"list:carried", "buy", "cheap", "pills", "subject:cheap"} <= tokens
         assert not tokens & {"irish", "maintainer", "url:host:linux", "url:path:ilug", "subject:ilug", "sponsored",
                              "url:host:inphonic", "mailing", "url:path:listinfo"}, tokens
     # An ordinary signature is the sender's own: kept, and no footer noted.
-    signed = tokenize(msg("Subject: Re: [SAtalk] a question", "Thanks\n-- \nJohn Smith, Example Ltd\n"
-                                                             "http://www.example.com/\n"))
-    assert {"smith", "url:domain:example.com", "subject:list-tag", "subject:question"} <= signed
-    assert "text:list-footer" not in signed and "subject:satalk" not in signed
+    signed = tokenize(msg("Subject: Re: a question", "Thanks\n-- \nJohn Smith, Example Ltd\n"
+                                                     "http://www.example.com/\n"))
+    assert {"smith", "url:domain:example.com", "subject:question"} <= signed
+    assert "list:carried" not in signed
     # A separator with list words far from the end (a quoted footer) is the message's own text.
     quoted = tokenize(msg("Subject: x", MAILMAN_FOOTER + "\n".join(f"line {n} of my reply" for n in range(20))))
-    assert "text:list-footer" not in quoted and "irish" in quoted
+    assert "list:carried" not in quoted and "irish" in quoted
+
+
+def test_a_lists_marks_are_one_token() -> None:
+    """Subject tag, List-* headers, Precedence bulk/list and footer all say one thing: a list carried it.
+
+    Counted one by one, Fisher's method would take the one fact for four or five independent ones.
+    """
+    marks = ("Subject: Re: [SAtalk] a question", "Subject: q\nList-Id: <talk.example.org>",
+             "Subject: q\nList-Unsubscribe: <mailto:x-request@example.org>", "Subject: q\nPrecedence: bulk",
+             "Subject: q\nPrecedence: list")
+    for headers in marks:
+        tokens = tokenize(msg(headers, "Thanks"))
+        assert "list:carried" in tokens, headers
+        assert not tokens & {"subject:list-tag", "header:list", "header:precedence:bulk", "header:precedence:list",
+                             "text:list-footer", "subject:satalk"}, tokens
+    every = tokenize(msg("Subject: [ILUG] q\nList-Id: <ilug.example.org>\nPrecedence: bulk",
+                         "Thanks\n" + MAILMAN_FOOTER))
+    assert "list:carried" in every and not [t for t in every if "list" in t and t != "list:carried"], every
+    assert "header:precedence:junk" in tokenize(msg("Subject: q\nPrecedence: junk", "Thanks"))  # not a list's mark
+    assert "list:carried" not in tokenize(msg("Subject: q", "Thanks"))
 
 
 def test_the_order_of_the_senders_headers_is_a_token() -> None:
