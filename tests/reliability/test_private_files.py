@@ -47,7 +47,7 @@ def test_supervisord_n_leaves_run_and_logs_private(tmp_path: Path) -> None:
     try:
         for port in (ports["redis"], ports["receiver"], ports["relay"]):
             wait_port(port, timeout=60)
-        wait_all_running(lambda: sup.ctl("status"), 7, root / "logs")
+        wait_all_running(lambda: sup.ctl("status"), 8, root / "logs")
         children = sup.pids()
         logs = sorted(p.name for p in (root / "logs").iterdir())
         assert "lamson.log" in logs and "relay.log" in logs, logs
