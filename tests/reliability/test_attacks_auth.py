@@ -101,6 +101,7 @@ class Attack:
         self.replies: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.guess = 0
+        self.elapsed = 0.0  # how long run() took: its sessions finish their guesses after the deadline
 
     def next_guess(self) -> str:
         with self.lock:
@@ -129,7 +130,8 @@ class Attack:
                 pass
 
     def run(self, sources: list[str], seconds: float, parallel: int = 2) -> None:
-        deadline = time.monotonic() + seconds
+        started = time.monotonic()
+        deadline = started + seconds
 
         def loop(source: str) -> None:
             while time.monotonic() < deadline:
@@ -140,6 +142,7 @@ class Attack:
             t.start()
         for t in threads:
             t.join(seconds + 60)
+        self.elapsed = time.monotonic() - started
 
 
 def allowed(seconds: float, max_delay: float = 600) -> int:
@@ -195,7 +198,9 @@ def test_many_sessions_at_once_get_no_more_guesses_than_one(receiver: dict[str, 
     """Thirty sessions from ten addresses fire their guesses together: the free ones and one more are checked."""
     attack = Attack(receiver, "dave")
     attack.run([f"127.0.0.{60 + i}" for i in range(10)], seconds=0.5, parallel=3)
-    assert attack.replies["535"] <= FREE + 1, dict(attack.replies)
+    # The free ones and one more while the first gate (1 s) is closed; a machine so loaded that the
+    # sessions' guesses spread over more time sees the next gates open, one more guess each.
+    assert attack.replies["535"] <= allowed(attack.elapsed) - 1, (dict(attack.replies), attack.elapsed)
     assert attack.replies["454"] >= 20
 
 
