@@ -39,7 +39,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import venv
 from pathlib import Path
@@ -110,7 +109,8 @@ def view_module(impl: str) -> Any:
         import jinja2  # noqa: PLC0415 - installed on both sides; imported where the view is made
 
         view: Any = importlib.import_module("salmon.view" if impl == "salmon" else "lamson.view")
-        folder = Path(tempfile.mkdtemp(prefix="mailmodel-templates-"))
+        folder = corpus.CACHE / "mailmodel-templates"  # beside the corpus; rewritten by every run
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "reply.txt").write_text(REPLY_TEMPLATE, encoding="utf-8")
         view.LOADER = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)))
         _VIEWS[impl] = view
