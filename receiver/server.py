@@ -184,7 +184,14 @@ class LamsonSMTP(SMTP):
             super().data_received(data)
 
     def eof_received(self) -> bool | None:
-        return False if self._refused else super().eof_received()
+        # aiosmtpd cancels the session's handler on EOF and keeps the transport half open (True),
+        # so nothing is left to close it: asyncio's loop then notices the closed socket on the next
+        # write, uvloop's does not, and the session kept its slot in Sessions until smtp_timeout (a
+        # client connecting and closing at once filled max_connections). Nothing more is ever
+        # written after EOF, so close now: connection_lost frees the slot at once on either loop.
+        if not self._refused:
+            super().eof_received()
+        return False
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
