@@ -11,8 +11,10 @@ a free port as a real process (no Redis: the mail pages do not need it), and
 times over HTTP with a kept-open connection, as the page's own requests go:
 
 * the first indexing: from the process's start to its answer to the first list
-  request (the index is built or refreshed before that answer), with the web
-  process's CPU seconds and peak RSS;
+  request (answered from what is indexed so far, newest first, while the
+  indexing goes on in the background), and until the index holds every message
+  (the list's ``indexing`` count at 0), with the web process's CPU seconds and
+  peak RSS;
 * listing page 1 (the newest 50) and a deep page (``before=`` the cursor found
   by walking ``next`` from page 1);
 * a search by a word of the body text (one in about 1 % of the messages and one
@@ -356,11 +358,19 @@ def main() -> None:
         client = Client(port)
         first_ms, first = client.get("/api/messages", mailbox="queue", limit=PAGE)
         first_total = time.monotonic() - started
+        print(f"lamson web: listening after {listening:.2f}s; first page {first_ms / 1000:.2f}s, "
+              f"{first_total:.2f}s from start, {first.get('total')} indexed and {first.get('indexing')} "
+              f"still indexing; server took_ms {server_ms(first)}", flush=True)
+        complete = first
+        while (complete.get("indexing") or 0) > 0 and time.monotonic() - started < 600:
+            time.sleep(0.1)
+            _, complete = client.get("/api/messages", mailbox="queue", limit=PAGE)
+        indexed_after = time.monotonic() - started
         cpu, rss = cpu_and_rss(proc.pid)
-        print(f"lamson web: listening after {listening:.2f}s; first page (the index built) "
-              f"{first_ms / 1000:.2f}s, {first_total:.2f}s from start; server took_ms {server_ms(first)}; "
-              f"web process so far {cpu:.2f}s CPU, peak RSS {rss / 1024:.0f} MB; total {first.get('total')}",
-              flush=True)
+        print(f"lamson web: all {complete.get('total')} indexed {indexed_after:.2f}s from start; "
+              f"web process so far {cpu:.2f}s CPU, peak RSS {rss / 1024:.0f} MB", flush=True)
+        first_indexed = first.get("total")
+        first = complete  # the pages below are read from the complete index
 
         # the deep page's cursor: walk ``next`` from page 1
         cursor = first.get("next")
@@ -417,9 +427,9 @@ def main() -> None:
         note = f" ({sender_count} written)" if label.startswith("search from:") else ""
         print(f"| {label} | {data.get('total')}{note} | {statistics.median(seen):.1f} | {worst:.1f} | "
               f"{statistics.median(took):.1f} | < {target:.0f} ms | {'met' if worst < target else 'NOT MET'} |")
-    print(f"| first page after the start (index built) | {first.get('total')} | {first_ms:.0f} | | "
-          f"{server_ms(first)} | < {TARGETS['list']:.0f} ms | "
-          f"{'met' if first_ms < TARGETS['list'] else 'not met (one-time indexing)'} |")
+    print(f"| first page after the start (indexing under way) | {first_indexed} | {first_ms:.0f} | | "
+          f"| < {TARGETS['list']:.0f} ms | {'met' if first_ms < TARGETS['list'] else 'NOT MET'} |")
+    print(f"\nevery message indexed {indexed_after:.1f} s after the start (the first indexing, in the background)")
     print(f"\n100 new messages shown in the list after {shown * 1000:.0f} ms" if shown else
           "\n100 new messages NOT shown in the list within 60 s")
     print(f"web process: {cpu_end:.2f}s CPU in all, peak RSS {rss_end / 1024:.0f} MB")

@@ -29,7 +29,7 @@ from lamson import maildir
 from lamson.web import compose, events, mailboxes
 from lamson.web import message as mime
 from lamson.web.context import WebContext
-from lamson.web.index import BadQuery, Index, Row, index_path, parse_bytes
+from lamson.web.index import REQUEST_BUDGET, BadQuery, Index, Row, index_path, parse_bytes
 from lamson.web.mailboxes import Mailbox
 from lamson.web.security import csrf_cookie
 
@@ -64,10 +64,11 @@ def get_index(ctx: WebContext) -> Index:
         return found
 
 
-def refresh(ctx: WebContext) -> list[Mailbox]:
-    """Bring the index up to date; return the mailboxes."""
+def refresh(ctx: WebContext, budget: float | None = REQUEST_BUDGET) -> list[Mailbox]:
+    """Bring the index up to date, spending at most about ``budget`` seconds (a request's share; the
+    events poller passes None and finishes the job); return the mailboxes."""
     boxes = mailboxes.discover(ctx, fresh=True)
-    get_index(ctx).refresh(boxes)
+    get_index(ctx).refresh(boxes, budget)
     return boxes
 
 
@@ -94,7 +95,7 @@ def hub(ctx: WebContext) -> events.Hub:
                     [{"id": f"{r.mailbox}/{r.key}", "mailbox": r.mailbox, "key": r.key, "summary": summary(ctx, r)}
                      for r in rows if r.timestamp >= news_since])
 
-        found = events.Hub(lambda: refresh(ctx), added_since, lambda: get_index(ctx).last_id())
+        found = events.Hub(lambda: refresh(ctx, None), added_since, lambda: get_index(ctx).last_id())
         ctx.services["events"] = found
     return found
 
@@ -117,7 +118,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             return [{"name": b.name, "title": b.title, "path": str(b.path), "kind": b.kind,
                      "count": counts.get(b.name, 0)} for b in boxes]
 
-        return JSONResponse({"mailboxes": await run_in_threadpool(work)})
+        found = await run_in_threadpool(work)
+        return JSONResponse({"mailboxes": found, "indexing": get_index(ctx).pending()})
 
     async def list_messages(request: Request) -> Response:
         params = request.query_params
@@ -139,7 +141,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             page = get_index(ctx).query(None if name == "all" else [name], q, limit, params.get("before") or None)
             apps = {b.name for b in boxes if b.from_app}
             return {"messages": [r.summary(r.mailbox in apps) for r in page.rows], "total": page.total,
-                    "next": page.next, "took_ms": page.took_ms}
+                    "next": page.next, "took_ms": page.took_ms, "indexing": get_index(ctx).pending()}
 
         try:
             return JSONResponse(await run_in_threadpool(work))

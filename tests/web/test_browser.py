@@ -363,3 +363,27 @@ def test_pages_behind_a_password(browser: Browser, web_project: WebProject) -> N
             expect(tab.get_by_test_id("row-subject")).to_have_text(["Behind the password"])
         finally:
             context.close()
+
+
+def test_a_large_maildir_is_listed_while_it_is_first_indexed(browser: Browser, web_project: WebProject) -> None:
+    """A server started over thousands of messages answers the first page at once with the newest mail,
+    says that indexing goes on, and shows every message when it is done (no request waits for it)."""
+    count = 6000
+    queue = maildir.ensure(web_project.root / "run" / "queue")
+    for i in range(count):
+        msg = plain(f"user{i % 13}@example.org", "hello@test.com", f"bulk message {i:05d}", f"body {i}\n")
+        maildir.write(queue, msg.as_bytes(), key=f"{1_760_000_000 + i}.M{i:06d}P1Q{i}.testhost", sync=False)
+    with start_web(web_project) as server:
+        context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(WAIT)
+        try:
+            tab = context.new_page()
+            tab.goto("/#/inbox/queue")
+            stats = tab.get_by_test_id("list-stats")
+            expect(stats).to_have_attribute("data-indexing", re.compile(r"^\d+$"))
+            expect(stats).to_contain_text("more to come")
+            expect(tab.get_by_test_id("row-subject").first).to_have_text("bulk message 05999")
+            expect(stats).to_have_text(f"{count} messages", timeout=120_000)
+            expect(stats).not_to_have_attribute("data-indexing", re.compile(".*"))
+        finally:
+            context.close()

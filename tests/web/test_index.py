@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lamson import maildir
-from lamson.web.index import BadQuery, Index, fts_query
+from lamson.web.index import BATCH, BadQuery, Index, fts_query
 from lamson.web.mailboxes import Mailbox
 
 WORDS = ["apple", "banana", "cherry", "damson", "elder"]
@@ -77,6 +78,47 @@ def test_three_hundred_messages_listed_newest_first_in_pages(boxes: dict[str, Ma
     assert seen[0].startswith("message 299 ") and seen[-1].startswith("message 0 ")
     stamps = [r.timestamp for r in index.query(None, limit=300).rows]
     assert stamps == sorted(stamps, reverse=True)
+
+
+def test_a_request_budget_indexes_the_newest_first_and_says_what_is_left(boxes: dict[str, Mailbox],
+                                                                        index: Index) -> None:
+    base = 1_760_000_000
+    for i in range(1000):
+        maildir.write(boxes["queue"].path, make(i), key=key_at(base + i, i), sync=False)
+    # A request's refresh with its budget already spent still indexes one batch: the newest mail.
+    assert index.refresh(boxes.values(), budget=0.0) == BATCH
+    assert index.pending() == 1000 - BATCH
+    page = index.query(["queue"], limit=5)
+    assert page.total == BATCH and page.rows[0].subject.startswith("message 999 ")
+    # The background refresh finishes the job; the folder is complete afterwards.
+    assert index.refresh(boxes.values()) == 1000 - BATCH
+    assert index.pending() == 0 and index.query(["queue"], limit=1).total == 1000
+    assert index.refresh(boxes.values(), budget=0.0) == 0
+
+
+def test_queries_are_answered_while_a_first_indexing_runs(boxes: dict[str, Mailbox], index: Index) -> None:
+    base = 1_760_000_000
+    count = 3000
+    for i in range(count):
+        maildir.write(boxes["queue"].path, make(i), key=key_at(base + i, i), sync=False)
+    indexing = threading.Thread(target=index.refresh, args=(list(boxes.values()),))
+    indexing.start()
+    partial: list[int] = []
+    took_over: list[int] = []
+    try:
+        while indexing.is_alive():
+            total = index.query(["queue"], limit=1).total  # never waits for the whole indexing
+            if 0 < total < count:
+                partial.append(total)
+                if not took_over and total <= count // 2:  # a request meanwhile: answered from what is there, not made to wait
+                    took_over.append(index.refresh(boxes.values(), budget=0.05))
+                    assert index.pending() > 0
+            time.sleep(0.002)
+    finally:
+        indexing.join(120)
+    assert partial, "no query was answered between two of the indexing's batches"
+    assert partial == sorted(partial) and took_over == [0]
+    assert index.pending() == 0 and index.query(["queue"], limit=1).total == count
 
 
 def test_search_words_fields_prefixes_and_all_words(boxes: dict[str, Mailbox], index: Index) -> None:

@@ -75,6 +75,7 @@ def test_mailboxes_list_search_and_detail(web: WebServer) -> None:
     listed = web.get_json("/api/messages?mailbox=queue")
     assert [m["subject"] for m in listed["messages"]] == ["A rich one", "Welcome aboard"]
     assert listed["total"] == 2 and listed["next"] is None and listed["took_ms"] >= 0
+    assert listed["indexing"] == 0  # caught up: nothing left for the background indexing
     top = listed["messages"][0]
     assert top["id"] == f"queue/{second}" and top["from_app"] is True and top["has_html"] is True
     assert top["attachments"] == 1 and top["snippet"].startswith("The text part")

@@ -408,10 +408,19 @@
       empty.hidden = true;
     }
 
-    function showStats(took) {
+    let indexingTimer = null;
+
+    function showStats(took, indexing) {
       const words = total === 1 ? "1 message" : total + " messages";
       stats.textContent = query ? words + " found in " + Number(took).toFixed(1) + " ms" : words;
       if (query) stats.setAttribute("data-took", String(took));
+      // A first indexing of a large Maildir goes on in the background: say so, and look again soon.
+      if (indexing > 0) {
+        stats.textContent += " · indexing, " + indexing + " more to come";
+        stats.setAttribute("data-indexing", String(indexing));
+      } else {
+        stats.removeAttribute("data-indexing");
+      }
     }
 
     async function load(append) {
@@ -429,7 +438,16 @@
         for (const m of data.messages) place(m, false);
         next = data.next;
         total = data.total;
-        showStats(data.took_ms);
+        showStats(data.took_ms, data.indexing || 0);
+        clearTimeout(indexingTimer);
+        if (data.indexing > 0 && !append) {
+          indexingTimer = setTimeout(() => {
+            if (list.isConnected && mine === generation) {
+              sidebar.refresh();
+              load(false);
+            }
+          }, 1000);
+        }
         older.hidden = !next;
         empty.hidden = list.children.length > 0;
         empty.textContent = query ? "Nothing matches “" + query + "”." : "No mail here yet.";
