@@ -409,8 +409,10 @@
     }
 
     let indexingTimer = null;
+    let indexingLeft = 0; // from the last page loaded; a live event keeps the note
 
-    function showStats(took, indexing) {
+    function showStats(took, indexing = indexingLeft) {
+      indexingLeft = indexing;
       const words = total === 1 ? "1 message" : total + " messages";
       stats.textContent = query ? words + " found in " + Number(took).toFixed(1) + " ms" : words;
       if (query) stats.setAttribute("data-took", String(took));
