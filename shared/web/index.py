@@ -335,7 +335,7 @@ class Index:
 
     def pending(self) -> int:
         """Messages the last scan found and the index does not hold yet (0 once it has caught up)."""
-        return sum(self._pending.values())
+        return sum(self._pending.copy().values())  # a copy: the refresher may add a mailbox meanwhile
 
     def _drop_mailbox(self, name: str) -> None:
         with self._lock:
