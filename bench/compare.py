@@ -48,7 +48,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import charts  # noqa: E402 - bench/ is not a package
+try:
+    import charts  # noqa: E402 - bench/ is not a package
+except ModuleNotFoundError as exc:  # matplotlib: a test dependency, not one of the pipeline's
+    sys.exit(f"bench/compare.py draws its charts with {exc.name}, one of the test dependencies: "
+             "run bash scripts/setup --test first")
 import pipeline  # noqa: E402
 from mailmodel import salmon_python  # noqa: E402
 
