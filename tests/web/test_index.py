@@ -96,6 +96,17 @@ def test_a_request_budget_indexes_the_newest_first_and_says_what_is_left(boxes: 
     assert index.refresh(boxes.values(), budget=0.0) == 0
 
 
+def test_a_spent_budget_indexes_one_batch_in_all_not_one_per_mailbox(boxes: dict[str, Mailbox],
+                                                                     index: Index) -> None:
+    base = 1_760_000_000
+    for i in range(600):
+        maildir.write(boxes["queue"].path, make(i), key=key_at(base + i, i), sync=False)
+        maildir.write(boxes["sent"].path, make(i), key=key_at(base + i, 10_000 + i), sync=False)
+    assert index.refresh(boxes.values(), budget=0.0) == BATCH
+    assert index.pending() == 1200 - BATCH
+    assert index.refresh(boxes.values()) == 1200 - BATCH and index.pending() == 0
+
+
 def test_queries_are_answered_while_a_first_indexing_runs(boxes: dict[str, Mailbox], index: Index) -> None:
     base = 1_760_000_000
     count = 3000
